@@ -1,0 +1,39 @@
+"""airflow-provider-mlops: continuous training for Apache Airflow 3.
+
+Operators, hooks and links that join DVC, Great Expectations, Feast, GPU training,
+MLflow and Evidently into one continuous-training loop.
+
+Importing this package is cheap: submodules are imported lazily (``__getattr__``) and no
+heavy library (mlflow, feast, dvc, evidently, great_expectations, pandas, torch,
+kubernetes) is imported at module level anywhere in the package's operator or hook modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Resolved on first access only.
+_LAZY: dict[str, str] = {
+    "DvcHook": "mlops_airflow.hooks.dvc_repo",
+    "FeastHook": "mlops_airflow.hooks.feast_store",
+    "MlflowHook": "mlops_airflow.hooks.mlflow_registry",
+    "DvcVersionDatasetOperator": "mlops_airflow.operators.dvc_version",
+    "DataValidationGateOperator": "mlops_airflow.operators.data_validation",
+    "FeastMaterializeOperator": "mlops_airflow.operators.feast_features",
+    "FeastTrainingSetOperator": "mlops_airflow.operators.feast_features",
+    "TrainModelOperator": "mlops_airflow.operators.training",
+    "RegisterModelOperator": "mlops_airflow.operators.registry",
+    "DataDriftOperator": "mlops_airflow.operators.monitoring",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlops_airflow' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,57 @@
+"""Small helpers shared by the operators (no heavy imports)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def safe_part(value: object) -> str:
+    """A path component from a dag/run/task id (``manual__2026-01-01T00:00:00+00:00`` stays readable)."""
+    return _UNSAFE.sub("_", str(value)).strip("._") or "manual"
+
+
+def run_identity(context: Any) -> dict[str, str]:
+    """dag_id, run_id, task_id and try number from an Airflow context (or a plain dict in tests)."""
+    get = context.get if hasattr(context, "get") else (lambda _k, _d=None: _d)
+    dag = get("dag")
+    ti = get("ti") or get("task_instance")
+    return {
+        "dag_id": str(getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None) or get("dag_id") or "manual"),
+        "run_id": str(get("run_id") or getattr(ti, "run_id", None) or "manual"),
+        "task_id": str(getattr(ti, "task_id", None) or get("task_id") or "manual"),
+        "try_number": str(getattr(ti, "try_number", None) or 1),
+    }
+
+
+def run_dir(base: str | Path, context: Any) -> Path:
+    ident = run_identity(context)
+    return Path(base) / safe_part(ident["dag_id"]) / safe_part(ident["run_id"]) / safe_part(ident["task_id"])
+
+
+def as_dict(value: Any, what: str) -> dict[str, Any]:
+    """Accept an upstream XCom value as a dict, or its JSON text (templated fields render to str)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            import ast
+
+            parsed = ast.literal_eval(value)  # Jinja renders a dict with Python repr
+        if isinstance(parsed, dict):
+            return parsed
+    raise ValueError(f"{what} must be a dict (an upstream task's XCom), got {type(value).__name__}: {value!r:.200}")
+
+
+def parquet_rows(path: Path) -> int:
+    """Row count from Parquet footers only (a file or a directory of files); no data is read."""
+    import pyarrow.parquet as pq
+
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)

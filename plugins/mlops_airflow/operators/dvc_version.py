@@ -1,0 +1,111 @@
+"""Version a new data batch with DVC and announce it as an Airflow Asset event."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, BaseOperator
+
+from mlops_airflow.exceptions import DatasetVersionError
+from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
+from mlops_airflow.operators._common import parquet_rows, run_identity
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class DvcVersionDatasetOperator(BaseOperator):
+    """Add a batch to a DVC-tracked dataset, commit the pointer in git and push data + pointer.
+
+    The dataset (``dataset_path``, a file or a directory inside the repository) gets a new version;
+    the return value (XCom) is the dataset version ``{repo, rev, path, md5, size, rows, nfiles}``
+    and every ``dvc://`` asset in ``outlets`` receives an event with ``{rev, md5, size, rows}``.
+
+    Safe to retry: an identical batch already in place gives the same version without a new commit,
+    and a *different* file at the destination is never overwritten (unless ``overwrite=True``).
+
+    :param source_path: the landed batch to add (templated).
+    :param dataset_path: the tracked path inside the repository, e.g. ``data/customer_events`` (templated).
+    :param file_name: name of the batch inside a directory dataset, e.g. ``{{ ds }}.parquet``; None
+        when ``dataset_path`` is a single file that the batch replaces (templated).
+    :param overwrite: replace a different file already at the destination (default False: fail).
+    :param commit_message: git commit message (templated); default names the batch and the DAG run.
+    :param dvc_conn_id: connection of type ``dvc``.
+    """
+
+    template_fields: Sequence[str] = ("source_path", "dataset_path", "file_name", "commit_message")
+    ui_color = "#945dd6"
+
+    def __init__(
+        self,
+        *,
+        source_path: str,
+        dataset_path: str,
+        file_name: str | None = None,
+        overwrite: bool = False,
+        commit_message: str | None = None,
+        dvc_conn_id: str = DvcHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source_path = source_path
+        self.dataset_path = dataset_path
+        self.file_name = file_name
+        self.overwrite = overwrite
+        self.commit_message = commit_message
+        self.dvc_conn_id = dvc_conn_id
+
+    @cached_property
+    def hook(self) -> DvcHook:
+        return DvcHook(dvc_conn_id=self.dvc_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        source = Path(self.source_path)
+        if not source.is_file():
+            raise DatasetVersionError(
+                f"Batch {source} does not exist: nothing to version. Check the landing task's output path."
+            )
+        repo = self.hook.ensure_repo()
+        rel_dest = f"{self.dataset_path.rstrip('/')}/{self.file_name}" if self.file_name else self.dataset_path
+        dest = repo / rel_dest
+        ident = run_identity(context)
+        with self.hook.locked():
+            self._place(source, dest)
+            message = self.commit_message or (
+                f"data: {rel_dest} into {self.dataset_path} ({ident['dag_id']} {ident['run_id']})"
+            )
+            version = self.hook.version_path(self.dataset_path, message)
+        version["rows"] = parquet_rows(repo / self.dataset_path) if dest.suffix == ".parquet" else None
+        version["batch"] = rel_dest
+        version["batch_md5"] = file_md5(dest)
+        extra = {k: version[k] for k in ("rev", "md5", "size", "rows", "path", "batch")}
+        extra["dag_run"] = f"{ident['dag_id']}/{ident['run_id']}"
+        for outlet in self.outlets or []:
+            if isinstance(outlet, Asset) and outlet.uri.startswith("dvc://"):
+                context["outlet_events"][outlet].extra = extra
+        self.log.info(
+            "SUMMARY dvc-version path=%s rev=%s md5=%s rows=%s new_commit=%s remote=%s",
+            version["path"], version["rev"][:12], version["md5"], version["rows"], version["new_commit"],
+            self.hook.settings.remote or "default",
+        )
+        return version
+
+    def _place(self, source: Path, dest: Path) -> None:
+        if dest.exists():
+            if file_md5(dest) == file_md5(source):
+                self.log.info("%s already holds this batch (same md5): reusing it", dest)
+                return
+            if not self.overwrite:
+                raise DatasetVersionError(
+                    f"{dest} already exists with different content; refusing to overwrite a versioned batch. "
+                    "Land the batch under a new name, or set overwrite=True if replacing it is intended "
+                    "(the old content stays reachable at its earlier DVC revision)."
+                )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(dest)
