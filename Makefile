@@ -26,7 +26,11 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	touch $@
 
-install: $(VENV)/.installed
+# The training environment (torch CPU + mlflow-skinny), the same entrypoint the GPU image runs.
+.venv-train/.requirements.sha256: include/training/requirements.txt | $(VENV)/.installed
+	$(STACK) training-env
+
+install: $(VENV)/.installed .venv-train/.requirements.sha256
 
 demo: install
 	$(STACK) demo $(if $(DAY),--day $(DAY),)

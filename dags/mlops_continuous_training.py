@@ -9,11 +9,10 @@ Trigger it from the UI with the params below; ``make demo`` runs it with ``airfl
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from airflow.configuration import conf
 from airflow.sdk import DAG, Asset, Param, task
-
 from mlops_airflow.operators.data_validation import DataValidationGateOperator
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
 from mlops_airflow.operators.feast_features import FeastMaterializeOperator, FeastTrainingSetOperator
@@ -53,18 +52,18 @@ with DAG(
     def land_batch(params: dict, logical_date=None) -> dict:
         """Land the day's batch (synthetic generator from include/data) into the landing folder."""
         import importlib.util
-        from datetime import date, datetime, timezone
+        from datetime import date, datetime
         from pathlib import Path
 
         day = date.fromisoformat(params["day"]) if params.get("day") else (
-            (logical_date or datetime.now(timezone.utc)).date())
+            (logical_date or datetime.now(UTC)).date())
         spec = importlib.util.spec_from_file_location("mlops_generator", Path(INCLUDE) / "data" / "generator.py")
         generator = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(generator)
         df = generator.generate_batch(day, covariate_shift=float(params["covariate_shift"]),
                                       concept_drift=float(params["concept_drift"]))
         out = generator.write_batch(df, Path(DATA_ROOT) / "landing" / f"{day.isoformat()}.parquet")
-        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         return {"path": str(out), "day": day.isoformat(), "rows": len(df),
                 "start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()}
 

@@ -3,8 +3,8 @@
 Everything lives under ``.local/`` (git-ignored) and every step is idempotent: a second run reuses
 what exists.
 
-  python scripts/local_stack.py bootstrap   # MLflow server, DVC data repo + remote, Feast apply, Airflow DB, training env
-  python scripts/local_stack.py demo        # bootstrap, then run the CT DAG once (airflow dags test) and print a summary
+  python scripts/local_stack.py bootstrap   # MLflow, DVC data repo + remote, Feast apply, Airflow DB, training env
+  python scripts/local_stack.py demo        # bootstrap, run the CT DAG once (airflow dags test), print a summary
   python scripts/local_stack.py up          # bootstrap, then Airflow (api-server, scheduler, ...) on 127.0.0.1:8080
   python scripts/local_stack.py exec -- CMD # run CMD with the stack's environment (AIRFLOW_HOME, connections, ...)
   python scripts/local_stack.py stop        # stop the MLflow server
@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,9 @@ def start_mlflow() -> None:
             "--artifacts-destination", str(LOCAL / "mlflow" / "artifacts"),
             "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1",
         ],
-        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=stack_env(),
+        stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+        # No background job workers: the stack does not use MLflow's job execution (saves ~7 processes).
+        env={**stack_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     (LOCAL / "mlflow" / "server.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + 120
@@ -205,7 +207,8 @@ def airflow_db() -> None:
 def training_env() -> None:
     req = ROOT / "include" / "training" / "requirements.txt"
     python = TRAIN_VENV / "bin" / "python"
-    if python.exists() and stamp_ok("training_env", sha(req)):
+    stamp = TRAIN_VENV / ".requirements.sha256"  # lives with the venv, shared by every stack dir
+    if python.exists() and stamp.exists() and stamp.read_text() == sha(req):
         log(f"training environment ready ({TRAIN_VENV})")
         return
     start = time.monotonic()
@@ -213,7 +216,7 @@ def training_env() -> None:
     if not python.exists():
         run([base, "-m", "venv", str(TRAIN_VENV)], quiet=True)
     run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(req)], quiet=True)
-    write_stamp("training_env", sha(req))
+    stamp.write_text(sha(req))
     log(f"training environment installed in {time.monotonic() - start:.0f}s ({TRAIN_VENV})")
 
 
@@ -229,7 +232,7 @@ def bootstrap() -> None:
 # -- demo ------------------------------------------------------------------------------------
 def next_demo_day() -> date:
     """One new day per demo run: the day after the newest batch, from 14 days ago up to yesterday."""
-    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
     batches = sorted((DATA_REPO / "data" / "customer_events").glob("*.parquet"))
     if not batches:
         return yesterday - timedelta(days=13)
@@ -295,6 +298,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("bootstrap")
+    sub.add_parser("training-env")
     p_demo = sub.add_parser("demo")
     p_demo.add_argument("--day", help="batch day YYYY-MM-DD (default: the next day after the newest batch)")
     sub.add_parser("up")
@@ -304,6 +308,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.cmd == "bootstrap":
         bootstrap()
+        return 0
+    if args.cmd == "training-env":
+        training_env()
         return 0
     if args.cmd == "demo":
         return demo(args.day)

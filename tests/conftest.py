@@ -77,7 +77,8 @@ def mlflow_server(tmp_path_factory) -> str:
         [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{base}/mlflow.db",
          "--artifacts-destination", str(base / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        stdout=open(base / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=open(base / "server.log", "wb"),  # noqa: SIM115 - owned by the server process stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -90,14 +91,16 @@ def mlflow_server(tmp_path_factory) -> str:
                 pytest.fail(f"MLflow server exited: {(base / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
     else:
-        proc.kill()
+        os.killpg(proc.pid, 9)
         pytest.fail("MLflow server did not start in 120 s")
     yield uri
-    proc.terminate()
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)  # the server's workers are in its process group
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def git(repo: Path, *args: str) -> str:

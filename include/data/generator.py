@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ def generate_batch(
     p = 1 / (1 + np.exp(-z))
     churned = (rng.random(n) < p).astype("int64")
 
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     seconds = np.sort(rng.integers(0, 86_400, n))
     ts = pd.to_datetime([start + timedelta(seconds=int(s)) for s in seconds], utc=True).as_unit("us")
     return pd.DataFrame(

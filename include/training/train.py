@@ -19,6 +19,12 @@ MLOPS_RUN_TAGS             optional JSON dict of run tags, set when the run is c
 MLOPS_RESULT_PATH          optional; where to write the result JSON.
 MLOPS_IMAGE_DIGEST         optional; default "local".
 
+MLflow run: created with the MLOPS_RUN_TAGS tags (+ mlops.dataset_md5/_rev, mlops.training_set_hash,
+mlops.image_digest) so an unfinished run is findable; on success it carries the params, per-epoch
+train_loss/val_loss, final val_* metrics, system/* metrics, artifacts config/training_config.json
+and runtime/runtime.json, tags mlops.runtime.* and mlops.model_uri, and a logged model
+(``name="model"``, torch.export "pt2" format, takes raw float32 features, returns P(label == 1)).
+
 Exit codes: 0 success; 2 invalid input/configuration (retrying will not help);
 1 unexpected error (MLflow unreachable, out of memory, bug: a retry may help);
 143 terminated by SIGTERM.  Failures print one line ``TRAINING FAILED: <cause>; <next step>``

@@ -50,6 +50,30 @@ class DvcSettings:
         return f"DvcSettings(repo_path={str(self.repo_path)!r}, remote={self.remote!r}, branch={self.branch!r})"
 
 
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def dir_entries(root: Path) -> list[dict[str, str]]:
+    """DVC's listing of a directory: ``[{"md5", "relpath"}]`` of every file, sorted by relative POSIX path."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return sorted(({"md5": file_md5(p), "relpath": p.relative_to(root).as_posix()} for p in files),
+                  key=lambda e: e["relpath"])
+
+
+def dir_md5(entries: list[dict[str, str]]) -> str:
+    """A directory output's DVC hash: md5 of ``json.dumps(listing, sort_keys=True)`` plus ``.dir`` (dvc-data 3)."""
+    import hashlib
+
+    digest = hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8"), usedforsecurity=False)
+    return digest.hexdigest() + ".dir"
+
+
 def file_md5(path: Path) -> str:
     import hashlib
 
@@ -133,7 +157,8 @@ class DvcHook(BaseHook):
             check=False,
         )
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            lines = [ln.strip() for ln in (proc.stderr or proc.stdout).strip().splitlines()]
+            tail = [ln for ln in lines if ln and "Having any troubles" not in ln][-5:]
             raise DatasetVersionError(
                 f"{what} failed (exit {proc.returncode}) in {self.settings.repo_path}: {' | '.join(tail)}"
             )
@@ -198,7 +223,7 @@ class DvcHook(BaseHook):
             if not self.rev_exists(rev):
                 raise DatasetVersionError(
                     f"DVC revision {rev!r} does not exist in {self.settings.repo_path}; "
-                    "check the dataset version recorded upstream (git log -- {dvc_file})"
+                    f"check the dataset version recorded upstream (git log -- {dvc_file})"
                 )
             text = self.git("show", f"{rev}:{dvc_file}", what=f"read {dvc_file} at {rev}")
         outs = (yaml.safe_load(text) or {}).get("outs") or []
@@ -238,18 +263,101 @@ class DvcHook(BaseHook):
             "new_commit": bool(changed),
         }
 
+    def resolve_rev(self, rev: str) -> str:
+        """The full commit sha of ``rev`` (a sha, branch or tag); a clear error when it does not exist."""
+        if not self.rev_exists(rev):
+            raise DatasetVersionError(
+                f"DVC revision {rev!r} does not exist in {self.settings.repo_path}; check the dataset version "
+                "recorded upstream (`git log --oneline` in the data repository), or `git fetch` if it was pushed "
+                "from elsewhere"
+            )
+        return self.git("rev-parse", f"{rev}^{{commit}}").strip()
+
+    def cached_dir_manifest(self, md5: str) -> list[dict[str, Any]] | None:
+        """The ``.dir`` listing ``[{md5, relpath}]`` of a directory output from the local cache, if it is there."""
+        if not md5.endswith(".dir"):
+            return None
+        h = md5.removesuffix(".dir")
+        for cache in (self.settings.repo_path / ".dvc" / "cache" / "files" / "md5", self.settings.repo_path / ".dvc"
+                      / "cache"):
+            path = cache / h[:2] / f"{h[2:]}.dir"
+            if path.is_file():
+                try:
+                    return json.loads(path.read_text())
+                except ValueError:
+                    return None
+        return None
+
+    def verify_output(self, local: Path, expected_md5: str, what: str) -> dict[str, Any]:
+        """Check a fetched file or directory against the md5 recorded in its ``.dvc`` file.
+
+        A single file's md5 is the md5 of its bytes. A directory's is ``<md5>.dir``: the md5 of DVC's JSON
+        listing of its files (``dir_md5``); on a mismatch the listing in the cache names the differing files.
+        Returns ``{md5, size, nfiles}`` of what is on disk.
+        """
+        if expected_md5.endswith(".dir"):
+            if not local.is_dir():
+                raise DatasetVersionError(f"{what}: expected a directory (md5 {expected_md5}) at {local}, found none")
+            entries = dir_entries(local)
+            actual = dir_md5(entries)
+            size = sum((local / e["relpath"]).stat().st_size for e in entries)
+            if actual != expected_md5:
+                detail = ""
+                manifest = self.cached_dir_manifest(expected_md5)
+                if manifest is not None:
+                    want = {e["relpath"]: e["md5"] for e in manifest}
+                    have = {e["relpath"]: e["md5"] for e in entries}
+                    missing = sorted(set(want) - set(have))
+                    extra = sorted(set(have) - set(want))
+                    changed = sorted(p for p in set(want) & set(have) if want[p] != have[p])
+                    detail = f" (missing {missing[:5]}, unexpected {extra[:5]}, changed {changed[:5]})"
+                raise DatasetVersionError(
+                    f"{what}: directory md5 {actual} does not match the recorded {expected_md5}{detail}; the DVC "
+                    "cache or remote is corrupt - run `dvc fetch` for that revision and `dvc status -c`, then retry"
+                )
+            return {"md5": actual, "size": size, "nfiles": len(entries)}
+        if not local.is_file():
+            raise DatasetVersionError(f"{what}: expected a file (md5 {expected_md5}) at {local}, found none")
+        actual = file_md5(local)
+        if actual != expected_md5:
+            raise DatasetVersionError(
+                f"{what}: content md5 {actual} does not match the recorded {expected_md5}; the DVC cache or remote "
+                "is corrupt - run `dvc fetch` for that revision and `dvc status -c`, then retry"
+            )
+        return {"md5": actual, "size": local.stat().st_size, "nfiles": 1}
+
     def materialize_version(self, path: str, rev: str, dest: Path) -> Path:
-        """Write ``path`` as of ``rev`` to ``dest`` (from the cache, else the remote) and verify its hash."""
+        """Write ``path`` as of ``rev`` to ``dest`` (from the cache, else the remote) and verify its hash.
+
+        The data is fetched into a temporary sibling and renamed into place only once verified, so ``dest``
+        never holds a partial or unverified copy.
+        """
         expected = self.read_dvc_file(path, rev)["md5"]
         dest.parent.mkdir(parents=True, exist_ok=True)
-        self.dvc("get", ".", path, "--rev", rev, "-o", str(dest), "--force", what=f"dvc get {path}@{rev}")
-        if not expected.endswith(".dir"):  # a single file: DVC's md5 is the file's md5
-            actual = file_md5(dest)
-            if actual != expected:
-                raise DatasetVersionError(
-                    f"{path}@{rev}: content md5 {actual} does not match the recorded {expected}; "
-                    "the DVC cache or remote is corrupt - run `dvc fetch --rev {rev}` and `dvc status -c`"
-                )
+        what = f"{path}@{rev[:12]}"
+        tmp = dest.with_name(f".{dest.name}.fetching")
+        _remove(tmp)
+        argv = ["get", ".", path, "--rev", rev, "-o", str(tmp), "--force"]
+        if self.settings.remote:
+            argv += ["--remote", self.settings.remote]
+        if self.settings.remote_url:  # `dvc get` opens the revision's tree: pass the override explicitly
+            argv += ["--remote-config", f"url={self.settings.remote_url}"]
+        try:
+            self.dvc(*argv, what=f"dvc get {what}")
+        except DatasetVersionError as err:
+            _remove(tmp)
+            raise DatasetVersionError(
+                f"could not fetch {what} (md5 {expected}): it is not in the local cache and the DVC remote "
+                f"{self.settings.remote or '(default)'} did not deliver it - is the remote reachable and are the "
+                f"credentials on connection {self.dvc_conn_id!r} right? Nothing was written to {dest}. Cause: {err}"
+            ) from None
+        try:
+            self.verify_output(tmp, expected, what)
+        except DatasetVersionError:
+            _remove(tmp)
+            raise
+        _remove(dest)
+        tmp.replace(dest)
         return dest
 
     def test_connection(self) -> tuple[bool, str]:

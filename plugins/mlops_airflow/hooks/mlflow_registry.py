@@ -4,7 +4,8 @@ Connection fields:
 - host/port/schema, or ``extra.tracking_uri`` (wins): the tracking server, e.g. ``http://127.0.0.1:5055``;
 - ``extra.registry_uri``: a separate model registry (defaults to the tracking URI);
 - login/password: basic auth; ``extra.token`` (or password without login): bearer token;
-- ``extra.ui_url``: the address people open in a browser, when it differs from the tracking URI.
+- ``extra.ui_url``: the address people open in a browser, when it differs from the tracking URI;
+- ``extra.insecure_tls``: skip TLS verification (test servers only).
 
 Credentials are handed to the training job's *child* environment only; this hook never writes
 them into ``os.environ`` of the (shared) worker process.
@@ -12,11 +13,19 @@ them into ``os.environ`` of the (shared) worker process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+
+from mlops_airflow.exceptions import RegistryError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,11 +37,15 @@ class MlflowSettings:
     registry_uri: str
     ui_url: str
     username: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    insecure_tls: bool = False
 
     def __repr__(self) -> str:  # never show secrets in logs
-        return f"MlflowSettings(tracking_uri={self.tracking_uri!r}, registry_uri={self.registry_uri!r})"
+        auth = "token" if self.token else ("basic" if self.username else "none")
+        return f"MlflowSettings(tracking_uri={self.tracking_uri!r}, registry_uri={self.registry_uri!r}, auth={auth})"
+
+    __str__ = __repr__
 
 
 class MlflowHook(BaseHook):
@@ -51,6 +64,9 @@ class MlflowHook(BaseHook):
         super().__init__()
         self.mlflow_conn_id = mlflow_conn_id
         self._explicit_tracking_uri = tracking_uri
+
+    def __repr__(self) -> str:
+        return f"MlflowHook(mlflow_conn_id={self.mlflow_conn_id!r})"
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -88,6 +104,7 @@ class MlflowHook(BaseHook):
             username=conn.login or None,
             password=conn.password if conn.login else None,
             token=token,
+            insecure_tls=str(extra.get("insecure_tls", "")).lower() in ("1", "true", "yes"),
         )
 
     def get_conn(self) -> MlflowClient:
@@ -118,12 +135,59 @@ class MlflowHook(BaseHook):
             env["MLFLOW_TRACKING_TOKEN"] = s.token
         return env
 
+    def ensure_reachable(self, attempts: int = 3, delay_s: float = 1.0, timeout_s: float = 5.0) -> None:
+        """Fail fast, before any write, when the server does not answer ``/health``.
+
+        MLflow's own client retries a refused connection for minutes (7 retries, exponential
+        backoff) and a task then dies half-way through; checking first keeps every operator
+        all-or-nothing, and Airflow's task retries do the waiting.
+        """
+        uri = self.settings.tracking_uri
+        if not uri.startswith(("http://", "https://")):
+            return
+        cause = ""
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=timeout_s) as resp:  # noqa: S310 - http(s) only
+                    if resp.status == 200:
+                        return
+                    cause = f"HTTP {resp.status}"
+            except urllib.error.HTTPError as err:
+                cause = f"HTTP {err.code}"
+            except OSError as err:
+                cause = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+            if attempt + 1 < attempts:
+                time.sleep(delay_s)
+        raise RegistryError(
+            f"MLflow server {uri} (connection {self.mlflow_conn_id!r}) is unreachable ({cause}) after {attempts} "
+            "attempts; nothing was changed in the registry. Airflow retries this task; if it keeps failing, check "
+            "that the MLflow server is up and the connection's tracking URI"
+        )
+
+    # Artifacts (small JSON: records, evidence), through the client so credentials apply.
+    def log_json_artifact(self, client: MlflowClient, run_id: str, payload: Any, artifact_file: str) -> str:
+        """Write ``payload`` as JSON to ``runs:/<run_id>/<artifact_file>`` (overwrites: idempotent)."""
+        directory, _, name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory(prefix="mlops-artifact-") as tmp:
+            path = Path(tmp) / name
+            path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+            client.log_artifact(run_id, str(path), artifact_path=directory or None)
+        return f"runs:/{run_id}/{artifact_file}"
+
+    def load_json_artifact(self, client: MlflowClient, run_id: str, artifact_file: str) -> Any:
+        with tempfile.TemporaryDirectory(prefix="mlops-artifact-") as tmp:
+            local = client.download_artifacts(run_id, artifact_file, tmp)
+            return json.loads(Path(local).read_text())
+
     # Links people open from the Airflow UI.
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.settings.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def model_version_url(self, name: str, version: str | int) -> str:
         return f"{self.settings.ui_url}/#/models/{name}/versions/{version}"
+
+    def model_url(self, name: str) -> str:
+        return f"{self.settings.ui_url}/#/models/{name}"
 
     def test_connection(self) -> tuple[bool, str]:
         try:

@@ -109,3 +109,97 @@ class DvcVersionDatasetOperator(BaseOperator):
         tmp = dest.with_name(f".{dest.name}.tmp")
         shutil.copyfile(source, tmp)
         tmp.replace(dest)
+
+
+class DvcResolveVersionOperator(BaseOperator):
+    """Materialise one dataset version to a local path and prove it is the recorded content.
+
+    The version is ``dataset_version`` (an upstream ``DvcVersionDatasetOperator`` XCom, or any dict with
+    ``path`` and ``rev``), or ``dataset_path`` + ``rev`` (a sha, branch or tag, resolved to the commit sha).
+    The data comes from the local DVC cache, else the remote (``dvc get`` at that revision; the working copy is
+    not touched), lands in a temporary sibling and is renamed to ``local_dir/<rev[:12]>/<name>`` only after its
+    md5 matches the ``.dvc`` file of that revision (a directory's ``.dir`` hash is recomputed from its files).
+
+    Idempotent: a verified copy already at the destination is reused without fetching.
+
+    Returns (XCom) ``{repo, rev, path, md5, size, nfiles, rows, local_path, reused}``.
+
+    :param dataset_version: the version to resolve (templated; dict or its JSON).
+    :param dataset_path: the tracked path inside the repository when no ``dataset_version`` is given (templated).
+    :param rev: git revision of ``dataset_path`` (templated); default ``HEAD``.
+    :param local_dir: folder that receives ``<rev[:12]>/<name>`` (templated).
+    :param dvc_conn_id: connection of type ``dvc``.
+    """
+
+    template_fields: Sequence[str] = ("dataset_version", "dataset_path", "rev", "local_dir")
+    ui_color = "#945dd6"
+
+    def __init__(
+        self,
+        *,
+        local_dir: str,
+        dataset_version: dict[str, Any] | str | None = None,
+        dataset_path: str | None = None,
+        rev: str | None = None,
+        dvc_conn_id: str = DvcHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if dataset_version is None and not dataset_path:
+            raise ValueError("DvcResolveVersionOperator needs dataset_version or dataset_path")
+        self.dataset_version = dataset_version
+        self.dataset_path = dataset_path
+        self.rev = rev
+        self.local_dir = local_dir
+        self.dvc_conn_id = dvc_conn_id
+
+    @cached_property
+    def hook(self) -> DvcHook:
+        return DvcHook(dvc_conn_id=self.dvc_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.operators._common import as_dict
+
+        if self.dataset_version not in (None, ""):
+            version = as_dict(self.dataset_version, "dataset_version")
+            path, rev = version.get("path"), version.get("rev")
+            if not path or not rev:
+                raise DatasetVersionError(
+                    f"dataset_version {version!r:.200} lacks 'path' or 'rev'; pass the XCom of a DVC version task"
+                )
+        else:
+            path, rev = str(self.dataset_path), self.rev or "HEAD"
+        repo = self.hook.ensure_repo()
+        sha = self.hook.resolve_rev(rev)
+        out = self.hook.read_dvc_file(path, sha)
+        what = f"{path}@{sha[:12]}"
+        dest = Path(self.local_dir) / sha[:12] / Path(path).name
+        reused = False
+        facts: dict[str, Any] | None = None
+        if dest.exists():
+            try:
+                facts = self.hook.verify_output(dest, out["md5"], what)
+                reused = True
+                self.log.info("%s already holds %s with the recorded md5: reusing it", dest, what)
+            except DatasetVersionError as err:
+                self.log.warning("existing copy at %s does not verify (%s): fetching again", dest, err)
+        if facts is None:
+            self.hook.materialize_version(path, sha, dest)
+            facts = self.hook.verify_output(dest, out["md5"], what)
+        rows = parquet_rows(dest) if (dest.is_dir() or dest.suffix == ".parquet") else None
+        result = {
+            "repo": self.hook.settings.repo_url or str(repo),
+            "rev": sha,
+            "path": path,
+            "md5": out["md5"],
+            "size": facts["size"],
+            "nfiles": facts["nfiles"],
+            "rows": rows,
+            "local_path": str(dest.absolute()),
+            "reused": reused,
+        }
+        self.log.info(
+            "SUMMARY dvc-resolve path=%s rev=%s md5=%s verified=true rows=%s local=%s reused=%s",
+            path, sha[:12], out["md5"], rows, dest, reused,
+        )
+        return result

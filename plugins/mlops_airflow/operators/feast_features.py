@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ def parse_instant(value: str | datetime, what: str) -> datetime:
             raise FeatureStoreError(f"{what}={value!r} is not an ISO-8601 timestamp") from None
     if value.tzinfo is None:
         raise FeatureStoreError(f"{what}={value.isoformat()} has no timezone; pass UTC (e.g. ...+00:00)")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def definitions_hash(store: Any, service: Any) -> str:
@@ -106,7 +106,7 @@ class FeastMaterializeOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         start = parse_instant(self.start, "start") - self.overlap
         end = parse_instant(self.end, "end")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if end > now + timedelta(minutes=5):
             raise FeatureStoreError(f"materialisation end {end.isoformat()} is in the future (now {now.isoformat()})")
         if start >= end:

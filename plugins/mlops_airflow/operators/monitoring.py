@@ -10,6 +10,7 @@ parse without them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -61,8 +62,16 @@ _STATTEST_NAMES = {
 # Stattests whose score is a distance (drift when score >= threshold); every other one returns a p-value (drift
 # when p-value < threshold). Only needed when a snapshot carries no per-column test results.
 _DISTANCE_STATTESTS = frozenset(
-    {"wasserstein", "psi", "jensenshannon", "kl_div", "hellinger", "ed", "perc_text_content_drift",
-     "abs_text_content_drift"}
+    {
+        "wasserstein",
+        "psi",
+        "jensenshannon",
+        "kl_div",
+        "hellinger",
+        "ed",
+        "perc_text_content_drift",
+        "abs_text_content_drift",
+    }
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 _UNSAFE_METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /:]+")
@@ -249,7 +258,8 @@ class DataDriftOperator(BaseOperator):
     (share of drifted columns >= ``drift_share_threshold``) and when a feature is entirely null on either side
     (that feature is left out of the drift run and named in ``reasons``).
 
-    The HTML report goes to ``report_dir/<dag_id>/<run_id>/<task_id>/data_drift.html``. With ``log_to_mlflow``
+    The HTML report goes to ``report_dir/<dag_id>/<run_id>/<task_id>/data_drift.html`` (a mapped task's id gets
+    ``__<map_index>``). With ``log_to_mlflow``
     the report and ``drift_verdict.json`` are logged under ``drift/`` of an MLflow run tagged
     ``mlops.kind=data_drift`` with the dag/run/task ids; a retry of the task reuses that run. Raises
     ``MonitoringError`` on bad input (missing reference, empty current window, missing columns) and, with
@@ -486,7 +496,11 @@ class DataDriftOperator(BaseOperator):
             )
         self.log.info(
             "drift inputs: reference %s (%d rows), current %s (%d rows), columns %s",
-            reference_path, len(reference), current_path, len(current), columns,
+            reference_path,
+            len(reference),
+            current_path,
+            len(current),
+            columns,
         )
         return reference, current, columns
 
@@ -593,10 +607,8 @@ class DataDriftOperator(BaseOperator):
             client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
         except Exception as err:
             if client is not None and run_id is not None:
-                try:
+                with contextlib.suppress(Exception):  # the original error is the one to report
                     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-                except Exception:  # noqa: BLE001 - the original error is the one to report
-                    pass
             uri = self.tracking_uri or f"connection {self.mlflow_conn_id!r}"
             raise MonitoringError(
                 f"could not log the drift evidence to MLflow ({uri}, experiment {self.experiment_name!r}): {err}. "
@@ -625,11 +637,12 @@ class DataDriftOperator(BaseOperator):
     @staticmethod
     def _find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> Any:
         """The run an earlier try of this task made: a FINISHED one first, else the latest (a crashed try's)."""
-        clauses = [
-            f"tags.`{key}` = '{value}'" for key, value in tags.items() if "'" not in value and "\\" not in value
-        ]
+        clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items() if "'" not in value and "\\" not in value]
         runs = client.search_runs(
-            [experiment_id], filter_string=" and ".join(clauses), max_results=100, order_by=["attributes.start_time DESC"]
+            [experiment_id],
+            filter_string=" and ".join(clauses),
+            max_results=100,
+            order_by=["attributes.start_time DESC"],
         )
         matching = [r for r in runs if all(r.data.tags.get(key) == value for key, value in tags.items())]
         finished = [r for r in matching if r.info.status == "FINISHED"]

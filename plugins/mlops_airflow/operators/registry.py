@@ -11,7 +11,7 @@ import json
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,7 +202,7 @@ class RegisterModelOperator(BaseOperator):
         if not passed:
             self.log.warning("No %s yet, and v%s does not qualify: %s", self.champion_alias, version, "; ".join(reasons))
             return []
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         ident = run_identity(context)
         ledger = {
             "mlops.promotion.alias": self.champion_alias,

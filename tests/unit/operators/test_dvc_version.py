@@ -8,7 +8,6 @@ import subprocess
 from datetime import date
 
 import pytest
-
 from mlops_airflow.exceptions import DatasetVersionError
 from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator

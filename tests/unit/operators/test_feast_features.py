@@ -10,7 +10,6 @@ import sys
 from datetime import date, timedelta
 
 import pytest
-
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
 from mlops_airflow.operators.feast_features import (

@@ -1,46 +1,24 @@
 """DataDriftOperator against real Evidently 0.7 and, for MLflow logging, a real local MLflow server.
 
-The MLflow server (SQLite backend, local artifacts, loopback port) is spawned at session start when an
-integration test was collected, so its slow start overlaps the unit tests; the integration test waits for
-``/health``.
+The server is the session-scoped ``mlflow_server`` fixture of ``tests/conftest.py`` (SQLite backend, proxied
+file artifacts, free loopback port); the generator is ``include/data/generator.py``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.operators.monitoring import DataDriftOperator, drift_verdict_from_snapshot
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[3]
 RUN_ID = "scheduled__2026-11-03T00:00:00+00:00"
-SERVER_START_TIMEOUT_S = 180
-
-
-def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("mlops_data_generator", ROOT / "include/data/generator.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"]
 
 
 def _context(dag_id: str = "drift_dag", run_id: str = RUN_ID) -> dict[str, Any]:
@@ -48,8 +26,9 @@ def _context(dag_id: str = "drift_dag", run_id: str = RUN_ID) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def data(tmp_path_factory: pytest.TempPathFactory, generator: Any) -> dict[str, Path]:
     """Reference = a directory of two days (the training set); batches of later days, with and without drift."""
+    gen = generator
     root = tmp_path_factory.mktemp("drift-data")
     for day in (1, 2):
         gen.write_batch(gen.generate_batch(date(2026, 11, day)), root / "reference" / f"day={day:02d}.parquet")
@@ -78,69 +57,6 @@ def _operator(tmp_path: Path, reference: Path, current: Path, **kwargs: Any) -> 
     )
 
 
-# -- a real MLflow server ------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def _mlflow_process(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(mlflow_bin), "server",
-            "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the teardown stops the server and its workers
-        # No huey job consumers (MLflow 3.x starts several by default): the server starts in seconds, not a minute.
-        env={**os.environ, "MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    yield SimpleNamespace(proc=proc, uri=f"http://127.0.0.1:{port}", log=root / "server.log")
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    log.close()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _start_mlflow_early(request: pytest.FixtureRequest) -> None:
-    """Spawn the server at session start when an integration test will run (its start takes tens of seconds)."""
-    if any(item.get_closest_marker("integration") for item in request.session.items):
-        request.getfixturevalue("_mlflow_process")
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(_mlflow_process: Any) -> str:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if _mlflow_process.proc.poll() is not None:
-            pytest.fail(f"mlflow server exited ({_mlflow_process.proc.returncode}):\n{_mlflow_process.log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{_mlflow_process.uri}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return _mlflow_process.uri
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT_S}s:\n{_mlflow_process.log.read_text()[-3000:]}")
-
-
 # -- drift verdicts ------------------------------------------------------------------------------------------------
 
 
@@ -152,7 +68,7 @@ def test_no_drift_between_days_with_the_same_knobs(tmp_path: Path, data: dict[st
     assert verdict["drift_share"] < 0.5
     metrics = verdict["metrics"]
     # Automatic selection: numeric columns on both sides minus ids, timestamp and label.
-    assert sorted(metrics["per_column"]) == sorted(gen.FEATURES)
+    assert sorted(metrics["per_column"]) == sorted(FEATURES)
     assert metrics["n_columns"] == 5
     assert metrics["reference_rows"] == 8000 and metrics["current_rows"] == 4000
     assert {info["method"] for info in metrics["per_column"].values()} == {"wasserstein"}
@@ -178,7 +94,9 @@ def test_covariate_shift_is_dataset_drift(tmp_path: Path, data: dict[str, Path],
     assert reason.startswith(f"dataset drift: {verdict['metrics']['n_drifted']} of 5 columns drifted (share ")
     assert "monthly_charges (wasserstein " in reason
     # Airflow 3's task logger is structlog: the summary line reaches stdout, not the logging module.
-    assert "SUMMARY data-drift passed=False drift_share=0.80 drifted=[" in capsys.readouterr().out
+    assert (
+        f"SUMMARY data-drift passed=False drift_share={verdict['drift_share']:.2f} drifted=[" in capsys.readouterr().out
+    )
 
 
 def test_fail_on_drift_raises_with_next_step(tmp_path: Path, data: dict[str, Path]) -> None:
@@ -189,8 +107,12 @@ def test_fail_on_drift_raises_with_next_step(tmp_path: Path, data: dict[str, Pat
 
 def test_explicit_stattest_and_threshold_reach_evidently(tmp_path: Path, data: dict[str, Path]) -> None:
     op = _operator(
-        tmp_path, data["reference"], data["same"], columns=["monthly_charges", "usage_hours"],
-        stattest="psi", stattest_threshold=0.2,
+        tmp_path,
+        data["reference"],
+        data["same"],
+        columns=["monthly_charges", "usage_hours"],
+        stattest="psi",
+        stattest_threshold=0.2,
     )
     per_column = op.execute(_context())["metrics"]["per_column"]
     assert list(per_column) == ["monthly_charges", "usage_hours"]
@@ -203,7 +125,12 @@ def test_explicit_stattest_and_threshold_reach_evidently(tmp_path: Path, data: d
 def _value_drift(metric_id: str, column: str, method: str, threshold: float, score: float) -> dict[str, Any]:
     return {
         "id": metric_id,
-        "config": {"type": "evidently:metric_v2:ValueDrift", "column": column, "method": method, "threshold": threshold},
+        "config": {
+            "type": "evidently:metric_v2:ValueDrift",
+            "column": column,
+            "method": method,
+            "threshold": threshold,
+        },
         "value": score,
     }
 
@@ -211,15 +138,25 @@ def _value_drift(metric_id: str, column: str, method: str, threshold: float, sco
 def test_verdict_from_snapshot_uses_test_status() -> None:
     snapshot = {
         "metrics": [
-            {"id": "c", "config": {"type": "evidently:metric_v2:DriftedColumnsCount"}, "value": {"count": 1, "share": 0.5}},
+            {
+                "id": "c",
+                "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
+                "value": {"count": 1, "share": 0.5},
+            },
             _value_drift("a", "x", "Wasserstein distance (normed)", 0.1, 0.41),
             _value_drift("b", "y", "K-S p_value", 0.05, 0.30),
         ],
         "tests": [
-            {"metric_config": {"metric_id": "a"}, "bound_test": {"type": "evidently:bound_test:ValueDriftBoundTest"},
-             "status": "FAIL"},
-            {"metric_config": {"metric_id": "b"}, "bound_test": {"type": "evidently:bound_test:ValueDriftBoundTest"},
-             "status": "SUCCESS"},
+            {
+                "metric_config": {"metric_id": "a"},
+                "bound_test": {"type": "evidently:bound_test:ValueDriftBoundTest"},
+                "status": "FAIL",
+            },
+            {
+                "metric_config": {"metric_id": "b"},
+                "bound_test": {"type": "evidently:bound_test:ValueDriftBoundTest"},
+                "status": "SUCCESS",
+            },
         ],
     }
     verdict = drift_verdict_from_snapshot(snapshot, 0.5)
@@ -294,8 +231,13 @@ def test_mlflow_logging_and_retry_reuses_the_run(tmp_path: Path, data: dict[str,
 
     def run(run_id: str = RUN_ID) -> dict[str, Any]:
         op = _operator(
-            tmp_path, data["reference"], data["shifted"], log_to_mlflow=True, tracking_uri=mlflow_server,
-            experiment_name="drift-tests", model_name="churn",
+            tmp_path,
+            data["reference"],
+            data["shifted"],
+            log_to_mlflow=True,
+            tracking_uri=mlflow_server,
+            experiment_name="drift-tests",
+            model_name="churn",
         )
         return op.execute(_context(run_id=run_id))
 
@@ -311,7 +253,10 @@ def test_mlflow_logging_and_retry_reuses_the_run(tmp_path: Path, data: dict[str,
     logged = runs[0]
     assert logged.info.status == "FINISHED"
     assert {k: logged.data.tags[k] for k in ("mlops.kind", "mlops.model_name", "mlops.dag_id", "mlops.run_id")} == {
-        "mlops.kind": "data_drift", "mlops.model_name": "churn", "mlops.dag_id": "drift_dag", "mlops.run_id": RUN_ID,
+        "mlops.kind": "data_drift",
+        "mlops.model_name": "churn",
+        "mlops.dag_id": "drift_dag",
+        "mlops.run_id": RUN_ID,
     }
     assert logged.data.metrics["drift_share"] == pytest.approx(retry["drift_share"])
     assert logged.data.metrics["drifted_columns"] == len(retry["drifted_columns"])

@@ -1,0 +1,83 @@
+"""LocalTrainingOperator: the real entrypoint in the training venv, against a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from conftest import TRAIN_PYTHON
+from mlops_airflow.exceptions import TrainingError
+from mlops_airflow.operators.training import LocalTrainingOperator, train_model_task
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not TRAIN_PYTHON.exists(), reason=f"training venv missing ({TRAIN_PYTHON}); run make demo"),
+]
+FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"]
+
+
+@pytest.fixture
+def mlflow_conn(mlflow_server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
+                       json.dumps({"conn_type": "mlflow", "extra": {"tracking_uri": mlflow_server}}))
+    return mlflow_server
+
+
+def _training_set(tmp_path, generator, **knobs):
+    df = generator.generate_batch(date(2026, 11, 1), n_customers=1500, **knobs)
+    path = generator.write_batch(df, tmp_path / "train.parquet")
+    return {"uri": str(path), "hash": "h" * 64, "features": FEATURES, "label": "churned"}
+
+
+def _op(training_set, experiment="test-training", **kw):
+    return LocalTrainingOperator(
+        task_id="train_model", training_set=training_set, experiment_name=experiment, python=str(TRAIN_PYTHON),
+        dataset_version={"repo": "r", "rev": "abc", "path": "data/x", "md5": "m"},
+        training_config={"epochs": 3}, **kw,
+    )
+
+
+def test_trains_logs_and_a_retry_adopts_the_finished_run(tmp_path, generator, mlflow_conn, context):
+    ts = _training_set(tmp_path, generator)
+    ctx = context(task_id="train_model", run_id="run-adopt")
+    first = _op(ts).execute(ctx)
+    assert first["run_id"] and first["model_uri"].startswith("models:/") and not first["adopted"]
+    assert 0.5 < first["metrics"]["val_auc"] <= 1.0
+    assert first["runtime"]["device"] == "cpu" and first["runtime"]["torch_version"].startswith("2.")
+    assert ctx["ti"].xcom["_link_MlflowRunLink"].endswith(first["run_id"])
+    json.dumps(first)
+
+    from mlflow import MlflowClient
+
+    run = MlflowClient(mlflow_conn).get_run(first["run_id"])
+    assert run.data.tags["mlops.run_id"] == "run-adopt" and run.data.tags["mlops.task_id"] == "train_model"
+    assert run.data.tags["mlops.dataset_md5"] == "m" and run.data.params["epochs"] == "3"
+
+    again = _op(ts).execute(context(task_id="train_model", run_id="run-adopt", try_number=2))
+    assert again["adopted"] and again["run_id"] == first["run_id"]
+
+
+def test_bad_training_set_fails_with_the_cause(tmp_path, generator, mlflow_conn, context):
+    df = generator.generate_batch(date(2026, 11, 1), n_customers=200).drop(columns=["usage_hours"])
+    path = generator.write_batch(df, tmp_path / "bad.parquet")
+    ts = {"uri": str(path), "hash": "x", "features": FEATURES, "label": "churned"}
+    with pytest.raises(TrainingError, match=r"exited with code \d+: .*usage_hours"):
+        _op(ts).execute(context(task_id="train_model", run_id="run-bad"))
+
+
+def test_backend_is_chosen_by_configuration(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__MLOPS__TRAINING_BACKEND", "local")
+    op = train_model_task(task_id="t", training_set={}, dataset_version={}, experiment_name="e")
+    assert isinstance(op, LocalTrainingOperator)
+    with pytest.raises(ValueError, match="not one of"):
+        train_model_task(backend="spark", task_id="t2", training_set={}, dataset_version={}, experiment_name="e")
+
+
+def test_missing_training_environment_is_a_clear_error(tmp_path, mlflow_conn, context, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__MLOPS__TRAINING_PYTHON", raising=False)
+    monkeypatch.delenv("MLOPS_TRAINING_PYTHON", raising=False)
+    op = LocalTrainingOperator(task_id="t", training_set={"uri": "x", "hash": "y"}, experiment_name="e3",
+                               dataset_version={"rev": "r"})
+    with pytest.raises(TrainingError, match="no training environment configured"):
+        op.execute(context(task_id="t", run_id="run-noenv"))
