@@ -13,7 +13,7 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS), include_examples=False)
+    return DagBag(dag_folder=str(DAGS))
 
 
 @pytest.mark.unit
@@ -24,7 +24,7 @@ def test_no_import_errors(dagbag):
 
 @pytest.mark.unit
 def test_reference_dag_present(dagbag):
-    dag = dagbag.get_dag("mlops_continuous_training")
+    dag = dagbag.dags.get("mlops_continuous_training")
     assert dag is not None
     assert {"land_batch", "validate_batch", "version_dataset", "materialize_features", "build_training_set",
             "train_model", "register_model", "check_drift", "summarize"} <= set(dag.task_ids)
@@ -57,5 +57,5 @@ def test_dags_parse_without_connections(dagbag, monkeypatch):
             monkeypatch.delenv(key)
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS), include_examples=False)
+    bag = DagBag(dag_folder=str(DAGS))
     assert not bag.import_errors
