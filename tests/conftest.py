@@ -96,9 +96,11 @@ def mlflow_server(tmp_path_factory) -> str:
     yield uri
     import signal
 
-    os.killpg(proc.pid, signal.SIGTERM)  # the server's workers are in its process group
     try:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server's workers are in its process group
         proc.wait(timeout=20)
+    except ProcessLookupError:
+        pass
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
 
