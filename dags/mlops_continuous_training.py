@@ -15,8 +15,10 @@ from airflow.configuration import conf
 from airflow.sdk import DAG, Asset, Param, task
 from mlops_airflow.operators.data_validation import DataValidationGateOperator
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
+from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
 from mlops_airflow.operators.feast_features import FeastMaterializeOperator, FeastTrainingSetOperator
 from mlops_airflow.operators.monitoring import DataDriftOperator
+from mlops_airflow.operators.promotion import PromoteModelOperator, approval_gate
 from mlops_airflow.operators.registry import RegisterModelOperator
 from mlops_airflow.operators.training import train_model_task
 
@@ -44,6 +46,9 @@ with DAG(
         "min_val_auc": Param(0.70, type="number", minimum=0, maximum=1,
                              description="Absolute threshold a first champion must pass"),
         "epochs": Param(20, type="integer", minimum=1, maximum=500, description="Training epochs"),
+        "min_improvement": Param(0.0, type="number", minimum=0, maximum=1,
+                                 description="AUC gain over the champion a challenger needs (its paired-bootstrap "
+                                             "95% CI must also exclude 0) before it is proposed for promotion"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -128,7 +133,57 @@ with DAG(
         model_name=MODEL_NAME,
     )
 
+    @task.short_circuit(retries=2, ignore_downstream_trigger_rules=False)
+    def has_challenger(ti=None) -> bool:
+        """Evaluate -> approve -> promote only when a champion existed (the first-model flow is unchanged)."""
+        return "challenger" in (ti.xcom_pull(task_ids="register_model") or {}).get("aliases", [])
+
     @task(retries=2)
+    def holdout_batch(params: dict, ti=None) -> dict:
+        """A fresh labelled holdout neither model trained on: the next day's customers (another seed salt)."""
+        import importlib.util
+        from datetime import date
+        from pathlib import Path
+
+        day = date.fromisoformat(ti.xcom_pull(task_ids="land_batch")["day"]) + timedelta(days=1)
+        spec = importlib.util.spec_from_file_location("mlops_generator", Path(INCLUDE) / "data" / "generator.py")
+        generator = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(generator)
+        df = generator.generate_batch(day, n_customers=2000, salt="holdout",
+                                      covariate_shift=float(params["covariate_shift"]),
+                                      concept_drift=float(params["concept_drift"]))
+        out = generator.write_batch(df, Path(DATA_ROOT) / "holdout" / f"{day.isoformat()}.parquet")
+        return {"path": str(out), "rows": len(df), "day": day.isoformat()}
+
+    evaluate = EvaluateChallengerOperator(
+        task_id="evaluate_challenger",
+        model_name=MODEL_NAME,
+        challenger=register.output,
+        holdout_path="{{ ti.xcom_pull(task_ids='holdout_batch')['path'] }}",
+        min_metrics={"auc": "{{ params.min_val_auc }}"},
+        min_improvement="{{ params.min_improvement }}",
+        n_boot=1000,
+        output_dir=f"{DATA_ROOT}/scores",
+    )
+
+    approve = approval_gate(  # [mlops] approval_policy: hitl (default) | auto (the local demo)
+        task_id="approve_promotion",
+        model_name=MODEL_NAME,
+        version=register.output,
+        verdict=evaluate.output,
+        dataset_version=version.output,
+        drift=drift.output,
+    )
+
+    promote = PromoteModelOperator(
+        task_id="promote_model",
+        model_name=MODEL_NAME,
+        version=register.output,
+        approval=approve.output,
+        verdict=evaluate.output,
+    )
+
+    @task(retries=2, trigger_rule="none_failed")
     def summarize(ti=None) -> dict:
         """One summary of the run for people and for `make demo` (also written as JSON)."""
         import json
@@ -137,6 +192,7 @@ with DAG(
         pull = lambda task_id: ti.xcom_pull(task_ids=task_id)  # noqa: E731
         ver, gate, tset, trained, reg, drift_v = (pull(t) for t in (
             "version_dataset", "validate_batch", "build_training_set", "train_model", "register_model", "check_drift"))
+        verdict, promoted = pull("evaluate_challenger"), pull("promote_model")
         summary = {
             "dataset_version": {k: ver[k] for k in ("path", "rev", "md5", "rows")},
             "validation": {"passed": gate["passed"], "evidence": gate.get("evidence_uri")},
@@ -144,6 +200,12 @@ with DAG(
             "mlflow_run": {"run_id": trained["run_id"], "metrics": trained["metrics"], "url": trained["run_url"]},
             "model": {"name": reg["model_name"], "version": reg["version"], "aliases": reg["aliases"],
                       "url": reg["url"]},
+            "evaluation": None if verdict is None else {
+                "passed": verdict["passed"], "reasons": verdict["reasons"], "champion": verdict["champion_version"],
+                "delta": verdict["metrics"].get("delta"), "ci": verdict["metrics"].get("ci"),
+                "evidence": verdict["evidence_uri"]},
+            "promotion": None if promoted is None else {k: promoted[k] for k in (
+                "alias", "version", "previous_version", "changed", "approved_by", "ledger_seq")},
             "drift": {"passed": drift_v["passed"], "drift_share": drift_v["drift_share"],
                       "drifted_columns": drift_v["drifted_columns"], "report": drift_v.get("evidence_uri"),
                       "report_path": drift_v.get("report_path")},
@@ -155,4 +217,6 @@ with DAG(
         print("SUMMARY ct-run", json.dumps(summary))
         return summary
 
-    landed >> validate >> version >> materialize >> training_set >> train >> register >> drift >> summarize()
+    landed >> validate >> version >> materialize >> training_set >> train >> register >> drift
+    drift >> has_challenger() >> holdout_batch() >> evaluate >> approve >> promote
+    [drift, promote] >> summarize()

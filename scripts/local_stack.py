@@ -59,6 +59,8 @@ def stack_env() -> dict[str, str]:
             "AIRFLOW__MLOPS__PROJECT_ROOT": str(ROOT),
             "AIRFLOW__MLOPS__TRAINING_BACKEND": os.environ.get("MLOPS_TRAINING_BACKEND", "local"),
             "AIRFLOW__MLOPS__TRAINING_PYTHON": str(TRAIN_VENV / "bin" / "python"),
+            # The local demo has nobody to click "approve": an explicit, logged auto-approve policy.
+            "AIRFLOW__MLOPS__APPROVAL_POLICY": os.environ.get("MLOPS_APPROVAL_POLICY", "auto"),
             "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "extra": {"tracking_uri": MLFLOW_URI}}),
             "AIRFLOW_CONN_DVC_DEFAULT": json.dumps(
                 {
@@ -281,10 +283,23 @@ def print_summary(s: dict, t_boot: float, t_total: float) -> None:
         f"drifted={dr['drifted_columns']}",
         f"drift report      : {dr['report']}",
         f"                    {dr['report_path']}",
+        *evaluation_lines(s),
         f"timing            : bootstrap {t_boot:.0f}s, total {t_total:.0f}s",
         "",
     ]
     print("\n".join(lines))
+
+
+def evaluation_lines(s: dict) -> list[str]:
+    ev, pr = s.get("evaluation"), s.get("promotion")
+    if ev is None:
+        return ["evaluation        : none (first model, or no challenger this run)"]
+    lines = [f"evaluation        : {'PASSED' if ev['passed'] else 'not promoted'} vs champion v{ev['champion']} "
+             f"delta={ev['delta']} ci={ev['ci']} ({'; '.join(ev['reasons'])[:160]})"]
+    if pr:
+        lines.append(f"promotion         : {pr['alias']} v{pr.get('previous_version')} -> v{pr['version']} "
+                     f"approved_by={pr['approved_by']} ledger #{pr.get('ledger_seq')}")
+    return lines
 
 
 def up() -> int:

@@ -77,11 +77,12 @@ def mlflow_server(tmp_path_factory) -> str:
         [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{base}/mlflow.db",
          "--artifacts-destination", str(base / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        stdout=open(base / "server.log", "wb"),  # noqa: SIM115 - owned by the server process stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=open(base / "server.log", "wb"),  # noqa: SIM115 - owned by the server process
+        stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2):
@@ -92,7 +93,7 @@ def mlflow_server(tmp_path_factory) -> str:
             time.sleep(0.5)
     else:
         os.killpg(proc.pid, 9)
-        pytest.fail("MLflow server did not start in 120 s")
+        pytest.fail("MLflow server did not start in 240 s")
     yield uri
     import signal
 

@@ -24,9 +24,19 @@ _LAZY: dict[str, str] = {
     "DataValidationGateOperator": "mlops_airflow.operators.data_validation",
     "FeastMaterializeOperator": "mlops_airflow.operators.feast_features",
     "FeastTrainingSetOperator": "mlops_airflow.operators.feast_features",
-    "TrainModelOperator": "mlops_airflow.operators.training",
+    "LocalTrainingOperator": "mlops_airflow.operators.training",
+    "train_model_task": "mlops_airflow.operators.training",
     "RegisterModelOperator": "mlops_airflow.operators.registry",
     "DataDriftOperator": "mlops_airflow.operators.monitoring",
+    "QualityCheckOperator": "mlops_airflow.operators.monitoring",
+    "BatchScoringOperator": "mlops_airflow.operators.scoring",
+    "ShadowCanaryAnalysisOperator": "mlops_airflow.operators.scoring",
+    "EvaluateChallengerOperator": "mlops_airflow.operators.evaluation",
+    "PromoteModelOperator": "mlops_airflow.operators.promotion",
+    "RollbackModelOperator": "mlops_airflow.operators.promotion",
+    "ValidateRollbackOperator": "mlops_airflow.operators.promotion",
+    "ModelApprovalOperator": "mlops_airflow.operators.promotion",
+    "AutoApproveOperator": "mlops_airflow.operators.promotion",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,20 +1,37 @@
 """The reproducibility record: one JSON per model version naming everything that produced it.
 
-Fields (see DESIGN.md): dataset version; Feast project, feature service, definitions hash and
-materialisation window; training set uri/hash; training config and seed; code revision, image
-digest and dependency lock hashes; GPU runtime; Airflow dag_id/run_id/try; MLflow run and version.
+Fields (see DESIGN.md), schema 2:
+
+- ``model``: registered name and version; ``mlflow``: run id, experiment id, logged-model URI;
+- ``dataset``: the DVC version ``{repo, rev, path, md5, rows}`` the entity rows come from;
+- ``features``: Feast project, feature service, definitions hash, materialisation window;
+- ``training_set``: uri, content hash, rows, columns, features, label (what the rebuild must match);
+- ``training``: the training config (hyper-parameters) and seed;
+- ``code``: git revision, image digest, sha256 of the Airflow lock (``uv.lock``), of the training
+  requirements and of the training entrypoint;
+- ``runtime``: device, GPU name/count, driver, CUDA, cuDNN, framework versions, determinism flags
+  (the run's ``runtime/runtime.json``; its ``mlops.runtime.*`` tags when the artifact is absent);
+- ``airflow``: dag_id, run_id, task_id, try number of the registering task;
+- ``created_at`` and ``record_sha256`` (sha256 of the canonical JSON without this field).
+
+Written to ``runs:/<run_id>/reproducibility/record.json`` and summarised in model-version tags
+(``record_tags``). ``load_record`` reads it back for the reproduce DAG and checks its integrity.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.operators._common import run_identity
 
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
+RECORD_ARTIFACT = "reproducibility/record.json"
 
 
 def _sha256(path: Path) -> str | None:
@@ -41,6 +58,16 @@ def code_revision(root: Path) -> str | None:
     return proc.stdout.strip() + ("-dirty" if dirty else "")
 
 
+# Training parameters that describe the data, not the training config (they live in other sections).
+_DATA_PARAMS = ("dataset.", "training_set_", "n_rows", "n_train", "n_val", "split_digest")
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """sha256 of the record's canonical JSON, ``record_sha256`` itself excluded."""
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
 def build_record(
     *,
     context: Any,
@@ -50,13 +77,18 @@ def build_record(
     materialization: dict[str, Any] | None,
     model_name: str,
     model_version: str,
+    runtime: dict[str, Any] | None = None,
+    model_uri: str | None = None,
 ) -> dict[str, Any]:
+    """Assemble the record from the upstream tasks' XCom and the MLflow run (params, tags, runtime.json)."""
     root = project_root()
     params = dict(run.data.params)
     tags = dict(run.data.tags)
-    runtime = {k.removeprefix("mlops.runtime."): v for k, v in tags.items() if k.startswith("mlops.runtime.")}
-    return {
+    if not runtime:
+        runtime = {k.removeprefix("mlops.runtime."): v for k, v in tags.items() if k.startswith("mlops.runtime.")}
+    record = {
         "schema_version": RECORD_SCHEMA_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {"name": model_name, "version": model_version},
         "dataset": {k: dataset.get(k) for k in ("repo", "rev", "path", "md5", "rows")},
         "features": {
@@ -65,27 +97,91 @@ def build_record(
             "definitions_hash": training_set.get("definitions_hash"),
             "materialization": materialization,
         },
-        "training_set": {k: training_set.get(k) for k in ("uri", "hash", "rows", "features", "label")},
+        "training_set": {k: training_set.get(k) for k in ("uri", "hash", "rows", "columns", "features", "label")},
         "training": {
-            "config": {k: v for k, v in params.items() if not k.startswith("dataset.")},
+            "config": {k: v for k, v in params.items() if not k.startswith(_DATA_PARAMS)},
             "seed": params.get("seed"),
+            "split": {k: params.get(k) for k in ("n_rows", "n_train", "n_val", "split_digest") if k in params},
         },
         "code": {
             "revision": code_revision(root),
-            "image_digest": tags.get("mlops.image_digest", "local"),
+            "image_digest": tags.get("mlops.image_digest") or runtime.get("image_digest") or "local",
             "airflow_lock_sha256": _sha256(root / "uv.lock"),
             "training_lock_sha256": _sha256(root / "include" / "training" / "requirements.txt"),
+            "training_entrypoint_sha256": _sha256(root / "include" / "training" / "train.py"),
         },
         "runtime": runtime,
         "airflow": run_identity(context),
-        "mlflow": {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id},
+        "mlflow": {
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "model_uri": model_uri or tags.get("mlops.model_uri"),
+        },
     }
+    record["record_sha256"] = record_digest(record)
+    return record
+
+
+def load_record(hook: Any, client: Any, model_name: str, version: str | int) -> dict[str, Any]:
+    """The record of a registered version: its ``reproducibility/record.json``, integrity-checked.
+
+    Raises ``RegistryError`` naming the version and the next step when the version, its run or its
+    record is missing, or when the record was altered after it was written.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version(model_name, str(version))
+    except MlflowException as err:
+        raise RegistryError(
+            f"{model_name} version {version} does not exist in the registry ({err.error_code}); check the "
+            "model name and version in the DAG run's params"
+        ) from None
+    if not mv.run_id:
+        raise RegistryError(
+            f"{model_name} version {version} has no MLflow run: it was not registered by RegisterModelOperator, "
+            "so it has no reproducibility record"
+        )
+    try:
+        record = hook.load_json_artifact(client, mv.run_id, RECORD_ARTIFACT)
+    except (MlflowException, OSError) as err:
+        raise RegistryError(
+            f"{model_name} version {version}: run {mv.run_id} has no {RECORD_ARTIFACT} ({type(err).__name__}); "
+            "the version was registered without a record (re-run its register_model task to write one)"
+        ) from None
+    stored = record.get("record_sha256")
+    if stored and stored != record_digest(record):
+        raise RegistryError(
+            f"{model_name} version {version}: {RECORD_ARTIFACT} of run {mv.run_id} does not match its "
+            f"record_sha256 ({stored[:12]}...): it was modified after registration; do not trust it"
+        )
+    tagged = mv.tags.get("mlops.training_set_hash")
+    if tagged and tagged != (record.get("training_set") or {}).get("hash"):
+        raise RegistryError(
+            f"{model_name} version {version}: tag mlops.training_set_hash={tagged[:16]} disagrees with the "
+            f"record's training_set.hash; one of them was edited by hand"
+        )
+    return record
+
+
+def dataset_version_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The DVC version ``{repo, rev, path, md5}`` the record names (the input of a rebuild)."""
+    dataset = record.get("dataset") or {}
+    missing = [k for k in ("rev", "path") if not dataset.get(k)]
+    if missing:
+        model = record.get("model", {})
+        raise RegistryError(
+            f"the record of {model.get('name')} v{model.get('version')} names no dataset {missing}: it cannot be "
+            "rebuilt"
+        )
+    return {k: dataset.get(k) for k in ("repo", "rev", "path", "md5")}
 
 
 def record_tags(record: dict[str, Any]) -> dict[str, str]:
     """The record summarised as model-version tags (what the registry UI and searches show)."""
     flat = {
         "mlops.record.schema": str(record["schema_version"]),
+        "mlops.record_sha256": record.get("record_sha256"),
         "mlops.dataset_rev": record["dataset"]["rev"],
         "mlops.dataset_md5": record["dataset"]["md5"],
         "mlops.feature_service": record["features"]["feature_service"],
@@ -96,6 +192,85 @@ def record_tags(record: dict[str, Any]) -> dict[str, str]:
         "mlops.airflow_lock_sha256": record["code"]["airflow_lock_sha256"],
         "mlops.training_lock_sha256": record["code"]["training_lock_sha256"],
         "mlops.device": record["runtime"].get("device"),
-        "mlops.record_uri": f"runs:/{record['mlflow']['run_id']}/reproducibility/record.json",
+        "mlops.device_name": record["runtime"].get("device_name"),
+        "mlops.torch_version": record["runtime"].get("torch_version"),
+        "mlops.cuda_version": record["runtime"].get("cuda_version"),
+        "mlops.seed": record["training"].get("seed"),
+        "mlops.record_uri": f"runs:/{record['mlflow']['run_id']}/{RECORD_ARTIFACT}",
     }
     return {k: str(v) for k, v in flat.items() if v not in (None, "")}
+
+
+# ------------------------------------------------------------------------------- reproduction
+def _coerce(value: Any) -> Any:
+    """MLflow params are strings; give train.py back numbers and booleans."""
+    if not isinstance(value, str):
+        return value
+    if value in ("True", "False", "true", "false"):
+        return value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def reproduction_inputs(record: dict[str, Any]) -> dict[str, Any]:
+    """What a rebuild and a retrain need, from a record (small JSON, fit for XCom)."""
+    config = {k: _coerce(v) for k, v in (record.get("training") or {}).get("config", {}).items()}
+    training_set = record.get("training_set") or {}
+    features = record.get("features") or {}
+    if not features.get("feature_service") or not training_set.get("hash"):
+        model = record.get("model", {})
+        raise RegistryError(
+            f"the record of {model.get('name')} v{model.get('version')} names no feature service or training-set "
+            "hash: it cannot be reproduced (registered before schema 1?)"
+        )
+    return {
+        "model": record.get("model"),
+        "dataset_version": dataset_version_of(record),
+        "feature_service": features["feature_service"],
+        "definitions_hash": features.get("definitions_hash"),
+        "materialization": features.get("materialization"),
+        "expected_hash": training_set["hash"],
+        "expected_rows": training_set.get("rows"),
+        "label": training_set.get("label") or "churned",
+        "training_config": config,
+        "mlflow_run_id": (record.get("mlflow") or {}).get("run_id"),
+        "record_sha256": record.get("record_sha256"),
+    }
+
+
+def verify_rebuild(inputs: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, Any]:
+    """Compare a rebuilt training set with the record; ``RegistryError`` naming the cause when they differ."""
+    model = inputs.get("model") or {}
+    dataset = inputs["dataset_version"]
+    expected, actual = inputs["expected_hash"], rebuilt.get("hash")
+    defs_same = not inputs.get("definitions_hash") or inputs["definitions_hash"] == rebuilt.get("definitions_hash")
+    result = {"match": expected == actual, "expected_hash": expected, "rebuilt_hash": actual,
+              "expected_rows": inputs.get("expected_rows"), "rebuilt_rows": rebuilt.get("rows"),
+              "definitions_match": defs_same, "rebuilt_uri": rebuilt.get("uri"),
+              "dataset": f"{dataset['path']}@{str(dataset['rev'])[:12]}"}
+    if expected != actual:
+        cause = ("the Feast feature definitions changed since training (definitions hash "
+                 f"{str(inputs.get('definitions_hash'))[:12]} -> {str(rebuilt.get('definitions_hash'))[:12]})"
+                 if not defs_same else
+                 "same data revision and feature definitions, so the offline source rows changed (late or "
+                 "rewritten data inside the feature TTL window) or the join is non-deterministic")
+        raise RegistryError(
+            f"{model.get('name')} v{model.get('version')} is NOT reproducible: the training set rebuilt from "
+            f"{result['dataset']} with service {inputs['feature_service']} has hash {str(actual)[:16]} "
+            f"({rebuilt.get('rows')} rows), the record says {str(expected)[:16]} ({inputs.get('expected_rows')} rows). "
+            f"Likely cause: {cause}. Compare {rebuilt.get('uri')} with the original training set"
+        )
+    return result
+
+
+def metric_differences(original: dict[str, float], retrained: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``{metric: {original, retrained, diff}}`` for the metrics both runs have."""
+    out = {}
+    for name in sorted(set(original) & set(retrained)):
+        a, b = float(original[name]), float(retrained[name])
+        out[name] = {"original": round(a, 6), "retrained": round(b, 6), "diff": round(b - a, 6) + 0.0}
+    return out

@@ -146,9 +146,16 @@ class MlflowHook(BaseHook):
         if not uri.startswith(("http://", "https://")):
             return
         cause = ""
+        ssl_context = None
+        if self.settings.insecure_tls:
+            import ssl
+
+            ssl_context = ssl._create_unverified_context()  # the connection asked for it (test servers)
         for attempt in range(attempts):
             try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=timeout_s) as resp:  # noqa: S310 - http(s) only
+                with urllib.request.urlopen(  # noqa: S310 - http(s) only
+                    f"{uri}/health", timeout=timeout_s, context=ssl_context
+                ) as resp:
                     if resp.status == 200:
                         return
                     cause = f"HTTP {resp.status}"

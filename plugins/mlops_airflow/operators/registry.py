@@ -2,18 +2,17 @@
 
 Promotion uses MLflow aliases (``champion``, ``challenger``, ``canary``, ``shadow``), never the
 deprecated stages. This operator gives ``champion`` only to a *first* model, and only when it passes
-the absolute thresholds (no thresholds configured = no champion: the safe default).
+the absolute thresholds (no thresholds configured = no champion: the safe default). When a champion
+exists, the new version becomes ``challenger`` (a candidate: no traffic) and waits for evaluation,
+approval and ``PromoteModelOperator``. Both moves go through the promotion lock and ledger
+(``operators/promotion.py``).
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
@@ -23,7 +22,8 @@ from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowModelVersionLink, MlflowRunLink
 from mlops_airflow.operators._common import as_dict, run_identity
-from mlops_airflow.record import build_record, record_tags
+from mlops_airflow.operators.promotion import emit_model_event, event_extra, model_artifact_present, move_alias, now_iso
+from mlops_airflow.record import RECORD_ARTIFACT, build_record, record_tags
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -56,6 +56,7 @@ class RegisterModelOperator(BaseOperator):
     :param dataset_version: upstream DVC version (templated / XCom).
     :param materialization: upstream materialisation window (templated / XCom), optional.
     :param min_metrics: absolute thresholds for a first champion, e.g. ``{"val_auc": 0.7}`` (templated).
+    :param challenger_alias: alias the new version gets when a champion exists (None = none).
     """
 
     template_fields: Sequence[str] = (
@@ -74,6 +75,7 @@ class RegisterModelOperator(BaseOperator):
         materialization: dict[str, Any] | str | None = None,
         min_metrics: dict[str, float] | None = None,
         champion_alias: str = "champion",
+        challenger_alias: str | None = "challenger",
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -86,6 +88,7 @@ class RegisterModelOperator(BaseOperator):
         self.materialization = materialization
         self.min_metrics = min_metrics
         self.champion_alias = champion_alias
+        self.challenger_alias = challenger_alias
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
@@ -99,12 +102,17 @@ class RegisterModelOperator(BaseOperator):
         training_set = as_dict(self.training_set, "training_set")
         dataset = as_dict(self.dataset_version, "dataset_version")
         window = as_dict(self.materialization, "materialization") if self.materialization else None
+        self.hook.ensure_reachable()
         client = self.hook.get_client()
-        run_id = training["run_id"]
+        run_id, model_uri = training["run_id"], training.get("model_uri") or ""
         try:
             run = client.get_run(run_id)
         except MlflowException as err:
-            raise RegistryError(f"training run {run_id} not found in MLflow ({self.hook.settings.tracking_uri}): {err}")
+            raise RegistryError(
+                f"training run {run_id} not found in MLflow ({self.hook.settings.tracking_uri}, {err.error_code}): "
+                f"nothing registered for {self.model_name}; check the train task's XCom"
+            ) from None
+        self._check_model_logged(client, run_id, model_uri)
 
         self._ensure_registered_model(client)
         version = self._find_version(client, run_id)
@@ -118,9 +126,8 @@ class RegisterModelOperator(BaseOperator):
                 **{f"mlops.{k}": v for k, v in run_identity(context).items()},
             }
             version = client.create_model_version(
-                name=self.model_name, source=training["model_uri"], run_id=run_id, tags=lineage,
-                model_id=training["model_uri"].removeprefix("models:/") if training["model_uri"].startswith(
-                    "models:/m-") else None,
+                name=self.model_name, source=model_uri, run_id=run_id, tags=lineage,
+                model_id=model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None,
             )
             self.log.info("Registered %s version %s from run %s", self.model_name, version.version, run_id)
         else:
@@ -130,13 +137,14 @@ class RegisterModelOperator(BaseOperator):
 
         record = build_record(
             context=context, run=run, dataset=dataset, training_set=training_set, materialization=window,
-            model_name=self.model_name, model_version=str(version.version),
+            model_name=self.model_name, model_version=str(version.version), runtime=self._runtime(client, run_id),
+            model_uri=model_uri,
         )
-        self._log_record(client, run_id, record)
+        self.hook.log_json_artifact(client, run_id, record, RECORD_ARTIFACT)
         for key, value in record_tags(record).items():
             client.set_model_version_tag(self.model_name, version.version, key, value)
 
-        aliases = self._assign_first_champion(client, str(version.version), training.get("metrics", {}), context)
+        aliases = self._assign_alias(client, str(version.version), run_id, training.get("metrics", {}), context)
         url = self.hook.model_version_url(self.model_name, version.version)
         MlflowModelVersionLink.persist(context, url)
         MlflowRunLink.persist(context, training.get("run_url"))
@@ -147,11 +155,42 @@ class RegisterModelOperator(BaseOperator):
             "model_uri": f"models:/{self.model_name}/{version.version}",
             "aliases": aliases,
             "url": url,
-            "record_uri": f"runs:/{run_id}/reproducibility/record.json",
+            "record_uri": f"runs:/{run_id}/{RECORD_ARTIFACT}",
+            "record_sha256": record["record_sha256"],
         }
-        self.log.info("SUMMARY register model=%s version=%s aliases=%s run=%s url=%s",
-                      self.model_name, version.version, aliases, run_id, url)
+        self.log.info("SUMMARY register model=%s version=%s aliases=%s run=%s record=%s url=%s",
+                      self.model_name, version.version, aliases, run_id, result["record_uri"], url)
         return result
+
+    def _check_model_logged(self, client: Any, run_id: str, model_uri: str) -> None:
+        """The run must have logged the model it claims; registering a missing artifact would fail later."""
+        from mlflow.exceptions import MlflowException
+
+        ok = False
+        try:
+            if model_uri.startswith("models:/m-"):
+                logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+                ok = logged.source_run_id == run_id and model_artifact_present(
+                    client, type("MV", (), {"source": model_uri, "model_id": logged.model_id})())
+            elif model_uri.startswith("runs:/"):
+                ok = model_artifact_present(client, type("MV", (), {"source": model_uri, "model_id": None})())
+            else:
+                ok = bool(model_uri)
+        except MlflowException:
+            ok = False
+        if not ok:
+            raise RegistryError(
+                f"run {run_id} has no logged model at {model_uri or '(no model_uri)'}: nothing registered for "
+                f"{self.model_name}. Check the training job log for the mlflow.pytorch.log_model step, then retrain"
+            )
+
+    def _runtime(self, client: Any, run_id: str) -> dict[str, Any] | None:
+        """The run's ``runtime/runtime.json`` (GPU, driver, CUDA, determinism); None if the job wrote none."""
+        try:
+            return self.hook.load_json_artifact(client, run_id, "runtime/runtime.json")
+        except Exception:  # noqa: BLE001 - older jobs: the record falls back to the mlops.runtime.* tags
+            self.log.info("run %s has no runtime/runtime.json; the record uses its mlops.runtime.* tags", run_id)
+            return None
 
     def _ensure_registered_model(self, client: Any) -> None:
         from mlflow.exceptions import MlflowException
@@ -179,47 +218,45 @@ class RegisterModelOperator(BaseOperator):
                 )
             time.sleep(1)
 
-    def _log_record(self, client: Any, run_id: str, record: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory(prefix="mlops-record-") as tmp:
-            path = Path(tmp) / "record.json"
-            path.write_text(json.dumps(record, indent=2, sort_keys=True))
-            client.log_artifact(run_id, str(path), artifact_path="reproducibility")
-
-    def _assign_first_champion(self, client: Any, version: str, metrics: dict[str, float], context: Any) -> list[str]:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            current = client.get_model_version_by_alias(self.model_name, self.champion_alias)
-        except MlflowException:
-            current = None
+    def _assign_alias(self, client: Any, version: str, run_id: str, metrics: dict[str, float],
+                      context: Any) -> list[str]:
+        """First model: champion if it passes ``min_metrics``. Later models: challenger (a candidate)."""
+        aliases = client.get_registered_model(self.model_name).aliases
+        current = aliases.get(self.champion_alias)
         if current is not None:
-            aliases = list(client.get_model_version(self.model_name, version).aliases)
+            if str(current) == version:  # a retry of the task that made this version champion
+                from mlops_airflow.operators.promotion import last_entry, read_ledger
+
+                last = last_entry(read_ledger(client, self.model_name), self.champion_alias) or {}
+                emit_model_event(self, context, self.model_name, event_extra(last, False))
+            elif self.challenger_alias:
+                approval = {"approved_by": "policy:register (challenger = candidate awaiting evaluation; no traffic)",
+                            "approved_at": now_iso(), "policy": "register"}
+                entry, changed = move_alias(
+                    client, model_name=self.model_name, alias=self.challenger_alias, version=version,
+                    approval=approval, context=context, action="candidate", log=self.log,
+                )
+                emit_model_event(self, context, self.model_name, event_extra(entry, changed))
             self.log.info("%s already has %s=v%s; v%s waits for evaluation and approval",
-                          self.model_name, self.champion_alias, current.version, version)
-            return aliases
+                          self.model_name, self.champion_alias, current, version)
+            return sorted(client.get_model_version(self.model_name, version).aliases)
         minimums = {k: float(v) for k, v in (self.min_metrics or {}).items()}
         passed, reasons = check_thresholds(metrics, minimums)
         if not passed:
-            self.log.warning("No %s yet, and v%s does not qualify: %s", self.champion_alias, version, "; ".join(reasons))
-            return []
-        now = datetime.now(UTC).isoformat()
-        ident = run_identity(context)
-        ledger = {
-            "mlops.promotion.alias": self.champion_alias,
-            "mlops.promotion.at": now,
-            "mlops.promotion.approved_by": "policy:first-champion (absolute thresholds, no previous champion)",
-            "mlops.promotion.previous": "none",
-            "mlops.promotion.evidence": json.dumps({"metrics": metrics, "min_metrics": minimums}),
-            "mlops.promotion.dag_run": f"{ident['dag_id']}/{ident['run_id']}",
-        }
-        for key, value in ledger.items():
-            client.set_model_version_tag(self.model_name, version, key, value)
-        client.set_registered_model_alias(self.model_name, self.champion_alias, version)
-        for outlet in self.outlets or []:
-            if isinstance(outlet, Asset) and outlet.uri == model_asset_uri(self.model_name):
-                context["outlet_events"][outlet].extra = {
-                    "alias": self.champion_alias, "version": version, "previous": None, "at": now,
-                    "approved_by": ledger["mlops.promotion.approved_by"],
-                }
+            self.log.warning("No %s yet, and v%s does not qualify: %s", self.champion_alias, version,
+                             "; ".join(reasons))
+            return sorted(client.get_model_version(self.model_name, version).aliases)
+        verdict = {"passed": True, "reasons": ["first champion: no previous champion; absolute thresholds met"],
+                   "metrics": {"challenger": metrics, "champion": None}, "min_metrics": minimums}
+        evidence_uri = self.hook.log_json_artifact(client, run_id, {**verdict, "at": now_iso()},
+                                                   "evaluation/first-champion.json")
+        approval = {"approved_by": "policy:first-champion (absolute thresholds, no previous champion)",
+                    "approved_at": now_iso(), "policy": "first-champion"}
+        entry, changed = move_alias(
+            client, model_name=self.model_name, alias=self.champion_alias, version=version, approval=approval,
+            context=context, evidence_uri=evidence_uri, verdict={**verdict, "evidence_uri": evidence_uri},
+            action="first-champion", log=self.log, only_if_unset=True,
+        )
+        emit_model_event(self, context, self.model_name, event_extra(entry, changed))
         self.log.info("%s -> v%s (first champion; %s)", self.champion_alias, version, metrics)
-        return [self.champion_alias]
+        return sorted(client.get_model_version(self.model_name, version).aliases)

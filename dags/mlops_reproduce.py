@@ -1,0 +1,105 @@
+"""Reproduce a registered model version from its reproducibility record.
+
+read_record -> rebuild_training_set (Feast, at the record's DVC revision) -> check_hash
+            -> [retrain? (param)] -> retrain_model -> compare_metrics
+
+``check_hash`` fails, naming the likely cause, when the rebuilt training set's content hash differs
+from the record's. With ``retrain`` the record's training config (seed included) is trained again and
+``compare_metrics`` reports the metric differences (GPU non-determinism shows up here).
+
+Thin composition of the pack's operators; parsing imports no heavy library and reads no connection.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.configuration import conf
+from airflow.sdk import DAG, Param, task
+from mlops_airflow.operators.feast_features import FeastTrainingSetOperator
+from mlops_airflow.operators.training import train_model_task
+
+DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
+
+with DAG(
+    dag_id="mlops_reproduce",
+    description="Rebuild a model version's training set from its reproducibility record; optionally retrain",
+    schedule=None,
+    catchup=False,
+    render_template_as_native_obj=True,
+    tags=["mlops", "reproducibility", "reference"],
+    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=20)},
+    params={
+        "model_name": Param("churn_classifier", type="string", description="Registered model name"),
+        "version": Param("1", type="string", description="Model version to reproduce"),
+        "retrain": Param(False, type="boolean", description="Also retrain with the record's config and compare"),
+    },
+    doc_md=__doc__,
+) as dag:
+
+    @task(retries=2)
+    def read_record(params: dict) -> dict:
+        """The version's record (tags + reproducibility/record.json), integrity-checked, as rebuild inputs."""
+        from mlops_airflow.hooks.mlflow_registry import MlflowHook
+        from mlops_airflow.record import load_record, reproduction_inputs
+
+        hook = MlflowHook()
+        hook.ensure_reachable()
+        client = hook.get_client()
+        record = load_record(hook, client, params["model_name"], params["version"])
+        inputs = reproduction_inputs(record)
+        run = client.get_run(inputs["mlflow_run_id"])
+        inputs["original_metrics"] = {k: v for k, v in run.data.metrics.items() if k.startswith("val_")}
+        dataset = inputs["dataset_version"]
+        print(f"SUMMARY reproduce-read model={params['model_name']} version={params['version']} "
+              f"dataset={dataset['path']}@{str(dataset['rev'])[:12]} service={inputs['feature_service']} "
+              f"expected_hash={inputs['expected_hash'][:16]}")
+        return inputs
+
+    inputs = read_record()
+
+    rebuild = FeastTrainingSetOperator(
+        task_id="rebuild_training_set",
+        dataset_version="{{ ti.xcom_pull(task_ids='read_record')['dataset_version'] }}",
+        feature_service="{{ ti.xcom_pull(task_ids='read_record')['feature_service'] }}",
+        output_dir=f"{DATA_ROOT}/reproduce/{{{{ params.model_name }}}}-v{{{{ params.version }}}}",
+    )
+
+    @task(retries=2)
+    def check_hash(inputs: dict, rebuilt: dict) -> dict:
+        """Fails (RegistryError, with the cause) unless the rebuilt training set has the recorded hash."""
+        from mlops_airflow.record import verify_rebuild
+
+        result = verify_rebuild(inputs, rebuilt)
+        print(f"SUMMARY reproduce-check match={result['match']} hash={result['rebuilt_hash'][:16]} "
+              f"rows={result['rebuilt_rows']} dataset={result['dataset']}")
+        return result
+
+    checked = check_hash(inputs, rebuild.output)
+
+    @task.short_circuit(retries=2)
+    def retrain_requested(params: dict) -> bool:
+        return bool(params.get("retrain"))
+
+    retrain = train_model_task(
+        task_id="retrain_model",
+        training_set=rebuild.output,
+        dataset_version="{{ ti.xcom_pull(task_ids='read_record')['dataset_version'] }}",
+        experiment_name="{{ params.model_name }}-reproduce",
+        training_config="{{ ti.xcom_pull(task_ids='read_record')['training_config'] }}",
+        execution_timeout=timedelta(hours=2),
+    )
+
+    @task(retries=2)
+    def compare_metrics(inputs: dict, retrained: dict) -> dict:
+        """Metric differences between the original run and the retrained one."""
+        from mlops_airflow.record import metric_differences
+
+        diffs = metric_differences(inputs["original_metrics"], retrained["metrics"])
+        worst = max((abs(d["diff"]) for d in diffs.values()), default=0.0)
+        print(f"SUMMARY reproduce-retrain original_run={inputs['mlflow_run_id']} retrained_run={retrained['run_id']} "
+              f"max_abs_diff={worst:.6f} diffs={diffs}")
+        return {"differences": diffs, "max_abs_diff": worst, "retrained_run_id": retrained["run_id"]}
+
+    checked >> retrain_requested() >> retrain
+    compare_metrics(inputs, retrain.output)
