@@ -7,6 +7,39 @@ from __future__ import annotations
 
 from typing import Any
 
+# [mlops] options: name -> (description, example, default). Env: AIRFLOW__MLOPS__<NAME>.
+_OPTIONS: dict[str, tuple[str, str, str | None]] = {
+    "data_root": ("Folder for landed batches, quarantine, validation results, training sets, reports.",
+                  "/opt/airflow/mlops-data", "/tmp/mlops-data"),
+    "include_dir": ("The project's include/ folder (training entrypoint, GX suites, Feast repo).",
+                    "/opt/airflow/include", None),
+    "project_root": ("The deployed project (its locks are hashed into the reproducibility record).", "/opt/airflow",
+                     None),
+    "training_backend": ("Where training runs: local (subprocess) or kubernetes (GPU pod).", "kubernetes", "local"),
+    "training_python": ("Interpreter of the training environment (local backend and scoring).",
+                        "/opt/train-venv/bin/python", None),
+    "training_entrypoint": ("Path of include/training/train.py for the local backend.",
+                            "/opt/airflow/include/training/train.py", None),
+    "approval_policy": ("hitl: an ApprovalOperator gates every promotion; auto: logged auto-approval (demo only).",
+                        "hitl", "hitl"),
+    "training_image": ("Training image of the Kubernetes backend (pin by digest).",
+                       "registry.example.com/mlops-training@sha256:...", "mlops-training:0.1.0"),
+    "training_namespace": ("Namespace of training pods (else the kubernetes connection's).", "ml-training", None),
+    "training_gpu_count": ("Whole GPUs per training pod (limit = request).", "1", "1"),
+    "training_gpu_type": ("Value of the GPU node label, e.g. NVIDIA-H200.", "NVIDIA-H200", None),
+    "training_gpu_node_label": ("Node label carrying the GPU type.", "cloud.google.com/gke-accelerator",
+                                "nvidia.com/gpu.product"),
+    "training_mlflow_secret": ("Kubernetes secret with the MLflow credentials (keys username/password/token).",
+                               "mlflow-credentials", None),
+    "training_mlflow_tracking_uri": ("MLflow URI as training pods reach it, when it differs from the worker's.",
+                                     "http://mlflow.mlops.svc:5000", None),
+    "training_pod_template": ("Base pod template, validated strictly before use.",
+                              "/opt/airflow/include/pod_templates/gpu_training.yaml", None),
+    "training_schedule_timeout": ("Seconds a training pod may stay unscheduled before the task fails with a diagnosis.",
+                                  "600", "600"),
+    "kubernetes_version": ("Kubernetes version whose schema validates pods (default: newest bundled).", "1.33", None),
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -53,4 +86,13 @@ def get_provider_info() -> dict[str, Any]:
             "mlops_airflow.links.mlflow.EvidenceLink",
         ],
         "plugins": [{"name": "mlops", "plugin-class": "mlops_airflow.ui.plugin.MLOpsPlugin"}],
+        "config": {
+            "mlops": {
+                "description": "Settings of airflow-provider-mlops (env AIRFLOW__MLOPS__<OPTION>).",
+                "options": {
+                    name: {"description": d, "version_added": "0.1.0", "type": "string", "example": ex, "default": df}
+                    for name, (d, ex, df) in _OPTIONS.items()
+                },
+            }
+        },
     }

@@ -105,12 +105,17 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _nodes(n: int, selector: dict[str, str]) -> str:
+    where = f" with {_selector_text(selector)}" if selector else ""
+    return f"the only node{where}" if n == 1 else f"all {n} nodes{where}"
+
+
 def _selector_text(selector: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in selector.items()) or "no node selector"
 
 
 def diagnose_unscheduled(
-    pod: dict[str, Any], events: list[dict[str, Any]], nodes: list[dict[str, Any]] | None, *, pending_s: int,
+    pod: dict[str, Any], events: list[dict[str, Any]], nodes: list[dict[str, Any]] | None
 ) -> tuple[str, str, str]:
     """(cause, what, next step) for a pod the scheduler could not place."""
     spec = pod.get("spec") or {}
@@ -118,7 +123,7 @@ def diagnose_unscheduled(
     tolerations = spec.get("tolerations") or []
     gpus = _gpus_requested(pod)
     scheduler = _scheduler_message(events)
-    insufficient = set(re.findall(r"Insufficient ([\w./-]+)", scheduler or ""))
+    insufficient = set(re.findall(r"Insufficient ([\w./-]*\w)", scheduler or ""))
 
     if nodes is not None:
         if not nodes:
@@ -138,13 +143,13 @@ def diagnose_unscheduled(
                     "fix the node selector (gpu_type / node_selector) to match one node pool")
         ready = [n for n in matching if not (n.get("spec") or {}).get("unschedulable")]
         if not ready:
-            return ("cordoned", f"all {_plural(len(matching), 'node')} with {_selector_text(selector)} are cordoned",
+            return ("cordoned", f"{_nodes(len(matching), selector)} {'is' if len(matching) == 1 else 'are'} cordoned",
                     "uncordon them or wait for the node maintenance to finish")
         tolerated = [n for n in ready if not untolerated_taints(n, tolerations)]
         if not tolerated:
             taints = sorted({t for n in ready for t in untolerated_taints(n, tolerations)})
             return ("toleration",
-                    f"the {_plural(len(ready), 'node')} with {_selector_text(selector)} have taints the pod does not "
+                    f"{_nodes(len(ready), selector)} {'has' if len(ready) == 1 else 'have'} taints the pod does not "
                     f"tolerate: {', '.join(taints)}",
                     f"add a toleration for {taints[0].split(':')[0].split('=')[0]} (tolerations=[...]) or remove the "
                     "taint from the node pool")
@@ -278,7 +283,7 @@ def diagnose(
         conditions = {c.get("type"): c for c in status.get("conditions") or []}
         scheduled = (conditions.get("PodScheduled") or {}).get("status") == "True"
         if not scheduled:
-            cause, what, step = diagnose_unscheduled(pod, events, nodes, pending_s=age)
+            cause, what, step = diagnose_unscheduled(pod, events, nodes)
             scheduler = _scheduler_message(events)
             quoted = f" (scheduler: {scheduler})" if scheduler else ""
             return Diagnosis(cause, f"pod {ref} Pending {age} s: {what}{quoted}; {step}{suffix}")

@@ -14,6 +14,7 @@ and nothing complains. Three checks run before a pod is created:
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ def unknown_fields(data: Any, model: str = "V1Pod", path: str = "") -> list[str]
         for key, item in value.items():
             child = f"{where}.{key}" if where else key
             if key not in by_json:
-                found.append(child)
+                close = difflib.get_close_matches(str(key), list(by_json), n=1)
+                found.append(f"{child} (did you mean {close[0]!r}?)" if close else child)
             else:
                 walk(item, cls.openapi_types[by_json[key]], child)
 
@@ -140,7 +142,7 @@ def schema_errors(data: dict[str, Any], kubernetes_version: str | None = None) -
     try:
         kubernetes_validate.validate(data, version, strict=True)
     except kubernetes_validate.ValidationError as err:
-        where = ".".join(str(p) for p in err.path) or "."
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.path).lstrip(".") or "."
         return [f"{where}: {err.message} (Kubernetes {err.version} schema, strict)"]
     except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.VersionNotSupportedError) as err:
         return [f"cannot validate: {err.message}"]
@@ -149,7 +151,7 @@ def schema_errors(data: dict[str, Any], kubernetes_version: str | None = None) -
 
 def pod_problems(pod: dict[str, Any], kubernetes_version: str | None = None) -> list[str]:
     """Every problem of a pod manifest (camelCase JSON as the API server sees it)."""
-    problems = [f"{p}: unknown field (Kubernetes would drop it silently)" for p in unknown_fields(pod)]
+    problems = [f"unknown field {p} (Kubernetes would drop it silently)" for p in unknown_fields(pod)]
     problems += schema_errors(pod, kubernetes_version) or []
     problems += gpu_rule_violations(pod)
     return list(dict.fromkeys(problems))

@@ -1,0 +1,532 @@
+"""GPU training on Kubernetes: ``GpuTrainingPodOperator``, a small preset of the provider's KubernetesPodOperator.
+
+It takes the same arguments as ``LocalTrainingOperator`` (so ``train_model_task`` switches backends
+by configuration, ``[mlops] training_backend=kubernetes``) plus a GPU count and type, and adds to
+the provider's pod:
+
+- ``nvidia.com/gpu`` limit = request (whole numbers only), a node selector for the GPU type
+  (``nvidia.com/gpu.product=<gpu_type>`` by default) and the NVIDIA toleration;
+- a memory-backed ``/dev/shm`` (PyTorch data loaders need more than the runtime's 64 MiB);
+- a non-root, no-privilege-escalation, all-capabilities-dropped security context;
+- the training env contract of ``include/training/train.py`` (DESIGN.md), with the MLflow
+  credentials of the Airflow connection as references to a Kubernetes secret, never as values;
+- strict validation of pod templates and of the built pod (``mlops_airflow.k8s.validation``);
+- all container logs, pod events on failure, and one on-call sentence when the pod fails
+  (``mlops_airflow.k8s.diagnose``): Pending because of a label, taint or GPU shortage,
+  ImagePullBackOff, OOMKilled, non-zero exit.
+
+The result comes from MLflow, not from the XCom sidecar: the job tags its run with the task's
+identity; after the pod succeeds the operator reads that run back, and a retry first adopts a
+FINISHED run with those tags instead of starting another pod.
+
+The provider's operator module imports ``kubernetes`` at import time, and DAG files must stay
+cheap to parse, so the class is built on first access (PEP 562 module ``__getattr__``):
+``from mlops_airflow.operators.gpu_training import GpuTrainingPodOperator`` works as usual.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mlops_airflow.exceptions import MLOpsError, TrainingError
+from mlops_airflow.hooks.mlflow_registry import MlflowHook
+from mlops_airflow.k8s.validation import (
+    GPU_RESOURCE,
+    PodSpecError,
+    is_template,
+    parse_gpu_count,
+    pod_problems,
+    pod_to_dict,
+    validate_pod_template,
+)
+from mlops_airflow.links.mlflow import MlflowRunLink
+from mlops_airflow.operators._common import as_dict
+from mlops_airflow.operators.training import TrainingJobMixin, mlops_conf
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_airflow.k8s.diagnose import Diagnosis
+
+DEFAULT_IMAGE = "mlops-training:0.1.0"
+DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
+IMAGE_ENTRYPOINT = "/opt/training/train.py"
+SHM_VOLUME = "dshm"
+CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+DEFAULT_SECRET_KEYS = {
+    "MLFLOW_TRACKING_USERNAME": "username",
+    "MLFLOW_TRACKING_PASSWORD": "password",
+    "MLFLOW_TRACKING_TOKEN": "token",
+}
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GpuTrainingPodOperator":
+        cls = _build_operator_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def image_reference_digest(image: str) -> str:
+    """What the job records as its image before the pod runs: the digest when pinned, else the reference."""
+    return image.split("@", 1)[1] if "@sha256:" in image else image
+
+
+def _build_operator_class() -> type:
+    from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
+        convert_env_vars_or_raise_error,
+    )
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+    from kubernetes.client import models as k8s
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
+        """Train ``include/training/train.py`` in a GPU pod; the result is read back from MLflow.
+
+        Same arguments as :class:`~mlops_airflow.operators.training.LocalTrainingOperator`:
+
+        :param training_set: upstream training set ``{uri, hash, features, label}`` (templated / XCom).
+            The pod must be able to read ``uri`` (an object-store URI in production).
+        :param dataset_version: upstream DVC version ``{repo, rev, path, md5}`` (templated / XCom).
+        :param experiment_name: MLflow experiment (templated).
+        :param training_config: hyper-parameters, merged over the defaults (templated).
+        :param python: interpreter *inside the image* (default: the image's ENTRYPOINT).
+        :param entrypoint: training script *inside the image* (default ``/opt/training/train.py``).
+        :param extra_tags: more MLflow run tags.
+        :param mlflow_conn_id: MLflow connection; its credentials reach the pod only as secret references.
+
+        GPU preset (defaults from ``[mlops]``; every other KubernetesPodOperator argument passes through):
+
+        :param gpu_count: whole GPUs, limit = request (templated; ``training_gpu_count``, default 1).
+        :param gpu_type: node label value of the GPU type, e.g. ``NVIDIA-H200`` (templated;
+            ``training_gpu_type``); None schedules on any node with free GPUs.
+        :param gpu_node_label: node label carrying the GPU type (``training_gpu_node_label``,
+            default ``nvidia.com/gpu.product`` from NVIDIA GPU feature discovery).
+        :param image: training image (``training_image``, default ``mlops-training:0.1.0``);
+            pin it by digest in production.
+        :param namespace: namespace of the pod (``training_namespace``, else the connection's).
+        :param shm_size: size of the memory-backed ``/dev/shm`` (None: no shm volume).
+        :param cpu: CPU request, e.g. ``"8"``.
+        :param memory: memory request = limit, e.g. ``"64Gi"`` (a memory-backed /dev/shm counts against it).
+        :param mlflow_secret_name: Kubernetes secret holding the MLflow credentials
+            (``training_mlflow_secret``); required when the MLflow connection has credentials.
+        :param mlflow_secret_keys: env var -> key in that secret (default username/password/token).
+        :param mlflow_tracking_uri: tracking URI as the pod reaches it, when it differs from the
+            worker's (``training_mlflow_tracking_uri``, e.g. an in-cluster service).
+        :param pod_template_file: base pod template (templated; ``training_pod_template``), validated
+            strictly before use.
+        :param kubernetes_version: Kubernetes version whose schema validates pods (``kubernetes_version``).
+        """
+
+        template_fields: Sequence[str] = (
+            *KubernetesPodOperator.template_fields,
+            "training_set", "dataset_version", "training_config", "experiment_name", "gpu_count", "gpu_type",
+        )
+        operator_extra_links = (MlflowRunLink(),)
+        ui_color = "#76b900"
+
+        def __init__(
+            self,
+            *,
+            training_set: dict[str, Any] | str,
+            dataset_version: dict[str, Any] | str,
+            experiment_name: str,
+            training_config: dict[str, Any] | str | None = None,
+            python: str | None = None,
+            entrypoint: str | None = None,
+            extra_tags: dict[str, str] | None = None,
+            mlflow_conn_id: str = MlflowHook.default_conn_name,
+            gpu_count: int | str | None = None,
+            gpu_type: str | None = None,
+            gpu_node_label: str | None = None,
+            image: str | None = None,
+            namespace: str | None = None,
+            shm_size: str | None = "8Gi",
+            cpu: str | None = None,
+            memory: str | None = None,
+            mlflow_secret_name: str | None = None,
+            mlflow_secret_keys: dict[str, str] | None = None,
+            mlflow_tracking_uri: str | None = None,
+            pod_template_file: str | None = None,
+            kubernetes_version: str | None = None,
+            **kwargs: Any,
+        ) -> None:
+            if kwargs.get("do_xcom_push"):
+                raise ValueError(
+                    f"{kwargs.get('task_id')}: do_xcom_push=True would add the XCom sidecar; GpuTrainingPodOperator "
+                    "reads its result from MLflow instead. Remove do_xcom_push"
+                )
+            # The provider reuses do_xcom_push for its sidecar; it stays False and this operator pushes
+            # the MLflow result itself (see _complete).
+            kwargs["do_xcom_push"] = False
+            if entrypoint or python:
+                kwargs.setdefault("cmds", [python or "python", entrypoint or IMAGE_ENTRYPOINT])
+            kwargs["labels"] = {"app.kubernetes.io/component": "training",
+                                "app.kubernetes.io/part-of": "airflow-provider-mlops", **(kwargs.get("labels") or {})}
+            kwargs.setdefault("get_logs", True)
+            kwargs.setdefault("container_logs", True)
+            kwargs.setdefault("log_events_on_failure", True)
+            kwargs.setdefault("log_pod_spec_on_failure", False)  # the diagnosis says what matters
+            kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
+            kwargs.setdefault("image_pull_policy", "IfNotPresent")
+            kwargs.setdefault("schedule_timeout_seconds", int(mlops_conf("training_schedule_timeout", "600") or 600))
+            kwargs.setdefault("startup_timeout_seconds", 900)  # multi-GB CUDA images take minutes to pull
+            super().__init__(
+                image=image or mlops_conf("training_image") or DEFAULT_IMAGE,
+                namespace=namespace or mlops_conf("training_namespace"),
+                pod_template_file=pod_template_file or mlops_conf("training_pod_template"),
+                **kwargs,
+            )
+            self.training_set = training_set
+            self.dataset_version = dataset_version
+            self.experiment_name = experiment_name
+            self.training_config = training_config or {}
+            self.python = python
+            self.entrypoint = entrypoint
+            self.extra_tags = extra_tags
+            self.mlflow_conn_id = mlflow_conn_id
+            self.gpu_count = gpu_count if gpu_count is not None else mlops_conf("training_gpu_count", "1")
+            self.gpu_type = gpu_type if gpu_type is not None else mlops_conf("training_gpu_type")
+            self.gpu_node_label = gpu_node_label or mlops_conf("training_gpu_node_label") or DEFAULT_GPU_NODE_LABEL
+            self.shm_size = shm_size
+            self.cpu = cpu
+            self.memory = memory
+            self.mlflow_secret_name = mlflow_secret_name or mlops_conf("training_mlflow_secret")
+            self.mlflow_secret_keys = {**DEFAULT_SECRET_KEYS, **(mlflow_secret_keys or {})}
+            self.mlflow_tracking_uri = mlflow_tracking_uri or mlops_conf("training_mlflow_tracking_uri")
+            self.kubernetes_version = kubernetes_version or mlops_conf("kubernetes_version")
+            # Literal values are checked at parse time; templated ones when the task runs.
+            if not is_template(self.gpu_count):
+                parse_gpu_count(self.gpu_count)
+            if self.gpu_type and not is_template(self.gpu_type):
+                self._check_gpu_type(self.gpu_type)
+            self._diagnosis: Diagnosis | None = None
+            self._image_id: str | None = None
+            self._result: dict[str, Any] | None = None
+
+        # ------------------------------------------------------------------ the pod
+        @staticmethod
+        def _check_gpu_type(gpu_type: str) -> None:
+            if not _LABEL_VALUE.match(gpu_type):
+                raise ValueError(
+                    f"gpu_type {gpu_type!r} is not a valid Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .); use "
+                    "the value of the GPU node label as `kubectl get nodes -L nvidia.com/gpu.product` shows it, "
+                    "e.g. NVIDIA-H200"
+                )
+
+        def _job_description(self) -> str:
+            try:
+                dataset = as_dict(self.dataset_version, "dataset_version")
+            except (ValueError, SyntaxError):
+                dataset = {}
+            return (f"experiment {self.experiment_name!r}, dataset rev {dataset.get('rev', '?')} "
+                    f"md5 {dataset.get('md5', '?')}")
+
+        def _apply_gpu_preset(self, gpus: int, template: k8s.V1Pod | None) -> None:
+            """Put the GPU preset into the provider's own arguments (idempotent: build may run twice).
+
+            The provider merges a template with the operator's pod field by field, and a non-empty
+            operator field replaces the template's (tolerations, node selector, security context), so
+            the template's values are folded in here rather than lost.
+            """
+            tspec = template.spec if template is not None and template.spec else k8s.V1PodSpec(containers=[])
+            tbase = (tspec.containers or [None])[0]
+            resources = self.container_resources or k8s.V1ResourceRequirements()
+            if isinstance(resources, dict):
+                resources = k8s.V1ResourceRequirements(**resources)
+            limits, requests = dict(resources.limits or {}), dict(resources.requests or {})
+            if tbase is not None and tbase.resources is not None and self.container_resources is None:
+                limits = {**(tbase.resources.limits or {}), **limits}
+                requests = {**(tbase.resources.requests or {}), **requests}
+            limits[GPU_RESOURCE] = requests[GPU_RESOURCE] = str(gpus)
+            if self.cpu:
+                requests["cpu"] = str(self.cpu)
+            if self.memory:
+                requests["memory"] = limits["memory"] = str(self.memory)
+            self.container_resources = k8s.V1ResourceRequirements(
+                limits={k: str(v) for k, v in limits.items()}, requests={k: str(v) for k, v in requests.items()},
+                claims=resources.claims,
+            )
+            selector = {**(tspec.node_selector or {}), **(self.node_selector or {})}
+            if self.gpu_type:
+                self._check_gpu_type(str(self.gpu_type))
+                selector[self.gpu_node_label] = str(self.gpu_type)
+            self.node_selector = selector
+            tolerations: dict[tuple, k8s.V1Toleration] = {}
+            for tol in [*(tspec.tolerations or []), *self.tolerations]:
+                tolerations.setdefault((tol.key, tol.operator, tol.value, tol.effect), tol)
+            if not any(key == GPU_RESOURCE for key, *_ in tolerations):
+                tolerations[(GPU_RESOURCE, "Exists", None, "NoSchedule")] = k8s.V1Toleration(
+                    key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+            self.tolerations = list(tolerations.values())
+            names = {v.get("name") if isinstance(v, dict) else getattr(v, "name", None)
+                     for v in [*self.volumes, *(tspec.volumes or [])]}
+            mounts = {m.mount_path for m in (tbase.volume_mounts or [])} if tbase is not None else set()
+            if self.shm_size and SHM_VOLUME not in names and "/dev/shm" not in mounts:
+                self.volumes = [*self.volumes, k8s.V1Volume(
+                    name=SHM_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=self.shm_size))]
+                self.volume_mounts = [*self.volume_mounts, k8s.V1VolumeMount(name=SHM_VOLUME, mount_path="/dev/shm")]
+            if not self.security_context and tspec.security_context is None:
+                self.security_context = k8s.V1PodSecurityContext(
+                    run_as_non_root=True, run_as_user=1000, run_as_group=1000, fs_group=1000,
+                    seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+                )
+            if self.container_security_context is None and (tbase is None or tbase.security_context is None):
+                self.container_security_context = k8s.V1SecurityContext(
+                    run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False,
+                    capabilities=k8s.V1Capabilities(drop=["ALL"]),
+                )
+
+        def _credential_refs(self, settings: Any) -> list[k8s.V1EnvVar]:
+            wanted = (["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"] if settings.username else [])
+            wanted += ["MLFLOW_TRACKING_TOKEN"] if settings.token else []
+            if not wanted:
+                return []
+            if not self.mlflow_secret_name:
+                raise PodSpecError(
+                    f"MLflow connection {self.mlflow_conn_id!r} has credentials, but no Kubernetes secret holds them "
+                    f"for the training pod: create one (kubectl -n {self.namespace or '<namespace>'} create secret "
+                    "generic mlflow-credentials --from-literal=username=... --from-literal=password=... or "
+                    "--from-literal=token=...) and set mlflow_secret_name= or [mlops] training_mlflow_secret. "
+                    "Credentials never go into a pod as plain env values"
+                )
+            return [
+                k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(
+                    name=self.mlflow_secret_name, key=self.mlflow_secret_keys[name])))
+                for name in wanted
+            ]
+
+        def _pod_env(self, context: Context | None, *, dry_run: bool) -> list[k8s.V1EnvVar]:
+            """The env contract as plain values, credentials as secret refs, then the user's own env vars."""
+            try:
+                contract = self.job_env(context)
+                settings = self.mlflow_hook.settings
+            except (ValueError, SyntaxError, AirflowNotFoundException):
+                if not dry_run:
+                    raise
+                return convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+            uri = self.mlflow_tracking_uri or settings.tracking_uri
+            registry = settings.registry_uri if settings.registry_uri != settings.tracking_uri else uri
+            contract = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": registry, **contract,
+                        "MLOPS_IMAGE_DIGEST": image_reference_digest(str(self.image)), "PYTHONUNBUFFERED": "1"}
+            managed = {*contract, *CREDENTIAL_ENV}
+            user = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+            for var in user:
+                if var.name in CREDENTIAL_ENV and var.value is not None:
+                    raise PodSpecError(
+                        f"env_vars sets {var.name} as a plain value; pass MLflow credentials through the Kubernetes "
+                        "secret named by mlflow_secret_name instead (they would be visible in the pod spec)"
+                    )
+            return [
+                *(k8s.V1EnvVar(name=k, value=str(v)) for k, v in contract.items()),
+                *self._credential_refs(settings),
+                *(v for v in user if v.name not in managed),
+            ]
+
+        def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+            try:
+                gpus = parse_gpu_count(self.gpu_count)
+            except ValueError as err:
+                raise PodSpecError(f"{self.task_id}: {err}") from None
+            template = None
+            if self.pod_template_file or self.pod_template_dict:
+                data = validate_pod_template(self.pod_template_file or self.pod_template_dict, self.kubernetes_version)
+                template = PodGenerator.deserialize_model_dict(data)
+            self._apply_gpu_preset(gpus, template)
+            self.env_vars = self._pod_env(context, dry_run=dry_run)
+            pod = super().build_pod_request_obj(context, dry_run=dry_run)
+            self._check_built_pod(pod, gpus)
+            return pod
+
+        def _check_built_pod(self, pod: k8s.V1Pod, gpus: int) -> None:
+            data = pod_to_dict(pod)
+            problems = pod_problems(data, self.kubernetes_version)
+            base = [c for c in data["spec"]["containers"] if c.get("name") == self.base_container_name]
+            limit = ((base[0].get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE) if base else None
+            if str(limit) != str(gpus):
+                problems.append(f"container {self.base_container_name} has {GPU_RESOURCE} limit {limit!r}, "
+                                f"expected {gpus}")
+            if problems:
+                raise PodSpecError(
+                    f"training pod {pod.metadata.name} would be invalid: " + "; ".join(problems)
+                    + ". Fix the pod template or the operator arguments (gpu_count, container_resources)"
+                )
+
+        # ------------------------------------------------------------------ running it
+        def execute(self, context: Context) -> dict[str, Any] | None:
+            self._diagnosis, self._image_id, self._result = None, None, None
+            run = self.find_job_run(context)
+            if run is not None:
+                self.log.info("Adopting MLflow run %s: this task already trained (earlier try); no pod is started",
+                              run.info.run_id)
+                return self._complete(context, run, adopted=True)
+            try:
+                super().execute(context)  # sync: runs the pod; deferrable: raises TaskDeferred (a BaseException)
+            except Exception as exc:  # noqa: BLE001 - always re-raised, explained
+                self._reraise_explained(exc)
+            if self._result is not None:  # the pod was already done: the provider skipped deferral
+                return self._result
+            return self._after_pod(context)
+
+        def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+            try:
+                super().trigger_reentry(context, event)
+            except Exception as exc:  # noqa: BLE001 - always re-raised, explained
+                self._reraise_explained(exc)
+            self._result = self._after_pod(context)
+            return self._result
+
+        def cleanup(self, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, xcom_result: dict | None = None,
+                    context: Context | None = None) -> None:
+            # Runs before the provider deletes the pod: the last chance to read its state and events.
+            if not self._killed and remote_pod is not None:
+                self._inspect(pod, remote_pod)
+            super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
+
+        def _inspect(self, pod: k8s.V1Pod, last_seen: k8s.V1Pod) -> None:
+            """Record the image digest of a succeeded pod, or diagnose a failed one (never raises)."""
+            from mlops_airflow.k8s.diagnose import diagnose
+
+            name, namespace = pod.metadata.name, pod.metadata.namespace
+            try:
+                try:
+                    remote = self.client.read_namespaced_pod(name, namespace)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+                    remote = None
+                data = pod_to_dict(remote) if remote is not None else None
+                if (pod_to_dict(last_seen).get("status") or {}).get("phase") == "Succeeded" and data is None:
+                    return  # gone already (garbage-collected), but it had succeeded
+                if data and (data.get("status") or {}).get("phase") == "Succeeded":
+                    for status in (data["status"].get("containerStatuses") or []):
+                        if status.get("name") == self.base_container_name:
+                            self._image_id = status.get("imageID")
+                    return
+                events = pod_to_dict(self.pod_manager.read_pod_events(pod)).get("items") or []
+                try:
+                    nodes = pod_to_dict(self.client.list_node()).get("items") or []
+                except ApiException as err:  # a namespaced service account may not list nodes
+                    self.log.info("Cannot list nodes (%s %s); diagnosing from the pod events only", err.status,
+                                  err.reason)
+                    nodes = None
+                log_tail = None
+                if data and not self._termination_message(data):
+                    try:
+                        log_tail = self.client.read_namespaced_pod_log(
+                            name, namespace, container=self.base_container_name, tail_lines=40)
+                    except ApiException:
+                        log_tail = None
+                self._diagnosis = diagnose(data, events, nodes, container=self.base_container_name,
+                                           job=self._job_description(), log_tail=log_tail,
+                                           pod_ref=f"{namespace}/{name}")
+                self.log.error("%s", self._diagnosis.message)
+            except (ApiException, HTTPError) as err:
+                self.log.warning("Could not inspect pod %s/%s after its failure: %s", namespace, name, err)
+
+        def _termination_message(self, data: dict[str, Any]) -> str | None:
+            for status in (data.get("status") or {}).get("containerStatuses") or []:
+                if status.get("name") == self.base_container_name:
+                    return ((status.get("state") or {}).get("terminated") or {}).get("message")
+            return None
+
+        def _reraise_explained(self, exc: Exception) -> None:
+            explained = self._explain(exc)
+            if explained is exc:
+                raise exc
+            # With a diagnosis the provider's own traceback adds nothing for on-call: keep the log short.
+            raise explained from (None if self._diagnosis is not None else exc)
+
+        def _explain(self, exc: Exception) -> BaseException:
+            """The exception the task fails with: the diagnosis when there is one, else the cause named."""
+            if isinstance(exc, AirflowSkipException):
+                return exc
+            pod = self.pod or self.pod_request_obj
+            ref = f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None else self.task_id
+            if isinstance(exc, MLOpsError):  # already says what to do (invalid spec, missing secret ...)
+                if not getattr(exc, "_mlops_summary_logged", False):
+                    self.log.error("SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s",
+                                   type(exc).__name__, ref, self.gpu_count)
+                    exc._mlops_summary_logged = True  # type: ignore[attr-defined]
+                return exc
+            if self._diagnosis is not None:
+                message, cause = self._diagnosis.message, self._diagnosis.cause
+                self.log.info("Provider error behind it: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
+            elif isinstance(exc, ApiException):
+                message, cause = self._api_error(exc, ref), f"api_{exc.status}"
+            elif isinstance(exc, HTTPError):
+                host = self.hook.api_client.configuration.host
+                message = (f"cannot reach the Kubernetes API at {host} for pod {ref} ({exc}); check "
+                           f"kubernetes_conn_id={self.kubernetes_conn_id!r} (kubeconfig / in-cluster) and retry")
+                cause = "api_unreachable"
+            else:
+                return exc
+            self.log.error("SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s", cause, ref,
+                           self.gpu_count)
+            error = TrainingError(message)
+            error._mlops_summary_logged = True  # type: ignore[attr-defined]  # trigger_reentry may run in execute
+            return error
+
+        def _api_error(self, exc: ApiException, ref: str) -> str:
+            import json
+
+            try:
+                detail = json.loads(exc.body or "{}").get("message") or exc.reason
+            except (ValueError, AttributeError):
+                detail = exc.reason
+            namespace = ref.split("/", 1)[0]
+            step = {
+                403: f"grant the worker's Kubernetes identity the pod-launcher role in namespace {namespace}, or set "
+                     "namespace= / [mlops] training_namespace",
+                404: f"create namespace {namespace} or set namespace= / [mlops] training_namespace",
+                409: "a pod with that name exists; delete it or keep random_name_suffix=True",
+                422: "fix the pod spec (gpu_count, container_resources, pod template) and clear the task",
+            }.get(exc.status or 0, "check the cluster connection (kubernetes_conn_id) and retry")
+            return (f"the Kubernetes API rejected training pod {ref} ({exc.status} {exc.reason}: {detail}) "
+                    f"[{self._job_description()}]; {step}")
+
+        # ------------------------------------------------------------------ the result
+        def _after_pod(self, context: Context) -> dict[str, Any]:
+            run = self.find_job_run(context)
+            if run is None:
+                pod = self.pod or self.pod_request_obj
+                raise TrainingError(
+                    f"training pod {pod.metadata.namespace if pod else '?'}/{pod.metadata.name if pod else '?'} "
+                    f"succeeded but no FINISHED MLflow run tagged with this task exists in experiment "
+                    f"{self.experiment_name!r} at {self.mlflow_hook.settings.tracking_uri}; the pod must reach the "
+                    "same MLflow server as Airflow (set [mlops] training_mlflow_tracking_uri to an address the pod "
+                    "can resolve) and its image must run include/training/train.py"
+                )
+            if self._image_id and "sha256:" in self._image_id and not str(
+                run.data.tags.get("mlops.image_digest", "")
+            ).startswith("sha256:"):
+                digest = self._image_id.split("://", 1)[-1]
+                self.mlflow_hook.get_client().set_tag(run.info.run_id, "mlops.image_digest", digest)
+                run.data.tags["mlops.image_digest"] = digest
+            return self._complete(context, run, adopted=False)
+
+        def _complete(self, context: Context, run: Any, *, adopted: bool) -> dict[str, Any]:
+            result = self.result_from_run(run, backend="kubernetes", adopted=adopted)
+            MlflowRunLink.persist(context, result["run_url"])
+            # do_xcom_push stays False (it means "sidecar" to the provider), so push the return value here.
+            context["ti"].xcom_push(key="return_value", value=result)
+            pod = self.pod or self.pod_request_obj
+            self.log.info(
+                "SUMMARY train backend=kubernetes run_id=%s model=%s metrics=%s adopted=%s pod=%s gpus=%s gpu_type=%s "
+                "image=%s url=%s", result["run_id"], result["model_uri"], result["metrics"], adopted,
+                f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None and not adopted else "-",
+                self.gpu_count, self.gpu_type or "any", run.data.tags.get("mlops.image_digest", self.image),
+                result["run_url"],
+            )
+            return result
+
+    GpuTrainingPodOperator.__module__ = __name__
+    GpuTrainingPodOperator.__qualname__ = "GpuTrainingPodOperator"
+    return GpuTrainingPodOperator

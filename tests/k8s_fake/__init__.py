@@ -1,0 +1,1 @@
+"""A loopback fake of the Kubernetes API, for tests only (see ``server.py``)."""
