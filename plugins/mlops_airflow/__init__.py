@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "RegisterModelOperator": "mlops_airflow.operators.registry",
     "DataDriftOperator": "mlops_airflow.operators.monitoring",
     "QualityCheckOperator": "mlops_airflow.operators.monitoring",
+    "RetrainGuardOperator": "mlops_airflow.operators.monitoring",
     "BatchScoringOperator": "mlops_airflow.operators.scoring",
     "ShadowCanaryAnalysisOperator": "mlops_airflow.operators.scoring",
     "EvaluateChallengerOperator": "mlops_airflow.operators.evaluation",

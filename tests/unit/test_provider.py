@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from mlops_airflow.assets import dvc_asset_uri, model_asset_uri, sanitize_uri
 from mlops_airflow.get_provider_info import get_provider_info
 
@@ -18,9 +17,8 @@ pytestmark = pytest.mark.unit
 
 
 def test_provider_info_matches_airflow_schema():
-    import jsonschema
-
     import airflow
+    import jsonschema
 
     schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
     info = get_provider_info()

@@ -12,7 +12,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.sdk import AssetAlias
+from airflow.sdk.execution_time.context import OutletEventAccessors
 from mlops_airflow.exceptions import MonitoringError
+from mlops_airflow.monitoring.retrain import EXTRA_KEYS, retrain_alias_name
 from mlops_airflow.operators.monitoring import DataDriftOperator, drift_verdict_from_snapshot
 
 pytestmark = pytest.mark.unit
@@ -60,8 +63,16 @@ def _operator(tmp_path: Path, reference: Path, current: Path, **kwargs: Any) -> 
 # -- drift verdicts ------------------------------------------------------------------------------------------------
 
 
+def _quiet(verdict: dict[str, Any], context: dict[str, Any]) -> bool:
+    """No retraining trigger: neither in the verdict nor among the task's outlet events."""
+    alias = AssetAlias(retrain_alias_name("mlops://monitoring/churn"))
+    return verdict["retrain_event"] is None and context["outlet_events"][alias].asset_alias_events == []
+
+
 def test_no_drift_between_days_with_the_same_knobs(tmp_path: Path, data: dict[str, Path]) -> None:
-    verdict = _operator(tmp_path, data["reference"], data["same"]).execute(_context())
+    context = {**_context(), "outlet_events": OutletEventAccessors()}
+    verdict = _operator(tmp_path, data["reference"], data["same"], model_name="churn").execute(context)
+    assert _quiet(verdict, context)
 
     assert verdict["passed"] is True, verdict["reasons"]
     assert verdict["reasons"] == []
@@ -117,6 +128,63 @@ def test_explicit_stattest_and_threshold_reach_evidently(tmp_path: Path, data: d
     per_column = op.execute(_context())["metrics"]["per_column"]
     assert list(per_column) == ["monthly_charges", "usage_hours"]
     assert {(c["method"], c["threshold"]) for c in per_column.values()} == {("psi", 0.2)}
+
+
+# -- engines -------------------------------------------------------------------------------------------------------
+
+
+def test_fast_engine_reaches_evidently_s_verdict(tmp_path: Path, data: dict[str, Path]) -> None:
+    """Same per-column method, score and decision as Evidently's DataDriftPreset on the same rows."""
+    fast = _operator(tmp_path, data["reference"], data["shifted"], report_sample_rows=1000).execute(_context())
+    plain = _operator(tmp_path, data["reference"], data["shifted"], engine="evidently", task_id="plain").execute(
+        _context()
+    )
+    assert (fast["engine"], plain["engine"]) == ("fast", "evidently")
+    assert fast["passed"] == plain["passed"] and fast["drifted_columns"] == plain["drifted_columns"]
+    assert fast["drift_share"] == plain["drift_share"] and fast["reasons"] == plain["reasons"]
+    for col, theirs in plain["metrics"]["per_column"].items():
+        ours = fast["metrics"]["per_column"][col]
+        assert (ours["method"], ours["threshold"], ours["drifted"]) == (
+            theirs["method"], theirs["threshold"], theirs["drifted"]), col
+        assert ours["score"] == pytest.approx(theirs["score"], rel=1e-9), col
+    m = fast["metrics"]
+    assert m["approximate_columns"] == {} and m["uncertain_columns"] == []
+    # The HTML report is Evidently's, on a bounded random sample, and says so at the top.
+    assert m["report_sample_rows"] == {"reference": 1000, "current": 1000}
+    page = Path(fast["report_path"]).read_text()
+    assert "Verdict (fast drift engine, all rows: reference 8,000, current 4,000)" in page
+    assert "uniform random sample of 1,000 reference and 1,000 current rows" in page
+
+
+def test_fast_engine_rejects_a_stattest_it_lacks() -> None:
+    with pytest.raises(ValueError, match=r"stattest 'anderson' is not implemented by the fast drift engine"):
+        DataDriftOperator(task_id="d", reference_path="r", current_path="c", report_dir="x", stattest="anderson")
+    DataDriftOperator(task_id="d", reference_path="r", current_path="c", report_dir="x", stattest="anderson",
+                      engine="evidently")
+
+
+# -- retraining trigger --------------------------------------------------------------------------------------------
+
+
+def test_dataset_drift_emits_the_retraining_asset_event(tmp_path: Path, data: dict[str, Path]) -> None:
+    alias = AssetAlias(retrain_alias_name("mlops://monitoring/churn"))
+    op = _operator(tmp_path, data["reference"], data["shifted"], model_name="churn")
+    assert op.outlets == [alias]  # an alias: only a failing verdict becomes an event on mlops://monitoring/churn
+    context = {**_context(), "outlet_events": OutletEventAccessors()}
+    verdict = op.execute(context)
+
+    (event,) = context["outlet_events"][alias].asset_alias_events
+    assert event.dest_asset_key.uri == "mlops://monitoring/churn"
+    assert event.extra == verdict["retrain_event"]
+    assert set(EXTRA_KEYS) <= set(event.extra)
+    assert event.extra["kind"] == "data_drift" and event.extra["quality_drop"] is None
+    assert event.extra["drifted_columns"] == verdict["drifted_columns"]
+    assert event.extra["drift_share"] == verdict["drift_share"]
+    assert event.extra["reason"] == verdict["reasons"][0] and event.extra["reason"].startswith("dataset drift:")
+    assert event.extra["verdict_uri"] == verdict["verdict_uri"] and verdict["verdict_uri"].endswith(".json")
+
+    off = _operator(tmp_path, data["reference"], data["shifted"], model_name="churn", emit_retrain_event=False)
+    assert off.outlets == []
 
 
 # -- the pure parser -----------------------------------------------------------------------------------------------
@@ -211,7 +279,9 @@ def test_column_missing_on_one_side(tmp_path: Path, data: dict[str, Path]) -> No
 
 
 def test_all_null_feature_is_a_failure_reason_not_a_crash(tmp_path: Path, data: dict[str, Path]) -> None:
-    verdict = _operator(tmp_path, data["reference"], data["all_null"]).execute(_context())
+    context = {**_context(), "outlet_events": OutletEventAccessors()}
+    verdict = _operator(tmp_path, data["reference"], data["all_null"], model_name="churn").execute(context)
+    assert _quiet(verdict, context), "a broken feature is a data problem: no retraining on it"
 
     assert verdict["passed"] is False
     assert verdict["metrics"]["excluded_columns"] == ["usage_hours"]

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench [name ...] [-- args]``; each module here with a ``main(argv)`` is one benchmark."""
