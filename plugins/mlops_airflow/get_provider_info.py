@@ -38,6 +38,10 @@ _OPTIONS: dict[str, tuple[str, str, str | None]] = {
     "training_schedule_timeout": ("Seconds a training pod may stay unscheduled before the task fails with a diagnosis.",
                                   "600", "600"),
     "kubernetes_version": ("Kubernetes version whose schema validates pods (default: newest bundled).", "1.33", None),
+    "ui_mlflow_conn_id": ("MLflow connection the MLOps models page reads the registry through.", "mlflow_default",
+                          "mlflow_default"),
+    "monitoring_experiment": ("MLflow experiment whose runs hold the drift and quality verdicts the models page "
+                              "shows.", "mlops-monitoring", "mlops-monitoring"),
 }
 
 
