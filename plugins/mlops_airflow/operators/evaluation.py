@@ -303,7 +303,11 @@ class EvaluateChallengerOperator(BaseOperator):
             try:
                 y, p_chal = chal_future.result()
             except RegistryError as err:
-                raise RegistryError(f"challenger {self.model_name} v{challenger} could not be scored: {err}") from None
+                raise RegistryError(
+                    f"challenger {self.model_name} v{challenger} could not be scored on the holdout: {err}. Nothing "
+                    "was promoted; check the model artifact and the training environment ([mlops] training_python), "
+                    "then clear this task"
+                ) from None
             try:
                 y_champ, p_champ = champ_future.result() if champ_future else (None, None)
             except RegistryError as err:

@@ -478,6 +478,21 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
                       version, self.alias, verdict.get("evidence_uri"))
         return super().execute(context)
 
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """The person's answer (or the timeout): one SUMMARY line for on-call, then Airflow's handling."""
+        version = self.version.get("version") if isinstance(self.version, dict) else self.version
+        if "error" in event:
+            self.log.info("SUMMARY approval model=%s version=%s alias=%s decision=none (%s): nothing is promoted; "
+                          "rerun the DAG to ask again", self.model_name, version, self.alias,
+                          event.get("error_type") or event.get("error"))
+            return super().execute_complete(context=context, event=event)
+        chosen = (event.get("chosen_options") or ["?"])[0]
+        user = event.get("responded_by_user")
+        by = user.get("name") or user.get("id") if isinstance(user, dict) else user
+        self.log.info("SUMMARY approval model=%s version=%s alias=%s decision=%s by=%s at=%s", self.model_name,
+                      version, self.alias, chosen, by, event.get("responded_at"))
+        return super().execute_complete(context=context, event=event)
+
 
 class AutoApproveOperator(_GateInputs, BaseOperator):
     """The local demo's approval policy (``[mlops] approval_policy = auto``): approves a passing verdict.

@@ -57,10 +57,13 @@ class RegisterModelOperator(BaseOperator):
     :param materialization: upstream materialisation window (templated / XCom), optional.
     :param min_metrics: absolute thresholds for a first champion, e.g. ``{"val_auc": 0.7}`` (templated).
     :param challenger_alias: alias the new version gets when a champion exists (None = none).
+    :param retrain: the ``RetrainGuardOperator`` decision of this run (templated / XCom), optional: its reason and
+        trigger go into the record (``trigger``) and the version's ``mlops.retrain.*`` tags, and its ``decided_at``
+        into the registered model's ``mlops.last_retrain_at`` tag (the guard's cool-down clock).
     """
 
     template_fields: Sequence[str] = (
-        "model_name", "training", "training_set", "dataset_version", "materialization", "min_metrics",
+        "model_name", "training", "training_set", "dataset_version", "materialization", "min_metrics", "retrain",
     )
     operator_extra_links = (MlflowModelVersionLink(), MlflowRunLink())
     ui_color = "#0194e2"
@@ -76,6 +79,7 @@ class RegisterModelOperator(BaseOperator):
         min_metrics: dict[str, float] | None = None,
         champion_alias: str = "champion",
         challenger_alias: str | None = "challenger",
+        retrain: dict[str, Any] | str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -89,6 +93,7 @@ class RegisterModelOperator(BaseOperator):
         self.min_metrics = min_metrics
         self.champion_alias = champion_alias
         self.challenger_alias = challenger_alias
+        self.retrain = retrain
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
@@ -102,6 +107,7 @@ class RegisterModelOperator(BaseOperator):
         training_set = as_dict(self.training_set, "training_set")
         dataset = as_dict(self.dataset_version, "dataset_version")
         window = as_dict(self.materialization, "materialization") if self.materialization else None
+        retrain = as_dict(self.retrain, "retrain") if self.retrain not in (None, "", "None") else None
         self.hook.ensure_reachable()
         client = self.hook.get_client()
         run_id, model_uri = training["run_id"], training.get("model_uri") or ""
@@ -138,11 +144,15 @@ class RegisterModelOperator(BaseOperator):
         record = build_record(
             context=context, run=run, dataset=dataset, training_set=training_set, materialization=window,
             model_name=self.model_name, model_version=str(version.version), runtime=self._runtime(client, run_id),
-            model_uri=model_uri,
+            model_uri=model_uri, trigger=retrain,
         )
         self.hook.log_json_artifact(client, run_id, record, RECORD_ARTIFACT)
         for key, value in record_tags(record).items():
             client.set_model_version_tag(self.model_name, version.version, key, value)
+        if retrain and retrain.get("decided_at"):
+            from mlops_airflow.monitoring.retrain import LAST_RETRAIN_TAG
+
+            client.set_registered_model_tag(self.model_name, LAST_RETRAIN_TAG, str(retrain["decided_at"]))
 
         aliases = self._assign_alias(client, str(version.version), run_id, training.get("metrics", {}), context)
         url = self.hook.model_version_url(self.model_name, version.version)
@@ -158,8 +168,10 @@ class RegisterModelOperator(BaseOperator):
             "record_uri": f"runs:/{run_id}/{RECORD_ARTIFACT}",
             "record_sha256": record["record_sha256"],
         }
-        self.log.info("SUMMARY register model=%s version=%s aliases=%s run=%s record=%s url=%s",
-                      self.model_name, version.version, aliases, run_id, result["record_uri"], url)
+        result["retrain_reason"] = (record.get("trigger") or {}).get("reason")
+        self.log.info("SUMMARY register model=%s version=%s aliases=%s run=%s record=%s reason=%r url=%s",
+                      self.model_name, version.version, aliases, run_id, result["record_uri"],
+                      result["retrain_reason"], url)
         return result
 
     def _check_model_logged(self, client: Any, run_id: str, model_uri: str) -> None:
@@ -213,8 +225,10 @@ class RegisterModelOperator(BaseOperator):
                 return mv
             if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
                 raise RegistryError(
-                    f"{self.model_name} version {version} is {mv.status} ({mv.status_message}); the model "
-                    "artifact may be missing or unreadable by the registry"
+                    f"{self.model_name} version {version} is {mv.status} after {timeout_s:.0f} s "
+                    f"({mv.status_message}); the model artifact may be missing or unreadable by the registry. Check "
+                    "the run's artifacts in MLflow and the server's artifact store, then clear this task (the retry "
+                    "reuses this version, it does not register a duplicate)"
                 )
             time.sleep(1)
 

@@ -95,6 +95,26 @@ def test_auto_policy_says_loudly_that_nobody_approved(caplog, capsys):
         approval_of({**APPROVAL, "chosen_options": ["Reject"]})
 
 
+@pytest.mark.unit
+def test_a_persons_answer_ends_the_gate_log_with_one_summary_line(caplog, capsys):
+    from datetime import UTC, datetime
+
+    from airflow.providers.standard.exceptions import HITLRejectException
+
+    caplog.set_level(logging.INFO)
+    gate = ModelApprovalOperator(task_id="approve", model_name="churn", version={"version": "2"}, verdict=VERDICT,
+                                 fail_on_reject=True)
+    answer = {"chosen_options": ["Approve"], "params_input": {}, "responded_by_user": {"id": "7", "name": "alice"},
+              "responded_at": datetime(2026, 11, 20, 10, tzinfo=UTC)}
+    out = gate.execute_complete(make_context("approve"), dict(answer))
+    assert out["chosen_options"] == ["Approve"]
+    logged = caplog.text + capsys.readouterr().out
+    assert "SUMMARY approval model=churn version=2 alias=champion decision=Approve by=alice" in logged
+    with pytest.raises(HITLRejectException):
+        gate.execute_complete(make_context("approve"), {**answer, "chosen_options": ["Reject"]})
+    assert "decision=Reject by=alice" in caplog.text + capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------- real registry
 @pytest.fixture
 def models(mlflow_server, monkeypatch):
