@@ -12,6 +12,8 @@ Fields (see DESIGN.md), schema 2:
 - ``runtime``: device, GPU name/count, driver, CUDA, cuDNN, framework versions, determinism flags
   (the run's ``runtime/runtime.json``; its ``mlops.runtime.*`` tags when the artifact is absent);
 - ``airflow``: dag_id, run_id, task_id, try number of the registering task;
+- ``trigger``: why this model was trained: the retraining guard's ``{reason, triggered_by, decided_at,
+  asset_extra}`` (a monitoring verdict's asset event, or a manual run); None when no guard ran;
 - ``created_at`` and ``record_sha256`` (sha256 of the canonical JSON without this field).
 
 Written to ``runs:/<run_id>/reproducibility/record.json`` and summarised in model-version tags
@@ -79,6 +81,7 @@ def build_record(
     model_version: str,
     runtime: dict[str, Any] | None = None,
     model_uri: str | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the record from the upstream tasks' XCom and the MLflow run (params, tags, runtime.json)."""
     root = project_root()
@@ -118,8 +121,25 @@ def build_record(
             "model_uri": model_uri or tags.get("mlops.model_uri"),
         },
     }
+    if trigger:
+        record["trigger"] = trigger_section(trigger)
     record["record_sha256"] = record_digest(record)
     return record
+
+
+def trigger_section(decision: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``trigger`` from a ``RetrainGuardOperator`` decision (small: no event list)."""
+    extra = dict(decision.get("asset_extra") or {})
+    return {
+        "reason": decision.get("reason"),
+        "triggered_by": decision.get("triggered_by"),
+        "decided_at": decision.get("decided_at"),
+        "kind": extra.get("kind"),
+        "drifted_columns": extra.get("drifted_columns"),
+        "drift_share": extra.get("drift_share"),
+        "quality_drop": extra.get("quality_drop"),
+        "verdict_uri": extra.get("verdict_uri"),
+    }
 
 
 def load_record(hook: Any, client: Any, model_name: str, version: str | int) -> dict[str, Any]:
@@ -197,6 +217,9 @@ def record_tags(record: dict[str, Any]) -> dict[str, str]:
         "mlops.cuda_version": record["runtime"].get("cuda_version"),
         "mlops.seed": record["training"].get("seed"),
         "mlops.record_uri": f"runs:/{record['mlflow']['run_id']}/{RECORD_ARTIFACT}",
+        "mlops.retrain.reason": ((record.get("trigger") or {}).get("reason") or "")[:4000],
+        "mlops.retrain.triggered_by": (record.get("trigger") or {}).get("triggered_by"),
+        "mlops.retrain.kind": (record.get("trigger") or {}).get("kind"),
     }
     return {k: str(v) for k, v in flat.items() if v not in (None, "")}
 

@@ -116,5 +116,9 @@ def score_parquet(
     if proc.returncode != 0:
         failed = [ln for ln in lines if "SCORING FAILED" in ln]
         cause = failed[-1] if failed else (lines[-1] if lines else "no output")
-        raise RegistryError(f"scoring {model_uri} exited with code {proc.returncode}: {cause}")
+        raise RegistryError(
+            f"scoring {model_uri} exited with code {proc.returncode}: {cause}. The scorer's output is in the "
+            "task log above; check that the model version's artifact loads in the training environment "
+            "([mlops] training_python) and that the input has the model's feature columns"
+        )
     return json.loads(result_path.read_text())

@@ -986,7 +986,11 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
             current = current_ds.to_table(columns=columns).to_pandas()
             reference = reference_ds.to_table(columns=columns).to_pandas()
         except Exception as err:
-            raise MonitoringError(f"cannot read columns {columns} from the Parquet inputs: {err}") from err
+            raise MonitoringError(
+                f"cannot read columns {columns} from the Parquet inputs (reference {reference_path!r}, current "
+                f"{current_path!r}): {err}; check that both files are readable Parquet with these columns, or fix "
+                "the operator's columns"
+            ) from err
         self._check_rows(len(reference), len(current), reference_path, current_path)
         self.log.info(
             "drift inputs: reference %s (%d rows), current %s (%d rows), columns %s",
@@ -1646,7 +1650,8 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
         values = set(labels[self.label_column].astype(int).unique().tolist())
         if not values <= {0, 1}:
             raise MonitoringError(
-                f"labels {path!r} column {self.label_column!r} holds {sorted(values)}; binary 0/1 labels expected"
+                f"labels {path!r} column {self.label_column!r} holds {sorted(values)}; binary 0/1 labels expected: "
+                "map the labels to 0/1 in the label feed, or point label_column at the binary label"
             )
         dup = labels.duplicated(subset=self.join_keys, keep=False)
         if dup.any():
@@ -1669,7 +1674,10 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
         try:
             joined = left.merge(right, on=keys, how="inner", validate="many_to_one")
         except Exception as err:
-            raise MonitoringError(f"cannot join labels to the inference log on {keys}: {err}") from err
+            raise MonitoringError(
+                f"cannot join labels to the inference log on {keys}: {err}; check that the keys have the same "
+                "types on both sides and identify one prediction each (deduplicate the inference log)"
+            ) from err
         if joined.empty:
             ts = next((k for k in keys if "time" in k or "date" in k), None)
             detail = f" (label {ts} {_time_range(right[ts])}; prediction {ts} {_time_range(left[ts])})" if ts else ""
@@ -1763,6 +1771,13 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _cooldown(value: Any) -> timedelta:
+    """A cool-down from a ``timedelta`` or a number of hours (int, float or its text)."""
+    if isinstance(value, timedelta):
+        return value
+    return timedelta(hours=float(value))
+
+
 class RetrainGuardOperator(BaseOperator):
     """First task of a retraining DAG scheduled on ``mlops://monitoring/<model>``: retrain only when it is safe.
 
@@ -1787,22 +1802,27 @@ class RetrainGuardOperator(BaseOperator):
     :param require_data_gate: block when no data-gate verdict is found.
     :param cooldown_applies_to_manual: apply the cool-down to manual runs too.
     :param on_block: ``skip`` (raise ``AirflowSkipException``) or ``return`` the decision.
+    :param as_of: the time the decision is made at (templated; ISO text or datetime); empty = the wall clock. A
+        simulated timeline (``make demo``) passes the simulated day so the cool-down counts simulated time.
     :param mlflow_conn_id: MLflow connection (type ``mlflow``).
     :param tracking_uri: explicit MLflow tracking URI; wins over the connection.
+
+    ``cooldown`` is templated too: a ``timedelta``, or a number of hours (e.g. ``"{{ params.cooldown_hours }}"``).
     """
 
-    template_fields: Sequence[str] = ("model_name", "data_gate")
+    template_fields: Sequence[str] = ("model_name", "data_gate", "cooldown", "as_of")
     ui_color = "#c3e6cb"
 
     def __init__(
         self,
         *,
         model_name: str,
-        cooldown: timedelta = timedelta(hours=24),
+        cooldown: timedelta | float | str = timedelta(hours=24),
         data_gate: Any = None,
         require_data_gate: bool = False,
         cooldown_applies_to_manual: bool = False,
         on_block: str = "skip",
+        as_of: datetime | str | None = None,
         mlflow_conn_id: str = "mlflow_default",
         tracking_uri: str | None = None,
         **kwargs: Any,
@@ -1810,10 +1830,16 @@ class RetrainGuardOperator(BaseOperator):
         super().__init__(**kwargs)
         if on_block not in ("skip", "return"):
             raise ValueError(f"on_block must be 'skip' or 'return', got {on_block!r}")
-        if cooldown < timedelta(0):
-            raise ValueError(f"cooldown must not be negative, got {cooldown}")
+        if not (isinstance(cooldown, str) and "{{" in cooldown):
+            try:
+                parsed = _cooldown(cooldown)
+            except (TypeError, ValueError):
+                raise ValueError(f"cooldown must be a timedelta or a number of hours, got {cooldown!r}") from None
+            if parsed < timedelta(0):
+                raise ValueError(f"cooldown must not be negative, got {cooldown}")
         self.model_name = model_name
         self.cooldown = cooldown
+        self.as_of = as_of
         self.data_gate = data_gate
         self.require_data_gate = require_data_gate
         self.cooldown_applies_to_manual = cooldown_applies_to_manual
@@ -1830,7 +1856,7 @@ class RetrainGuardOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from mlops_airflow.monitoring.retrain import decide_retrain, load_gate_verdict, trigger_from_events
+        from mlops_airflow.monitoring.retrain import decide_retrain, load_gate_verdict, parse_time, trigger_from_events
 
         get = context.get if hasattr(context, "get") else (lambda _k, _d=None: _d)
         trigger = trigger_from_events(get("triggering_asset_events"))
@@ -1841,14 +1867,22 @@ class RetrainGuardOperator(BaseOperator):
                 f"cannot read the data-gate verdict {str(self.data_gate)[:200]!r}: {err}; pass the gate task's "
                 "XCom (a dict) or the path of its verdict JSON"
             ) from err
+        try:
+            cooldown = _cooldown(self.cooldown)
+            now = parse_time(self.as_of) or datetime.now(UTC)
+        except (TypeError, ValueError) as err:
+            raise MonitoringError(
+                f"cannot read cooldown={self.cooldown!r} / as_of={self.as_of!r}: {err}; pass a timedelta or a number "
+                "of hours as cooldown, and an ISO time (or nothing) as as_of"
+            ) from err
         last, source = self.last_retrain(str(self.model_name))
         decision = decide_retrain(
             model_name=str(self.model_name),
             trigger=trigger,
             gate=gate,
             last_retrain_at=last,
-            now=datetime.now(UTC),
-            cooldown=self.cooldown,
+            now=now,
+            cooldown=cooldown,
             require_gate=self.require_data_gate,
             cooldown_applies_to_manual=self.cooldown_applies_to_manual,
             last_retrain_source=source,
@@ -1856,7 +1890,7 @@ class RetrainGuardOperator(BaseOperator):
         summary = (
             f"retrain-guard model={self.model_name} proceed={decision['proceed']} "
             f"triggered_by={decision['triggered_by']!r} reason={decision['reason']!r} "
-            f"last_retrain_at={decision['last_retrain_at']} cooldown={self.cooldown}"
+            f"last_retrain_at={decision['last_retrain_at']} cooldown={cooldown} as_of={now.isoformat()}"
         )
         for reason in decision["blocked_by"]:
             self.log.info("blocked: %s", reason)

@@ -118,7 +118,10 @@ class BatchScoringOperator(BaseOperator):
             raise MonitoringError(f"window {source} not found: nothing to score; check the landing task")
         window = pd.read_parquet(source)
         if window.empty:
-            raise MonitoringError(f"window {source} has no rows: nothing to score (an empty window is not a pass)")
+            raise MonitoringError(
+                f"window {source} has no rows: nothing to score (an empty window is not a pass); check that the "
+                "landing step wrote this interval's batch, then re-run"
+            )
         client = self.hook.get_client()
         versions = alias_versions(client, self.model_name, ["champion", "canary", *self.shadow_aliases])
         if "champion" not in versions:

@@ -189,3 +189,26 @@ def test_guard_blocks_on_a_failed_gate_and_rejects_garbage(registry: str) -> Non
         _guard(registry, model_name="brand_new", data_gate="[1, 2]").execute(_context())
     with pytest.raises(MonitoringError, match=r"cannot read the last retraining of 'x' from the MLflow registry"):
         RetrainGuardOperator(task_id="g", model_name="x", tracking_uri="http://127.0.0.1:9").execute(_context())
+
+
+def test_guard_counts_the_cooldown_on_a_simulated_clock(registry: str) -> None:
+    """``as_of`` (the demo's simulated day) and a cool-down in hours, both as rendered templates."""
+    event = [_event(_drift_extra(), NOW)]
+    # tagged_model was last retrained 2026-01-01T00:00Z: 47 h later is within a 48 h cool-down, 49 h is not.
+    with pytest.raises(AirflowSkipException, match=r"next retraining allowed at 2026-01-03T00:00:00\+00:00"):
+        _guard(registry, model_name="tagged_model", cooldown="48", as_of="2026-01-02T23:00:00+00:00").execute(
+            _context(event))
+    decision = _guard(registry, model_name="tagged_model", cooldown=48.0, as_of="2026-01-03T01:00:00+00:00").execute(
+        _context(event))
+    assert decision["proceed"] is True and decision["decided_at"] == "2026-01-03T01:00:00+00:00"
+    # Empty as_of = the wall clock (a real deployment); a templated cool-down is checked at execute, not parse.
+    assert _guard(registry, model_name="tagged_model", cooldown="24", as_of="").execute(_context(event))["proceed"]
+    RetrainGuardOperator(task_id="g", model_name=MODEL, cooldown="{{ params.cooldown_hours }}")
+    with pytest.raises(ValueError, match="cooldown must be a timedelta or a number of hours, got 'soon'"):
+        _guard(registry, model_name="tagged_model", cooldown="soon")
+    rendered_badly = _guard(registry, model_name="tagged_model", cooldown="{{ params.cooldown_hours }}")
+    rendered_badly.cooldown = "soon"  # what a bad template renders to
+    with pytest.raises(MonitoringError, match="cannot read cooldown='soon'"):
+        rendered_badly.execute(_context(event))
+    with pytest.raises(ValueError, match="must not be negative"):
+        RetrainGuardOperator(task_id="g", model_name=MODEL, cooldown=-1)
