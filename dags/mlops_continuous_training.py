@@ -4,7 +4,11 @@ Thin composition of the pack's operators. Parsing imports no heavy library and r
 connection or Variable: paths come from Airflow's configuration (``[mlops] data_root``), the
 training backend from ``[mlops] training_backend``.
 
-Trigger it from the UI with the params below; ``make demo`` runs it with ``airflow dags test``.
+Scheduled on ``mlops://monitoring/churn_classifier``: a failing monitoring verdict (drift, concept drift) emits
+that asset event with its reason, and this DAG retrains, behind ``RetrainGuardOperator`` (no retraining when the
+batch's data gate failed, a cool-down between retrainings); the reason goes into the new model's
+reproducibility record. Trigger it from the UI with the params below too; ``make demo`` runs it in its
+simulated timeline (``scripts/scenario.py``) and ``local_stack.py demo --day`` once.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from mlops_airflow.operators.data_validation import DataValidationGateOperator
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
 from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
 from mlops_airflow.operators.feast_features import FeastMaterializeOperator, FeastTrainingSetOperator
-from mlops_airflow.operators.monitoring import DataDriftOperator
+from mlops_airflow.operators.monitoring import DataDriftOperator, RetrainGuardOperator
 from mlops_airflow.operators.promotion import PromoteModelOperator, approval_gate
 from mlops_airflow.operators.registry import RegisterModelOperator
 from mlops_airflow.operators.training import train_model_task
@@ -26,11 +30,12 @@ DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
 INCLUDE = conf.get("mlops", "include_dir", fallback=None) or f"{conf.get('core', 'dags_folder')}/../include"
 MODEL_NAME = "churn_classifier"
 DATASET = Asset("dvc://data_repo/data/customer_events")
+RETRAIN_TRIGGER = Asset(f"mlops://monitoring/{MODEL_NAME}")  # emitted by failing verdicts (mlops_monitoring)
 
 with DAG(
     dag_id="mlops_continuous_training",
     description="Continuous training of the churn classifier: DVC, GX, Feast, training, MLflow, Evidently",
-    schedule=None,
+    schedule=[RETRAIN_TRIGGER],
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,
@@ -46,6 +51,9 @@ with DAG(
         "min_val_auc": Param(0.70, type="number", minimum=0, maximum=1,
                              description="Absolute threshold a first champion must pass"),
         "epochs": Param(20, type="integer", minimum=1, maximum=500, description="Training epochs"),
+        "cooldown_hours": Param(24, type="number", minimum=0, maximum=24 * 90,
+                                description="Least time between two retrainings triggered by monitoring (manual runs "
+                                            "are not held back)"),
         "min_improvement": Param(0.0, type="number", minimum=0, maximum=1,
                                  description="AUC gain over the champion a challenger needs (its paired-bootstrap "
                                              "95% CI must also exclude 0) before it is proposed for promotion"),
@@ -81,6 +89,17 @@ with DAG(
         quarantine_dir=f"{DATA_ROOT}/quarantine",
         results_dir=f"{DATA_ROOT}/validation",
         key_columns=["customer_id"],
+    )
+
+    # Guard rails: runs after the data gate (a failed gate fails the run; no verdict blocks), then the cool-down.
+    # The decision (reason, trigger, simulated clock of `make demo` via params.day) goes into the new model's record.
+    guard = RetrainGuardOperator(
+        task_id="retrain_guard",
+        model_name=MODEL_NAME,
+        data_gate="{{ ti.xcom_pull(task_ids='validate_batch') }}",
+        require_data_gate=True,
+        cooldown="{{ params.cooldown_hours }}",
+        as_of="{{ params.day ~ 'T23:59:59+00:00' if params.day else '' }}",
     )
 
     version = DvcVersionDatasetOperator(
@@ -122,6 +141,7 @@ with DAG(
         dataset_version=version.output,
         materialization=materialize.output,
         min_metrics={"val_auc": "{{ params.min_val_auc }}"},
+        retrain=guard.output,
     )
 
     drift = DataDriftOperator(
@@ -190,6 +210,15 @@ with DAG(
         from pathlib import Path
 
         pull = lambda task_id: ti.xcom_pull(task_ids=task_id)  # noqa: E731
+        out = Path(DATA_ROOT) / "runs" / "latest_summary.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        decision = pull("retrain_guard") or ti.xcom_pull(task_ids="retrain_guard", key="decision") or {}
+        retrain = {k: decision.get(k) for k in ("proceed", "reason", "triggered_by", "blocked_by", "decided_at")}
+        if not decision.get("proceed"):  # the guard blocked retraining: nothing downstream ran
+            blocked = {"retrain": retrain, "dag_run": ti.run_id, "blocked": True}
+            out.write_text(json.dumps(blocked, indent=2))
+            print("SUMMARY ct-run blocked", json.dumps(blocked))
+            return blocked
         ver, gate, tset, trained, reg, drift_v = (pull(t) for t in (
             "version_dataset", "validate_batch", "build_training_set", "train_model", "register_model", "check_drift"))
         verdict, promoted = pull("evaluate_challenger"), pull("promote_model")
@@ -209,14 +238,13 @@ with DAG(
             "drift": {"passed": drift_v["passed"], "drift_share": drift_v["drift_share"],
                       "drifted_columns": drift_v["drifted_columns"], "report": drift_v.get("evidence_uri"),
                       "report_path": drift_v.get("report_path")},
+            "retrain": retrain,
             "dag_run": ti.run_id,
         }
-        out = Path(DATA_ROOT) / "runs" / "latest_summary.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2))
         print("SUMMARY ct-run", json.dumps(summary))
         return summary
 
-    landed >> validate >> version >> materialize >> training_set >> train >> register >> drift
+    landed >> validate >> guard >> version >> materialize >> training_set >> train >> register >> drift
     drift >> has_challenger() >> holdout_batch() >> evaluate >> approve >> promote
     [drift, promote] >> summarize()

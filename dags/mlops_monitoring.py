@@ -1,0 +1,299 @@
+"""Reference monitoring DAG: score a daily window, check drift and delayed-label quality, compare shadow/canary.
+
+For each daily window of ``churn_classifier``:
+
+1. ``land_window``: the day's batch (synthetic generator from include/data, with the scenario's covariate shift
+   and concept drift knobs) and its labels, which only *arrive* ``label_delay_days`` later;
+2. ``resolve_champion``: the champion's version and, from its reproducibility record, its training set (the
+   drift reference) and features;
+3. ``score_window``: champion (+ canary share, + shadow/challenger on every row) into the versioned inference log;
+4. ``check_drift``: per-feature drift of the window against the champion's training set;
+5. ``labelled_window``: the window whose labels arrived today (``label_delay_days`` ago) and its inference log;
+   ``check_quality`` joins them (concept drift = quality drop against the serving model's validation AUC,
+   confidence, business outcome); ``shadow_canary`` compares the served model with shadow/challenger/canary on
+   the same labelled rows, and ``act_on_recommendation`` routes its verdict to promote, rollback or hold;
+6. a failing drift or quality verdict emits an event on ``mlops://monitoring/churn_classifier`` (with its
+   reason), the asset ``mlops_continuous_training`` is scheduled on.
+
+Parsing imports no heavy library and reads no connection or Variable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.configuration import conf
+from airflow.sdk import DAG, Param, task
+from mlops_airflow.operators.monitoring import DataDriftOperator, QualityCheckOperator
+from mlops_airflow.operators.promotion import (
+    PromoteModelOperator,
+    RollbackModelOperator,
+    ValidateRollbackOperator,
+    approval_gate,
+)
+from mlops_airflow.operators.scoring import BatchScoringOperator, ShadowCanaryAnalysisOperator
+
+DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
+INCLUDE = conf.get("mlops", "include_dir", fallback=None) or f"{conf.get('core', 'dags_folder')}/../include"
+MODEL_NAME = "churn_classifier"
+KEYS = ["customer_id", "event_timestamp"]
+
+with DAG(
+    dag_id="mlops_monitoring",
+    description="Daily monitoring of the churn classifier: scoring, drift, delayed-label quality, shadow/canary",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    tags=["mlops", "monitoring", "reference"],
+    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=20)},
+    params={
+        "day": Param(None, type=["null", "string"], format="date",
+                     description="Day of the window to monitor (YYYY-MM-DD); empty = the run's logical date"),
+        "covariate_shift": Param(0.0, type="number", minimum=0, maximum=2,
+                                 description="Synthetic data: feature shift of the window (0 = none)"),
+        "concept_drift": Param(0.0, type="number", minimum=0, maximum=1,
+                               description="Synthetic data: change of the feature-label relation (0 = none)"),
+        "label_delay_days": Param(1, type="integer", minimum=1, maximum=30,
+                                  description="Labels of a window arrive this many days later"),
+        "min_auc": Param(0.70, type="number", minimum=0, maximum=1,
+                         description="Absolute AUC a previous champion must reach before a rollback to it"),
+    },
+    doc_md=__doc__,
+) as dag:
+
+    @task(retries=2)
+    def land_window(params: dict, logical_date=None) -> dict:
+        """The day's window (features; what is scored) and its labels (what arrives later), written once."""
+        import importlib.util
+        from datetime import date
+        from pathlib import Path
+
+        day = date.fromisoformat(params["day"]) if params.get("day") else (
+            (logical_date or datetime.now(UTC)).date())
+        spec = importlib.util.spec_from_file_location("mlops_generator", Path(INCLUDE) / "data" / "generator.py")
+        generator = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(generator)
+        df = generator.generate_batch(day, covariate_shift=float(params["covariate_shift"]),
+                                      concept_drift=float(params["concept_drift"]))
+        root = Path(DATA_ROOT) / "monitoring"
+        window = generator.write_batch(df.drop(columns=[generator.LABEL]), root / "windows" / f"{day}.parquet")
+        labels = generator.write_batch(df[[*KEYS, generator.LABEL]], root / "labels" / f"{day}.parquet")
+        labelled = generator.write_batch(df, root / "labelled" / f"{day}.parquet")  # rollback re-validation
+        print(f"SUMMARY land-window day={day} rows={len(df)} window={window} labels={labels}")
+        return {"day": day.isoformat(), "path": str(window), "labels_path": str(labels),
+                "labelled_path": str(labelled), "rows": len(df)}
+
+    @task(retries=2)
+    def resolve_champion() -> dict:
+        """The champion's version, training set (drift reference), features and validation AUC, from its record."""
+        from pathlib import Path
+
+        from mlflow.exceptions import MlflowException
+        from mlops_airflow.exceptions import MonitoringError
+        from mlops_airflow.hooks.mlflow_registry import MlflowHook
+        from mlops_airflow.record import load_record
+
+        hook = MlflowHook()
+        hook.ensure_reachable()
+        client = hook.get_client()
+        try:
+            mv = client.get_model_version_by_alias(MODEL_NAME, "champion")
+        except MlflowException as err:
+            raise MonitoringError(
+                f"{MODEL_NAME} has no champion ({type(err).__name__}): nothing serves, so nothing to monitor. Run "
+                "mlops_continuous_training to register and promote a first model"
+            ) from None
+        record = load_record(hook, client, MODEL_NAME, mv.version)
+        training_set = record.get("training_set") or {}
+        reference = training_set.get("uri")
+        if not reference or not Path(reference).exists():
+            raise MonitoringError(
+                f"{MODEL_NAME} v{mv.version}: its training set {reference!r} (the drift reference, from the "
+                "reproducibility record) no longer exists; rebuild it with the mlops_reproduce DAG, or retrain"
+            )
+        val_auc = client.get_run(mv.run_id).data.metrics.get("val_auc")
+        result = {"version": str(mv.version), "reference_path": reference, "features": training_set.get("features"),
+                  "val_auc": val_auc, "training_set_hash": training_set.get("hash")}
+        print(f"SUMMARY resolve-champion model={MODEL_NAME} champion=v{mv.version} reference={reference} "
+              f"val_auc={val_auc}")
+        return result
+
+    window = land_window()
+    champion = resolve_champion()
+
+    score = BatchScoringOperator(
+        task_id="score_window",
+        model_name=MODEL_NAME,
+        input_path="{{ ti.xcom_pull(task_ids='land_window')['path'] }}",
+        output_dir=f"{DATA_ROOT}/inference_log",
+        canary_share=0.1,
+    )
+
+    drift = DataDriftOperator(
+        task_id="check_drift",
+        reference_path="{{ ti.xcom_pull(task_ids='resolve_champion')['reference_path'] }}",
+        current_path="{{ ti.xcom_pull(task_ids='land_window')['path'] }}",
+        columns=["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"],
+        report_dir=f"{DATA_ROOT}/reports",
+        model_name=MODEL_NAME,
+    )
+
+    @task(retries=2)
+    def record_window(ti=None) -> dict:
+        """Index the day's inference log (day -> log, serving versions), so the day its labels arrive finds it."""
+        import json
+        from pathlib import Path
+
+        landed, scored = ti.xcom_pull(task_ids="land_window"), ti.xcom_pull(task_ids="score_window")
+        entry = {"day": landed["day"], "inference_log": scored["uri"], "labels_path": landed["labels_path"],
+                 "labelled_path": landed["labelled_path"], "versions": scored["versions"], "rows": scored["rows"]}
+        out = Path(DATA_ROOT) / "monitoring" / "index" / f"{landed['day']}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(entry, indent=2, sort_keys=True))
+        return entry
+
+    @task.short_circuit(retries=2, ignore_downstream_trigger_rules=False)
+    def labelled_window(params: dict, ti=None) -> dict | None:
+        """The window whose labels arrived today, with the validation AUC of the model that served it.
+
+        Nothing (the quality branch is skipped) when no window was scored ``label_delay_days`` ago.
+        """
+        import json
+        from datetime import date
+        from pathlib import Path
+
+        from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
+        day = date.fromisoformat(ti.xcom_pull(task_ids="land_window")["day"])
+        labelled_day = day - timedelta(days=int(params["label_delay_days"]))
+        index = Path(DATA_ROOT) / "monitoring" / "index" / f"{labelled_day}.json"
+        if not index.exists():
+            print(f"SUMMARY labelled-window none: no window was scored on {labelled_day} (labels arrive "
+                  f"{params['label_delay_days']} day(s) later); quality check skipped")
+            return None
+        entry = json.loads(index.read_text())
+        client = MlflowHook().get_client()
+        served = entry["versions"]["champion"]
+        auc = client.get_run(client.get_model_version(MODEL_NAME, served).run_id).data.metrics.get("val_auc")
+        entry["reference_auc"] = auc
+        print(f"SUMMARY labelled-window day={labelled_day} served_by=v{served} reference_auc={auc} "
+              f"log={entry['inference_log']}")
+        return entry
+
+    labelled = labelled_window()
+
+    quality = QualityCheckOperator(
+        task_id="check_quality",
+        inference_log_path="{{ ti.xcom_pull(task_ids='labelled_window')['inference_log'] }}",
+        labels_path="{{ ti.xcom_pull(task_ids='labelled_window')['labels_path'] }}",
+        report_dir=f"{DATA_ROOT}/reports",
+        model_name=MODEL_NAME,
+        features=["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"],
+        reference_quality="{{ ti.xcom_pull(task_ids='labelled_window')['reference_auc'] }}",
+        quality_metric="roc_auc",
+        max_quality_drop=0.05,  # concept drift: ROC AUC more than 0.05 below the serving model's validation AUC
+    )
+
+    shadow = ShadowCanaryAnalysisOperator(
+        task_id="shadow_canary",
+        inference_log="{{ ti.xcom_pull(task_ids='labelled_window')['inference_log'] }}",
+        labels_path="{{ ti.xcom_pull(task_ids='labelled_window')['labels_path'] }}",
+        evidence_dir=f"{DATA_ROOT}/reports",
+    )
+
+    @task.branch(retries=2)
+    def act_on_recommendation(ti=None) -> str:
+        """promote -> the challenger goes through approval and promotion; rollback -> validate the previous
+        champion on the labelled window, approve, move the alias back; hold -> nothing."""
+        verdict = ti.xcom_pull(task_ids="shadow_canary") or {}
+        entry = ti.xcom_pull(task_ids="labelled_window") or {}
+        recommendation = verdict.get("recommendation", "hold")
+        if recommendation == "promote" and "challenger" in (entry.get("versions") or {}):
+            return "challenger_version"
+        if recommendation == "rollback":
+            return "validate_rollback"
+        return "hold"
+
+    @task(retries=2)
+    def challenger_version(ti=None) -> dict:
+        """The challenger the analysis found better, as a promotion verdict (its McNemar evidence)."""
+        entry, verdict = ti.xcom_pull(task_ids="labelled_window"), ti.xcom_pull(task_ids="shadow_canary")
+        return {"version": entry["versions"]["challenger"], "passed": True, "reasons": [],
+                "evidence_uri": verdict["evidence_uri"], "metrics": verdict["metrics"]}
+
+    decision = act_on_recommendation()
+    candidate = challenger_version()
+    approve_challenger = approval_gate(
+        task_id="approve_challenger", model_name=MODEL_NAME, version=candidate, verdict=candidate,
+    )
+    promote = PromoteModelOperator(
+        task_id="promote_challenger", model_name=MODEL_NAME, version=candidate, approval=approve_challenger.output,
+        verdict=candidate,
+    )
+    validate_rollback = ValidateRollbackOperator(
+        task_id="validate_rollback", model_name=MODEL_NAME,
+        holdout_path="{{ ti.xcom_pull(task_ids='labelled_window')['labelled_path'] }}",
+        min_metrics={"auc": "{{ params.min_auc }}"}, output_dir=f"{DATA_ROOT}/scores",
+    )
+    approve_rollback = approval_gate(
+        task_id="approve_rollback", model_name=MODEL_NAME, version=validate_rollback.output,
+        verdict=validate_rollback.output,
+    )
+    rollback = RollbackModelOperator(
+        task_id="rollback_champion", model_name=MODEL_NAME, validation=validate_rollback.output,
+        approval=approve_rollback.output,
+    )
+
+    @task(retries=2)
+    def hold() -> str:
+        return "hold: no significant difference, or nothing to compare"
+
+    @task(retries=2, trigger_rule="none_failed")
+    def summarize(ti=None) -> dict:
+        """One line per day for people and for the scenario timeline (also written as JSON)."""
+        import json
+        from pathlib import Path
+
+        pull = lambda task_id: ti.xcom_pull(task_ids=task_id)  # noqa: E731
+        landed, champ, scored, drift_v = (pull(t) for t in ("land_window", "resolve_champion", "score_window",
+                                                           "check_drift"))
+        quality_v, shadow_v, entry = pull("check_quality"), pull("shadow_canary"), pull("labelled_window")
+        promoted, rolled = pull("promote_challenger"), pull("rollback_champion")
+        events = [v["retrain_event"] for v in (drift_v, quality_v) if v and v.get("retrain_event")]
+        summary = {
+            "day": landed["day"],
+            "champion": champ["version"],
+            "scoring": {k: scored[k] for k in ("uri", "rows", "versions", "served_by", "mean_confidence",
+                                               "low_confidence_share", "positive_rate")},
+            "drift": {"passed": drift_v["passed"], "drift_share": drift_v["drift_share"],
+                      "drifted_columns": drift_v["drifted_columns"], "report": drift_v.get("report_path"),
+                      "reasons": drift_v["reasons"]},
+            "quality": None if quality_v is None else {
+                "labelled_day": entry["day"], "served_by": entry["versions"]["champion"],
+                "passed": quality_v["passed"], "concept_drift": quality_v["concept_drift"],
+                "roc_auc": quality_v["metrics"]["quality"].get("roc_auc"),
+                "reference_auc": entry.get("reference_auc"), "quality_drop": quality_v["quality_drop"],
+                "mean_confidence": quality_v["metrics"]["confidence"]["mean_confidence"],
+                "report": quality_v.get("report_path"), "reasons": quality_v["reasons"]},
+            "shadow_canary": None if shadow_v is None else {
+                "recommendation": shadow_v["recommendation"], "comparisons": shadow_v["metrics"]["comparisons"]},
+            "promotion": promoted, "rollback": rolled,
+            "retrain_events": [{"kind": e["kind"], "reason": e["reason"]} for e in events],
+            "dag_run": ti.run_id,
+        }
+        out = Path(DATA_ROOT) / "monitoring" / "summaries" / f"{landed['day']}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2, default=str))
+        print("SUMMARY monitoring", json.dumps({k: summary[k] for k in ("day", "champion", "retrain_events")}))
+        return summary
+
+    window >> score
+    champion >> score >> drift
+    score >> record_window() >> labelled
+    window >> labelled >> [quality, shadow]
+    shadow >> decision >> [candidate, validate_rollback, hold()]
+    candidate >> approve_challenger >> promote
+    validate_rollback >> approve_rollback >> rollback
+    [drift, quality, promote, rollback] >> summarize()

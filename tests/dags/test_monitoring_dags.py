@@ -1,0 +1,55 @@
+"""The monitoring DAG's wiring and the CT DAG's asset schedule (what makes drift retrain)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+TRIGGER = "mlops://monitoring/churn_classifier"
+
+
+@pytest.fixture(scope="module")
+def dags():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags
+
+
+@pytest.mark.unit
+def test_monitoring_dag_wiring(dags):
+    dag = dags["mlops_monitoring"]
+    assert {"land_window", "resolve_champion", "score_window", "check_drift", "record_window", "labelled_window",
+            "check_quality", "shadow_canary", "act_on_recommendation", "challenger_version", "approve_challenger",
+            "promote_challenger", "validate_rollback", "approve_rollback", "rollback_champion", "hold",
+            "summarize"} == set(dag.task_ids)
+    up = {t: set(dag.get_task(t).upstream_task_ids) for t in dag.task_ids}
+    assert up["score_window"] == {"land_window", "resolve_champion"}
+    assert up["check_drift"] == {"score_window"}
+    assert up["check_quality"] == {"labelled_window"} and up["shadow_canary"] == {"labelled_window"}
+    assert up["act_on_recommendation"] == {"shadow_canary"}
+    assert dag.get_task("act_on_recommendation").downstream_task_ids == {"challenger_version", "validate_rollback",
+                                                                         "hold"}
+    assert up["promote_challenger"] == {"approve_challenger", "challenger_version"}
+    assert dag.get_task("summarize").trigger_rule == "none_failed"
+    # Drift and quality failures reach the retraining asset through an alias (only failures emit).
+    for task_id in ("check_drift", "check_quality"):
+        names = [getattr(o, "name", "") for o in dag.get_task(task_id).outlets]
+        assert names == [f"mlops-retrain::{TRIGGER}"], (task_id, names)
+    assert dag.get_task("score_window").canary_share == 0.1
+
+
+@pytest.mark.unit
+def test_ct_dag_is_scheduled_on_the_monitoring_asset_behind_the_guard(dags):
+    dag = dags["mlops_continuous_training"]
+    condition = dag.timetable.asset_condition  # AssetAll of the schedule's assets
+    assert [a.uri for a in condition.objects] == [TRIGGER]
+    guard = dag.get_task("retrain_guard")
+    assert guard.upstream_task_ids == {"validate_batch"}
+    assert guard.downstream_task_ids == {"version_dataset", "register_model"}  # its decision goes to the record
+    assert guard.require_data_gate is True
+    assert {"day", "cooldown_hours"} <= set(dag.params)
+    assert dag.get_task("register_model").retrain is not None  # the decision reaches the record
