@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test test-all bench up stop lint install clean help
 
 help:
-	@echo "make demo   - install from the lock, start the local stack, run the CT DAG once, print a summary"
+	@echo "make demo   - install from the lock, start the local stack, run the 8-day drift scenario (monitoring, retraining, promotion), print the timeline + HTML summary; DAY=YYYY-MM-DD runs the CT DAG once"
 	@echo "make test   - run the test suite (services that are absent are skipped with a reason)"
 	@echo "make up     - start Airflow on http://127.0.0.1:8080 with the pack and DAGs loaded"
 	@echo "make bench  - benchmarks (ratios measured in one run)"

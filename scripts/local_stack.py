@@ -4,7 +4,8 @@ Everything lives under ``.local/`` (git-ignored) and every step is idempotent: a
 what exists.
 
   python scripts/local_stack.py bootstrap   # MLflow, DVC data repo + remote, Feast apply, Airflow DB, training env
-  python scripts/local_stack.py demo        # bootstrap, run the CT DAG once (airflow dags test), print a summary
+  python scripts/local_stack.py demo        # bootstrap, run the simulated timeline (scripts/scenario.py)
+  python scripts/local_stack.py demo --day D   # bootstrap, run the CT DAG once for day D (airflow dags test)
   python scripts/local_stack.py up          # bootstrap, then Airflow (api-server, scheduler, ...) on 127.0.0.1:8080
   python scripts/local_stack.py exec -- CMD # run CMD with the stack's environment (AIRFLOW_HOME, connections, ...)
   python scripts/local_stack.py stop        # stop the MLflow server
@@ -241,6 +242,26 @@ def next_demo_day() -> date:
     return min(date.fromisoformat(batches[-1].stem) + timedelta(days=1), yesterday)
 
 
+def scenario(spec: str | None) -> int:
+    """The simulated timeline (monitoring, drift, retraining, promotion), every DAG run in one process."""
+    t0 = time.monotonic()
+    bootstrap()
+    log(f"bootstrap {time.monotonic() - t0:.0f}s; running the scenario (DAG runs in one process; their output: "
+        f"{LOCAL / 'logs' / 'scenario.log'})")
+    argv = [str(VENV / "bin" / "python"), str(ROOT / "scripts" / "scenario.py"), "--log",
+            str(LOCAL / "logs" / "scenario.log")]
+    if spec:
+        argv += ["--spec", spec]
+    code = subprocess.call(argv, env=stack_env())
+    if code != 0:
+        tail = (LOCAL / "logs" / "scenario.log").read_text(errors="replace").splitlines()
+        print("\n".join([ln for ln in tail if "SUMMARY" in ln or "Error" in ln][-15:]))
+        log(f"the scenario FAILED (exit {code}); full log: {LOCAL / 'logs' / 'scenario.log'}")
+        return 1
+    log(f"demo done in {time.monotonic() - t0:.0f}s")
+    return 0
+
+
 def demo(day: str | None) -> int:
     t0 = time.monotonic()
     bootstrap()
@@ -315,7 +336,8 @@ def main() -> int:
     sub.add_parser("bootstrap")
     sub.add_parser("training-env")
     p_demo = sub.add_parser("demo")
-    p_demo.add_argument("--day", help="batch day YYYY-MM-DD (default: the next day after the newest batch)")
+    p_demo.add_argument("--day", help="run the CT DAG once for this batch day YYYY-MM-DD (default: the scenario)")
+    p_demo.add_argument("--scenario", help="scenario spec JSON (default include/scenario/drift_timeline.json)")
     sub.add_parser("up")
     sub.add_parser("stop")
     p_exec = sub.add_parser("exec")
@@ -328,7 +350,7 @@ def main() -> int:
         training_env()
         return 0
     if args.cmd == "demo":
-        return demo(args.day)
+        return demo(args.day) if args.day else scenario(args.scenario)
     if args.cmd == "up":
         return up()
     if args.cmd == "stop":
