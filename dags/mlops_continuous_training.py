@@ -151,6 +151,7 @@ with DAG(
         columns=["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"],
         report_dir=f"{DATA_ROOT}/reports",
         model_name=MODEL_NAME,
+        emit_retrain_event=False,  # the batch vs its own training set: retraining is mlops_monitoring's call
     )
 
     @task.short_circuit(retries=2, ignore_downstream_trigger_rules=False)
