@@ -4,6 +4,9 @@
   extras carry ``{rev, md5, size, rows}``.
 - ``mlflow://models/<name>``: a registered model; every alias move is an asset event.
 - ``mlops://monitoring/<model>``: a failing monitoring verdict (retraining trigger).
+- ``feast://<project>/<feature view>``: features materialised to the online store; the event extra records
+  the materialised windows ``{project, feature_views, start, end, windows: [...]}``.
+- ``feast://<project>``: the feature definitions of a project were applied (CI/CD DAG).
 """
 
 from __future__ import annotations
@@ -30,3 +33,10 @@ def model_asset_uri(model_name: str) -> str:
 
 def monitoring_asset_uri(model_name: str) -> str:
     return f"mlops://monitoring/{model_name}"
+
+
+def feature_asset_uri(project: str, view: str | None = None) -> str:
+    """``feast://<project>/<view>`` (materialised features) or ``feast://<project>`` (applied definitions)."""
+    if not project or "/" in project:
+        raise ValueError(f"Feast project name {project!r} must be non-empty and contain no '/'")
+    return f"feast://{project}/{view.strip('/')}" if view else f"feast://{project}"

@@ -84,6 +84,8 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+RETRY_HINT = "; fix the cause these lines name, then retry the task"
+
 class DvcHook(BaseHook):
     """Versions data with DVC in a git working copy.
 
@@ -160,7 +162,7 @@ class DvcHook(BaseHook):
             lines = [ln.strip() for ln in (proc.stderr or proc.stdout).strip().splitlines()]
             tail = [ln for ln in lines if ln and "Having any troubles" not in ln][-5:]
             raise DatasetVersionError(
-                f"{what} failed (exit {proc.returncode}) in {self.settings.repo_path}: {' | '.join(tail)}"
+                f"{what} failed (exit {proc.returncode}) in {self.settings.repo_path}: {' | '.join(tail)}{RETRY_HINT}"
             )
         return proc.stdout
 
@@ -198,9 +200,26 @@ class DvcHook(BaseHook):
                 cwd=s.repo_path.parent,
                 what=f"git clone {s.repo_url}",
             )
-        if s.remote and s.remote_url:
+        if s.remote and s.remote_url and self._local_remote_url(s.remote) != s.remote_url:
             self.dvc("remote", "add", "--local", "--force", s.remote, s.remote_url, what="dvc remote add")
         return s.repo_path
+
+    def _local_remote_url(self, name: str) -> str | None:
+        """The url of remote ``name`` in ``.dvc/config.local`` (None when unset): skips a ~2 s DVC call per task."""
+        path = self.settings.repo_path / ".dvc" / "config.local"
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            return None
+        section = f"""['remote "{name}"']"""
+        inside = False
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("["):
+                inside = stripped == section
+            elif inside and stripped.partition("=")[0].strip() == "url":
+                return stripped.partition("=")[2].strip()
+        return None
 
     def head_rev(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
@@ -228,12 +247,28 @@ class DvcHook(BaseHook):
             text = self.git("show", f"{rev}:{dvc_file}", what=f"read {dvc_file} at {rev}")
         outs = (yaml.safe_load(text) or {}).get("outs") or []
         if not outs:
-            raise DatasetVersionError(f"{dvc_file} at {rev or 'working copy'} tracks no output")
+            raise DatasetVersionError(
+                f"{dvc_file} at {rev or 'working copy'} tracks no output (an empty or hand-edited pointer); check "
+                f"dataset_path, and `git log -p -- {dvc_file}` in the data repository for who changed it"
+            )
         return outs[0]
 
     def push(self) -> None:
         args = ["push"] + (["-r", self.settings.remote] if self.settings.remote else [])
-        self.dvc(*args, what="dvc push (is the remote reachable and writable?)")
+        try:
+            self.dvc(*args, what="dvc push")
+        except DatasetVersionError as err:
+            try:
+                head = self.head_rev()[:12]
+            except DatasetVersionError:
+                head = "HEAD"
+            raise DatasetVersionError(
+                f"{str(err).removesuffix(RETRY_HINT)}. The DVC remote {self.settings.remote or '(default)'} is "
+                "unreachable or not writable with "
+                f"the credentials of connection {self.dvc_conn_id!r}; nothing is lost: the data and its commit "
+                f"({head}) stay in {self.settings.repo_path} and its cache. Fix the remote, then "
+                "retry the task (it pushes the same version without a new commit)"
+            ) from None
         if self.settings.repo_url:
             self.git("push", "origin", f"HEAD:{self.settings.branch}", what="git push")
 
@@ -297,7 +332,10 @@ class DvcHook(BaseHook):
         """
         if expected_md5.endswith(".dir"):
             if not local.is_dir():
-                raise DatasetVersionError(f"{what}: expected a directory (md5 {expected_md5}) at {local}, found none")
+                raise DatasetVersionError(
+                    f"{what}: expected a directory (md5 {expected_md5}) at {local}, found none; the DVC cache or "
+                    "remote holds something else under that hash - run `dvc status -c` for that revision, then retry"
+                )
             entries = dir_entries(local)
             actual = dir_md5(entries)
             size = sum((local / e["relpath"]).stat().st_size for e in entries)
@@ -317,7 +355,10 @@ class DvcHook(BaseHook):
                 )
             return {"md5": actual, "size": size, "nfiles": len(entries)}
         if not local.is_file():
-            raise DatasetVersionError(f"{what}: expected a file (md5 {expected_md5}) at {local}, found none")
+            raise DatasetVersionError(
+                f"{what}: expected a file (md5 {expected_md5}) at {local}, found none; the DVC cache or remote "
+                "holds something else under that hash - run `dvc status -c` for that revision, then retry"
+            )
         actual = file_md5(local)
         if actual != expected_md5:
             raise DatasetVersionError(

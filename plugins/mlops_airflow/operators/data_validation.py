@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_airflow.exceptions import DataValidationError, MLOpsError
-from mlops_airflow.operators._common import run_dir, run_identity
+from mlops_airflow.links.mlflow import EvidenceLink
+from mlops_airflow.operators._common import run_dir, run_identity, safe_part
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,14 +165,15 @@ class DataValidationGateOperator(BaseOperator):
         {"passed": True, "reasons": [], "metrics": {"evaluated", "successful", "failed", "rows"},
          "evidence_uri": "file://.../validation_result.json", "summary_uri": "file://.../validation_summary.html",
          "data_md5": "<md5 of the file, or of the sorted md5s of a directory's Parquet files>",
-         "quarantined_to": None}
+         "quarantined_to": None, "quarantine_version": None}
 
     On failure, with ``quarantine_on_failure``, the batch is moved to
-    ``quarantine_dir/<YYYYmmddTHHMMSS>_<md5[:12]>/<original name>`` next to a ``quarantine.json`` (reasons,
-    source, ids, that verdict); then ``DataValidationError`` is raised. A structural failure quarantines too: a
-    corrupt file is still kept. A suite that cannot be read or built raises ``MLOpsError`` and leaves the batch
-    where it is (the data is not at fault). Retrying a failed validation finds the batch gone; the message of that
-    try points to the quarantine folder of the earlier one.
+    ``quarantine_dir/<YYYYmmddTHHMMSS>_<md5[:12]>/<original name>`` next to a ``quarantine.json`` (reasons, source, ids,
+    that verdict); with ``quarantine_dvc_conn_id`` that folder is also versioned in the data repository
+    (``quarantine/<YYYYmmddTHHMMSS>_<md5[:12]>/``, see below); then ``DataValidationError`` is raised. A structural
+    failure quarantines too: a corrupt file is still kept. A suite that cannot be read or built raises ``MLOpsError``
+    and leaves the batch where it is (the data is not at fault). Retrying a failed validation finds the batch gone; the
+    message of that try points to the quarantine folder of the earlier one.
 
     :param data_path: the batch: a Parquet or CSV file, or a directory of Parquet files (templated).
     :param suite_path: the expectation suite, a JSON file such as ``include/gx/customer_events.json``
@@ -184,10 +186,20 @@ class DataValidationGateOperator(BaseOperator):
     :param quarantine_on_failure: move a failing batch to ``quarantine_dir`` (default); False leaves it in place.
     :param max_examples: unexpected values kept per expectation (GX ``partial_unexpected_count``) and shown in
         the failure message.
+    :param quarantine_dvc_conn_id: a ``dvc`` connection: the quarantine folder is also copied into that data
+        repository under ``quarantine_dataset_path/<folder>/`` and versioned there (dvc add + git commit + dvc
+        push), so a quarantined batch survives the worker's disk and is never deleted. The verdict then carries
+        ``quarantine_version`` ``{repo, rev, path, md5, entry}``. None (default) = local quarantine only.
+    :param quarantine_dataset_path: the tracked folder in the data repository (default ``quarantine``).
+    :param evidence_url_prefix: base URL under which ``results_dir`` is served (e.g. an S3 website or a static
+        server); the task's "Evidence report" link then points to the HTML summary there. None = ``file://`` URI.
+
+    The task's "Evidence report" extra link opens the HTML summary of the run (pass or fail).
     """
 
     template_fields: Sequence[str] = ("data_path", "suite_path", "quarantine_dir", "results_dir")
     ui_color = "#ff6f59"
+    operator_extra_links = (EvidenceLink(),)
 
     def __init__(
         self,
@@ -200,6 +212,9 @@ class DataValidationGateOperator(BaseOperator):
         timestamp_column: str | None = "event_timestamp",
         quarantine_on_failure: bool = True,
         max_examples: int = 5,
+        quarantine_dvc_conn_id: str | None = None,
+        quarantine_dataset_path: str = "quarantine",
+        evidence_url_prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -213,6 +228,9 @@ class DataValidationGateOperator(BaseOperator):
         self.timestamp_column = timestamp_column
         self.quarantine_on_failure = quarantine_on_failure
         self.max_examples = max_examples
+        self.quarantine_dvc_conn_id = quarantine_dvc_conn_id
+        self.quarantine_dataset_path = quarantine_dataset_path.strip("/")
+        self.evidence_url_prefix = evidence_url_prefix
 
     # ------------------------------------------------------------------ execute
 
@@ -271,6 +289,7 @@ class DataValidationGateOperator(BaseOperator):
         )
         self.log.info("validation result: %s", result_path)
         self.log.info("validation summary: %s", summary_path)
+        self._persist_link(context, summary_path)
         verdict: dict[str, Any] = {
             "passed": passed,
             "reasons": reasons,
@@ -279,6 +298,7 @@ class DataValidationGateOperator(BaseOperator):
             "summary_uri": summary_path.as_uri(),
             "data_md5": data_md5,
             "quarantined_to": None,
+            "quarantine_version": None,
         }
         if passed:
             self.log.info(
@@ -621,7 +641,82 @@ Suite <code>{esc(str(result.get("suite_name", "")))}</code> ({esc(self.suite_pat
             return f"Quarantine FAILED ({err}); the batch is still at {source}."
         verdict["quarantined_to"] = str(target)
         self.log.warning("batch quarantined to %s", target)
-        return f"Batch quarantined to {target}."
+        sentence = f"Batch quarantined to {target}."
+        if self.quarantine_dvc_conn_id:
+            try:
+                version = self._version_quarantine(target.parent, ident)
+            except (OSError, MLOpsError) as err:
+                self.log.exception("versioning the quarantine folder %s in DVC failed", target.parent)
+                return (
+                    f"{sentence} Versioning it in DVC ({self.quarantine_dvc_conn_id}) FAILED: {err}; the local copy "
+                    f"is intact - version it by hand (`dvc add {self.quarantine_dataset_path}` in the data repository)."
+                )
+            verdict["quarantine_version"] = version
+            self._update_manifest(target.parent, version)
+            sentence += (
+                f" Versioned in DVC as {version['entry']} (dataset {version['path']} rev {version['rev'][:12]}, "
+                f"md5 {version['md5']})."
+            )
+        return sentence
+
+    def _version_quarantine(self, folder: Path, ident: dict[str, str]) -> dict[str, Any]:
+        """Copy the quarantine folder into the data repository and version ``quarantine_dataset_path``.
+
+        The tracked folder only ever grows (one sub-folder per quarantined batch, names never reused), so every
+        earlier quarantined batch stays reachable at HEAD and at every older revision.
+        """
+        import shutil
+
+        from mlops_airflow.hooks.dvc_repo import DvcHook
+
+        hook = DvcHook(dvc_conn_id=self.quarantine_dvc_conn_id)
+        repo = hook.ensure_repo()
+        entry = f"{self.quarantine_dataset_path}/{folder.name}"
+        dest = repo / entry
+        with hook.locked():
+            if dest.exists():  # a name clash with another run's folder: never merge or overwrite
+                raise DataValidationError(
+                    f"{dest} already exists in the data repository (a quarantine folder of the same name from "
+                    f"another run); not overwriting it. Version {folder} by hand under another name"
+                )
+            tmp = repo / f".{safe_part(self.quarantine_dataset_path)}.{folder.name}.tmp"  # outside the tracked folder
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            shutil.copytree(folder, tmp)
+            for src in (p for p in folder.rglob("*") if p.is_file()):
+                if _file_md5(src) != _file_md5(tmp / src.relative_to(folder)):
+                    raise DataValidationError(
+                        f"md5 mismatch copying {src} into {tmp}: the disk of the data repository may be full or "
+                        f"failing; check it (df -h, dmesg), then version {folder} by hand"
+                    )
+            tmp.replace(dest)
+            message = (
+                f"quarantine: {folder.name} from {ident['dag_id']}/{safe_part(ident['run_id'])} "
+                f"({ident['task_id']}, try {ident['try_number']})"
+            )
+            version = hook.version_path(self.quarantine_dataset_path, message)
+        keep = ("repo", "rev", "path", "md5", "size", "nfiles", "new_commit")
+        return {**{k: version[k] for k in keep}, "entry": entry}
+
+    @staticmethod
+    def _update_manifest(folder: Path, version: dict[str, Any]) -> None:
+        """Record the DVC version next to the local quarantine manifest (the copy in DVC has the original)."""
+        side = folder / "quarantine_version.json"
+        _write_atomic(side, json.dumps(version, indent=2))
+
+    def _persist_link(self, context: Any, summary_path: Path) -> None:
+        """The "Evidence report" extra link: the HTML summary (under ``evidence_url_prefix`` when given)."""
+        url = summary_path.as_uri()
+        if self.evidence_url_prefix:
+            try:
+                rel = summary_path.relative_to(Path(self.results_dir).absolute())
+                url = f"{self.evidence_url_prefix.rstrip('/')}/{rel.as_posix()}"
+            except ValueError:
+                pass
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None and hasattr(ti, "xcom_push"):
+            EvidenceLink.persist(context, url)
 
     def _quarantine(self, source: Path, data_md5: str | None, verdict: dict[str, Any], ident: dict[str, str]) -> Path:
         """Copy every file of the batch into a fresh folder, fsync, verify md5s, write the manifest, then delete."""
@@ -640,7 +735,10 @@ Suite <code>{esc(str(result.get("suite_name", "")))}</code> ({esc(self.suite_pat
             folder = candidate
             break
         if folder is None:
-            raise DataValidationError(f"no free quarantine folder name under {root} for {base}")
+            raise DataValidationError(
+                f"no free quarantine folder name under {root} for {base} (1000 taken): archive old quarantine "
+                "folders or set another quarantine_dir, then retry the task"
+            )
 
         if source.is_dir():
             pairs = [
@@ -659,7 +757,10 @@ Suite <code>{esc(str(result.get("suite_name", "")))}</code> ({esc(self.suite_pat
                 os.fsync(fout.fileno())
             copied = _file_md5(dst)
             if copied != expected:
-                raise DataValidationError(f"md5 mismatch copying {src} to {dst} ({expected} != {copied})")
+                raise DataValidationError(
+                    f"md5 mismatch copying {src} to {dst} ({expected} != {copied}): the original is untouched; the "
+                    f"disk of {root} may be full or failing - check it (df -h, dmesg), then retry the task"
+                )
             _fsync_dir(dst.parent)
             manifest_files.append({"path": str(dst.relative_to(folder)), "md5": copied, "bytes": dst.stat().st_size})
 

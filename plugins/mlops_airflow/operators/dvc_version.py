@@ -114,8 +114,9 @@ class DvcVersionDatasetOperator(BaseOperator):
 class DvcResolveVersionOperator(BaseOperator):
     """Materialise one dataset version to a local path and prove it is the recorded content.
 
-    The version is ``dataset_version`` (an upstream ``DvcVersionDatasetOperator`` XCom, or any dict with
-    ``path`` and ``rev``), or ``dataset_path`` + ``rev`` (a sha, branch or tag, resolved to the commit sha).
+    The version is ``dataset_version`` (an upstream ``DvcVersionDatasetOperator`` XCom, the extra of a ``dvc://``
+    asset event - from that operator or from a ``DvcNewVersionTrigger`` watcher - or any dict with ``path`` and
+    ``rev``), or ``dataset_path`` + ``rev`` (a sha, branch or tag, resolved to the commit sha).
     The data comes from the local DVC cache, else the remote (``dvc get`` at that revision; the working copy is
     not touched), lands in a temporary sibling and is renamed to ``local_dir/<rev[:12]>/<name>`` only after its
     md5 matches the ``.dvc`` file of that revision (a directory's ``.dir`` hash is recomputed from its files).
@@ -162,6 +163,8 @@ class DvcResolveVersionOperator(BaseOperator):
 
         if self.dataset_version not in (None, ""):
             version = as_dict(self.dataset_version, "dataset_version")
+            if isinstance(version.get("payload"), dict):  # an AssetWatcher event's extra: {from_trigger, payload}
+                version = version["payload"]
             path, rev = version.get("path"), version.get("rev")
             if not path or not rev:
                 raise DatasetVersionError(

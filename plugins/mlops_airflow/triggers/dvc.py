@@ -209,7 +209,8 @@ class DvcNewVersionTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         target = await self._target()
         where = target["repo_url"] or target["repo_path"]
-        baseline = await self._stored_md5() or self.since_md5
+        stored = await self._stored_md5()
+        baseline = stored if stored is not None else self.since_md5  # "" = nothing tracked yet: any md5 is new
         self.log.info(
             "watching %s:%s@%s for a new DVC version (baseline md5 %s, every %ss)",
             where, self.dataset_path, target["branch"], baseline or "from the first poll", self.poll_interval,

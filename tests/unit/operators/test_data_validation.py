@@ -84,6 +84,11 @@ def _fail(op: DataValidationGateOperator) -> str:
     return str(info.value)
 
 
+def _report(case: str, message: str) -> None:
+    """One row of the bad-input table (``pytest -rP`` shows it): the case and the exact message."""
+    print(f"BAD-INPUT | {case} (validation gate) | {message}")
+
+
 def _assert_quarantined(dirs: dict[str, Path], original: Path, md5: str, message: str) -> dict[str, Any]:
     """The batch left landing and sits, identical, in exactly one quarantine folder with its manifest."""
     assert not original.exists(), "the original should have been moved"
@@ -169,6 +174,7 @@ def test_valid_parquet_directory_passes(dirs: dict[str, Path], frame: Any) -> No
 
 def test_missing_column(dirs: dict[str, Path], frame: Any) -> None:
     message = _fail_parquet(dirs, frame.drop(columns=["monthly_charges"]))
+    _report("missing column", message)
     assert "expect_column_to_exist(monthly_charges): column missing" in message
     # expectations on the missing column could not run; they come after the cause
     assert message.index("column missing") < message.index("could not run")
@@ -179,6 +185,7 @@ def test_missing_column(dirs: dict[str, Path], frame: Any) -> None:
 
 def test_wrong_dtype(dirs: dict[str, Path], frame: Any) -> None:
     message = _fail_parquet(dirs, frame.assign(monthly_charges=frame["monthly_charges"].astype(str)))
+    _report("wrong dtype", message)
     assert f"expect_column_values_to_be_in_type_list(monthly_charges): {ROWS} unexpected (100.00%)" in message
 
 
@@ -186,6 +193,7 @@ def test_nulls_in_key(dirs: dict[str, Path], frame: Any) -> None:
     df = frame.assign(customer_id=frame["customer_id"].astype("Int64"))
     df.loc[[3, 5, 7], "customer_id"] = None
     message = _fail_parquet(dirs, df)
+    _report("nulls in an entity key", message)
     assert "expect_column_values_to_not_be_null(customer_id): 3 unexpected (0.75%)" in message
     # GX itself reports the nullable Int64 column's type as "int64"; the message names the real dtype
     assert 'expect_column_values_to_be_in_type_list(customer_id): column dtype is Int64, expected ["int64"]' in message
@@ -196,6 +204,7 @@ def test_duplicate_keys(dirs: dict[str, Path], frame: Any) -> None:
 
     df = pd.concat([frame, frame.iloc[:2]], ignore_index=True)
     message = _fail_parquet(dirs, df)
+    _report("duplicate entity/timestamp rows", message)
     assert "1 of 26 expectations failed" in message
     assert "expect_compound_columns_to_be_unique(customer_id, event_timestamp): 4 unexpected" in message
     assert "e.g. [(1, '2026-11-01T00:" in message  # a duplicated key, shown once
@@ -207,6 +216,7 @@ def test_out_of_range(dirs: dict[str, Path], frame: Any) -> None:
     df.loc[1, "monthly_charges"] = 900.1
     df.loc[2, "churned"] = 2
     message = _fail_parquet(dirs, df)
+    _report("out-of-range values", message)
     assert "2 of 26 expectations failed" in message
     assert "expect_column_values_to_be_between(monthly_charges): 2 unexpected (0.50%), e.g. [-5.0, 900.1]" in message
     assert "expect_column_values_to_be_in_set(churned): 1 unexpected" in message
@@ -218,6 +228,7 @@ def test_out_of_range(dirs: dict[str, Path], frame: Any) -> None:
 
 def test_zero_rows(dirs: dict[str, Path], frame: Any) -> None:
     message = _fail_parquet(dirs, frame.iloc[:0])
+    _report("empty file (zero rows)", message)
     assert "zero rows in batch.parquet" in message
 
 
@@ -226,6 +237,7 @@ def test_empty_file(dirs: dict[str, Path]) -> None:
     path.write_bytes(b"")
     md5 = _md5(path)
     message = _fail(_operator(dirs, path))
+    _report("empty file (0 bytes)", message)
     _assert_quarantined(dirs, path, md5, message)
     assert "empty file (0 bytes)" in message
 
@@ -235,6 +247,7 @@ def test_corrupt_parquet(dirs: dict[str, Path]) -> None:
     path.write_bytes(os.urandom(4096))
     md5 = _md5(path)
     message = _fail(_operator(dirs, path))
+    _report("corrupt Parquet", message)
     _assert_quarantined(dirs, path, md5, message)
     assert "corrupt Parquet: batch.parquet:" in message and "magic bytes" in message
     assert "Traceback" not in message and ".." not in message
@@ -244,6 +257,7 @@ def test_corrupt_parquet(dirs: dict[str, Path]) -> None:
 def test_naive_timestamps_parquet(dirs: dict[str, Path], frame: Any) -> None:
     df = frame.assign(event_timestamp=frame["event_timestamp"].dt.tz_localize(None))
     message = _fail_parquet(dirs, df)
+    _report("timestamps without a timezone (Parquet)", message)
     assert "timestamps without a timezone in column event_timestamp: write them as UTC" in message
 
 
@@ -252,6 +266,7 @@ def test_invalid_csv_naive_timestamps(dirs: dict[str, Path], frame: Any) -> None
     frame.assign(event_timestamp=frame["event_timestamp"].dt.tz_localize(None)).to_csv(path, index=False)
     md5 = _md5(path)
     message = _fail(_operator(dirs, path))
+    _report("timestamps without a timezone (CSV)", message)
     _assert_quarantined(dirs, path, md5, message)
     assert "timestamps without a timezone in column event_timestamp: write them as UTC" in message
     assert f"({ROWS} of {ROWS} values" in message

@@ -83,18 +83,32 @@ def test_missing_source_is_a_clear_error(tmp_path, dvc_repo, context):
 
 
 def test_unknown_revision(dvc_repo, tmp_path):
-    with pytest.raises(DatasetVersionError, match="revision 'deadbeef' does not exist"):
+    with pytest.raises(DatasetVersionError, match="revision 'deadbeef' does not exist") as err:
         DvcHook().materialize_version("data/events", "deadbeef", tmp_path / "x")
+    print(f"BAD-INPUT | DVC revision that does not exist (hook) | {err.value}")
+    assert "git log" in str(err.value) and not (tmp_path / "x").exists()
 
 
 def test_unreachable_remote_fails_and_keeps_the_data(tmp_path, generator, dvc_repo, context):
     conn = json.loads(os.environ["AIRFLOW_CONN_DVC_DEFAULT"])
+    good_remote = conn["extra"]["remote_url"]
     conn["extra"]["remote_url"] = "/proc/no-such-remote"  # not writable
     os.environ["AIRFLOW_CONN_DVC_DEFAULT"] = json.dumps(conn)
     src = _batch(tmp_path, generator)
-    with pytest.raises(DatasetVersionError, match="dvc push"):
+    with pytest.raises(DatasetVersionError, match=r"dvc push failed.*unreachable or not writable.*nothing is lost") \
+            as err:
         _op(src).execute(context())
+    print(f"BAD-INPUT | unreachable remote (dvc push) | {err.value}")
+    assert "retry the task" in str(err.value)
+    # Nothing lost: the batch, its copy in the repository, the commit and the DVC cache are all there.
     assert src.exists() and (dvc_repo["repo"] / "data/events/2026-11-01.parquet").exists()
+    commits = _commits(dvc_repo["repo"])
+    # The remote is back: the retry pushes the same version, without a new commit.
+    conn["extra"]["remote_url"] = good_remote
+    os.environ["AIRFLOW_CONN_DVC_DEFAULT"] = json.dumps(conn)
+    version = _op(src).execute(context(try_number=2))
+    assert not version["new_commit"] and _commits(dvc_repo["repo"]) == commits
+    assert any(p.is_file() for p in dvc_repo["remote"].rglob("*")), "the retry did not push"
 
 
 def test_single_file_dataset_hash_is_verified(tmp_path, generator, dvc_repo, context):

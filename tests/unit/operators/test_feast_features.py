@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from datetime import date, timedelta
 
 import pytest
-from mlops_airflow.exceptions import FeatureStoreError
+from mlops_airflow.exceptions import DatasetVersionError, FeatureStoreError
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
 from mlops_airflow.operators.feast_features import (
     FeastApplyOperator,
+    FeastMaterializationRecordOperator,
+    FeastMaterializationWindowsOperator,
     FeastMaterializeOperator,
     FeastTrainingSetOperator,
+    FeatureSkewCheckOperator,
     parse_instant,
+    plan_windows,
 )
 
 pytestmark = pytest.mark.unit
@@ -87,9 +89,94 @@ def test_materialize_then_training_set_is_point_in_time_and_reproducible(feature
 
 def test_unknown_feature_service_names_the_known_ones(feature_repo, tmp_path, context):
     v = feature_repo["versions"][0]
-    with pytest.raises(FeatureStoreError, match=r"'no_such_service' does not exist.*churn_model_v1"):
+    with pytest.raises(FeatureStoreError, match=r"'no_such_service' does not exist.*churn_model_v1") as err:
         FeastTrainingSetOperator(task_id="ts", dataset_version=v, feature_service="no_such_service",
-                                 output_dir=str(tmp_path)).execute(context())
+                                 output_dir=str(tmp_path / "sets")).execute(context())
+    print(f"BAD-INPUT | Feast feature service that does not exist | {err.value}")
+    assert "run the feast apply DAG" in str(err.value)
+    assert not (tmp_path / "sets").exists(), "nothing may be written for an unknown service"
+    with pytest.raises(FeatureStoreError, match=r"'no_such_service' does not exist"):
+        FeatureSkewCheckOperator(task_id="skew", feature_service="no_such_service",
+                                 report_dir=str(tmp_path / "skew")).execute(context())
+    assert not (tmp_path / "skew").exists()
+
+
+def _bad_version(feature_repo, tmp_path, context, name: str, df) -> dict:
+    """Version ``df`` as its own single-file dataset in the feature repo's DVC repository."""
+    src = tmp_path / f"{name}.parquet"
+    df.to_parquet(src, index=False)
+    return DvcVersionDatasetOperator(task_id="v", source_path=str(src),
+                                     dataset_path=f"data/entity_cases/{name}.parquet").execute(context())
+
+
+def _null_keys(df, rows: list[int]):
+    df = df.astype({"customer_id": "Int64"})
+    df.loc[rows, "customer_id"] = None
+    return df
+
+
+@pytest.mark.parametrize(
+    ("case", "mutate", "expected"),
+    [
+        ("missing column", lambda df: df.drop(columns=["churned"]), r"lacks entity/label columns \['churned'\]"),
+        ("nulls in an entity key", lambda df: _null_keys(df, [3, 5]), r"2 of 200 rows have a null entity key"),
+        ("timestamps without a timezone",
+         lambda df: df.assign(event_timestamp=df["event_timestamp"].dt.tz_localize(None)),
+         r"timestamps without a timezone \(dtype datetime64"),
+        ("duplicate entity/timestamp rows", lambda df: __import__("pandas").concat([df, df.iloc[:2]]),
+         r"4 rows share an entity key and timestamp"),
+        ("empty file (zero rows)", lambda df: df.iloc[:0], r"has no rows: no training set was built"),
+    ],
+)
+def test_training_set_rejects_bad_entity_rows_and_keeps_the_version(feature_repo, tmp_path, context, case, mutate,
+                                                                      expected):
+    """Bad entity rows in a data version: a clear error, nothing written, the version stays in DVC."""
+    import pandas as pd
+    from mlops_airflow.hooks.dvc_repo import DvcHook
+
+    v1 = feature_repo["versions"][0]
+    good = pd.read_parquet(feature_repo["repo"] / "data" / "customer_events" / "2026-11-01.parquet")
+    name = case.split()[0] + "_" + case.split()[-1].strip("()")
+    version = _bad_version(feature_repo, tmp_path, context, name, mutate(good.reset_index(drop=True)))
+    assert version["rev"] != v1["rev"]
+    out = tmp_path / "sets"
+    with pytest.raises(FeatureStoreError, match=expected) as err:
+        FeastTrainingSetOperator(task_id="ts", dataset_version=version, feature_service="churn_model_v1",
+                                 output_dir=str(out)).execute(context())
+    message = str(err.value)
+    print(f"BAD-INPUT | {case} (training-set entity rows) | {message}")
+    assert version["path"] in message and version["rev"][:12] in message
+    assert not out.exists(), "a rejected training set must not be written"
+    # Nothing lost: the bad version stays reachable at its revision, byte for byte.
+    assert DvcHook().read_dvc_file(version["path"], version["rev"])["md5"] == version["md5"]
+
+
+def test_training_set_for_a_revision_that_does_not_exist(feature_repo, tmp_path, context):
+    bogus = {**feature_repo["versions"][0], "rev": "0" * 40}
+    with pytest.raises(DatasetVersionError, match=r"revision '0{40}' does not exist") as err:
+        FeastTrainingSetOperator(task_id="ts", dataset_version=bogus, feature_service="churn_model_v1",
+                                 output_dir=str(tmp_path / "sets")).execute(context())
+    print(f"BAD-INPUT | DVC revision that does not exist (training set) | {err.value}")
+    assert not (tmp_path / "sets").exists()
+
+
+def test_corrupt_file_in_the_offline_source_stops_the_window_and_writes_nothing(feature_repo, context):
+    source = feature_repo["repo"] / "data" / "customer_events"
+    FeastMaterializeOperator(task_id="m", start="2026-11-01T00:00:00+00:00",
+                             end="2026-11-03T00:00:00+00:00").execute(context())
+    before = _online(feature_repo["repo"])
+    corrupt = source / "2026-11-02T99.parquet"
+    corrupt.write_bytes(os.urandom(2048))
+    try:
+        with pytest.raises(FeatureStoreError, match=r"has an unreadable file .*2026-11-02T99\.parquet") as err:
+            FeastMaterializeOperator(task_id="m", start="2026-11-01T00:00:00+00:00",
+                                     end="2026-11-03T00:00:00+00:00").execute(context())
+        print(f"BAD-INPUT | corrupt Parquet (Feast offline source) | {err.value}")
+        assert "nothing was written" in str(err.value) and "clear this task" in str(err.value)
+        assert corrupt.is_file(), "the corrupt file is left for inspection, never deleted"
+        assert _online(feature_repo["repo"]) == before
+    finally:
+        corrupt.unlink()
 
 
 def test_window_validation():
@@ -108,6 +195,149 @@ def test_repo_without_feature_store_yaml_is_a_clear_error(tmp_path):
 
 
 def test_feast_cli_module_exists():
-    """The hook runs `python -m feast.cli.cli apply`; make sure that entry still exists."""
-    proc = subprocess.run([sys.executable, "-m", "feast.cli.cli", "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "apply" in proc.stdout
+    """The hook runs `python -m feast.cli.cli apply|plan` (the module fixture proves `apply` works end to end)."""
+    import importlib.util
+
+    assert importlib.util.find_spec("feast.cli.cli") is not None
+
+
+# ---------------------------------------------------------------- bounded, mapped materialisation
+
+FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"]
+
+
+def _online(repo) -> dict:
+    """Every customer's online values and event times (the SQLite online store, read through Feast)."""
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    rows = [{"customer_id": i} for i in range(1, 201)]
+    refs = [f"customer_activity:{f}" for f in FEATURES]
+    response = store.get_online_features(features=refs, entity_rows=rows)
+    values = response.to_dict(include_event_timestamps=True)
+    return {k: v for k, v in values.items() if k != "customer_id"}
+
+
+def test_plan_windows_splits_and_validates():
+    windows = plan_windows("2026-11-02T00:00:00+00:00", "2026-11-03T00:00:00+00:00", overlap=timedelta(hours=6),
+                           max_window=timedelta(hours=8))
+    assert [(w["start"][11:16], w["end"][11:16]) for w in windows] == [("18:00", "02:00"), ("02:00", "10:00"),
+                                                                       ("10:00", "18:00"), ("18:00", "00:00")]
+    assert {w["count"] for w in windows} == {4} and windows[-1]["interval_end"] == "2026-11-03T00:00:00+00:00"
+    json.dumps(windows)
+    with pytest.raises(FeatureStoreError, match="is in the future"):
+        plan_windows("2026-01-01T00:00:00+00:00", "2999-01-01T00:00:00+00:00")
+    with pytest.raises(FeatureStoreError, match="empty materialisation window"):
+        plan_windows("2026-11-02T00:00:00+00:00", "2026-11-02T00:00:00+00:00")
+    with pytest.raises(FeatureStoreError, match="needs 731 windows.*max_windows=400"):
+        plan_windows("2024-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00")
+    with pytest.raises(FeatureStoreError, match="has no timezone"):
+        plan_windows("2026-11-02T00:00:00", "2026-11-03T00:00:00+00:00")
+
+
+def test_mapped_windows_in_any_order_equal_feasts_own_materialize(feature_repo, context):
+    from airflow.sdk import Asset
+    from mlops_airflow.assets import feature_asset_uri
+
+    plan = FeastMaterializationWindowsOperator(
+        task_id="plan", start="2026-11-01T06:00:00+00:00", end="2026-11-03T00:00:00+00:00",
+        overlap=timedelta(hours=6), max_window=timedelta(hours=12)).execute(context())
+    assert len(plan) == 4 and plan[0]["start"] == "2026-11-01T00:00:00+00:00"
+    done = []
+    for window in reversed(plan):  # the last window first: as if earlier ones failed and were retried later
+        done.append(FeastMaterializeOperator(task_id="materialize", window=json.dumps(window)).execute(context()))
+    # Each customer is written once, by the window holding its newest row (day 2); day 1 windows skip them.
+    assert sum(w["entities_written"] for w in done) == 200 and sum(w["rows_read"] for w in done) == 400
+    ours = _online(feature_repo["repo"])
+    # A retried early window writes nothing older over the newer values.
+    FeastMaterializeOperator(task_id="materialize", window=plan[0]).execute(context(try_number=2))
+    assert _online(feature_repo["repo"]) == ours
+
+    from feast import FeatureStore
+
+    FeatureStore(repo_path=str(feature_repo["repo"])).materialize(
+        start_date=parse_instant(plan[0]["start"], "s"), end_date=parse_instant(plan[-1]["end"], "e"))
+    assert _online(feature_repo["repo"]) == ours, "Feast's own materialize gives other online values"
+
+    asset = Asset(feature_asset_uri("churn", "customer_activity"))
+    ctx = context()
+    record = FeastMaterializationRecordOperator(task_id="record", windows=done, outlets=[asset]).execute(ctx)
+    assert [w["index"] for w in record["windows"]] == [0, 1, 2, 3]
+    assert (record["start"], record["end"]) == ("2026-11-01T00:00:00+00:00", "2026-11-03T00:00:00+00:00")
+    assert ctx["outlet_events"][asset].extra == record
+    with pytest.raises(FeatureStoreError, match=r"windows \[1\] of 4 did not report"):
+        FeastMaterializationRecordOperator(task_id="record", windows=[done[0], done[1], done[3]]).execute(context())
+
+
+def test_mapped_materialisation_wiring_serialises():
+    from airflow.sdk import DAG, Asset
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("mapped_materialisation", schedule=None, tags=["test"]) as dag:
+        plan = FeastMaterializationWindowsOperator(task_id="plan", start="{{ data_interval_start }}",
+                                                   end="{{ data_interval_end }}", overlap=timedelta(hours=6))
+        windows = FeastMaterializeOperator.partial(task_id="materialize", retries=3,
+                                                   max_active_tis_per_dagrun=2).expand(window=plan.output)
+        FeastMaterializationRecordOperator(task_id="record", windows=windows.output,
+                                           outlets=[Asset("feast://churn/customer_activity")])
+    restored = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert restored.get_task("materialize").retries == 3
+
+
+def test_training_set_is_versioned_in_dvc(feature_repo, tmp_path, context):
+    from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
+
+    v2 = feature_repo["versions"][1]
+    op = FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+                                  output_dir=str(tmp_path / "sets"), track_with_dvc=True)
+    first = op.execute(context())
+    tracked = first["dvc"]
+    assert tracked["path"] == f"training_sets/churn_model_v1/{first['hash'][:16]}.parquet"
+    assert tracked["md5"] == file_md5(__import__("pathlib").Path(first["uri"])) and tracked["new_commit"]
+    again = op.execute(context(try_number=2))
+    assert again["dvc"]["rev"] == tracked["rev"] and not again["dvc"]["new_commit"]
+    remote = __import__("pathlib").Path(json.loads(feature_repo["dvc_conn"])["extra"]["remote_url"])
+    assert (remote / "files" / "md5" / tracked["md5"][:2] / tracked["md5"][2:]).is_file(), "not pushed"
+    assert DvcHook().read_dvc_file(tracked["path"], tracked["rev"])["md5"] == tracked["md5"]
+
+
+def test_skew_check_passes_then_finds_a_corrupted_online_value(feature_repo, tmp_path, context):
+    import pandas as pd
+    from feast import FeatureStore
+
+    repo = feature_repo["repo"]
+    FeastMaterializeOperator(task_id="m", start="2026-11-01T00:00:00+00:00",
+                             end="2026-11-03T00:00:00+00:00").execute(context())
+    check = dict(task_id="skew", feature_service="churn_model_v1", report_dir=str(tmp_path),
+                 as_of="2026-11-03T00:00:00+00:00", sample_size=50)
+    verdict = FeatureSkewCheckOperator(**check).execute(context())
+    assert verdict["passed"], verdict["reasons"]
+    assert verdict["metrics"]["sampled"] == 50 and set(verdict["metrics"]["mismatch_rate"].values()) == {0.0}
+    assert len(verdict["metrics"]["mismatch_rate"]) == 5 and verdict["evidence_uri"].endswith("feature_skew.json")
+
+    # Serving now holds another value for 10 customers, at the same event time: skew.
+    store = FeatureStore(repo_path=str(repo))
+    raw = pd.read_parquet(repo / "data" / "customer_events")
+    latest = raw.sort_values("event_timestamp").drop_duplicates("customer_id", keep="last").sort_values("customer_id")
+    bad = latest.head(10).copy()
+    bad["monthly_charges"] = bad["monthly_charges"] + 1.0
+    store.write_to_online_store("customer_activity", df=bad)
+    ctx = context(task_id="skew")
+    failed = FeatureSkewCheckOperator(**{**check, "sample_size": 200, "fail_on_skew": False}).execute(ctx)
+    rates = failed["metrics"]["mismatch_rate"]
+    assert not failed["passed"] and rates["customer_activity__monthly_charges"] == 0.05
+    assert rates["customer_activity__tenure_months"] == 0.0
+    assert "customer_activity__monthly_charges: 10 of 200 online values differ" in failed["reasons"][0]
+    evidence = json.loads(__import__("pathlib").Path(failed["evidence_uri"].removeprefix("file://")).read_text())
+    example = evidence["examples"]["customer_activity__monthly_charges"][0]
+    assert example["online"] == pytest.approx(example["offline"] + 1.0)
+    with pytest.raises(FeatureStoreError, match=r"training-serving skew in project churn.*Next step"):
+        FeatureSkewCheckOperator(**{**check, "sample_size": 200}).execute(context())
+    # Entities the online store has never seen are reported as missing, not as mismatches.
+    entities = tmp_path / "entities.parquet"
+    pd.DataFrame({"customer_id": [5, 999_999]}).to_parquet(entities)
+    missing = FeatureSkewCheckOperator(**{**check, "entity_df_path": str(entities), "fail_on_skew": False,
+                                          "max_missing_rate": 0.0}).execute(context())
+    assert missing["metrics"]["missing_online_rate"]["customer_activity__tenure_months"] == 0.5
+    FeastMaterializeOperator(task_id="m", start="2026-11-01T00:00:00+00:00",
+                             end="2026-11-03T00:00:00+00:00").execute(context())  # repair for later tests
