@@ -254,7 +254,8 @@ def scenario(spec: str | None) -> int:
         argv += ["--spec", spec]
     code = subprocess.call(argv, env=stack_env())
     if code != 0:
-        tail = (LOCAL / "logs" / "scenario.log").read_text(errors="replace").splitlines()
+        scenario_log = LOCAL / "logs" / "scenario.log"
+        tail = scenario_log.read_text(errors="replace").splitlines() if scenario_log.exists() else []
         print("\n".join([ln for ln in tail if "SUMMARY" in ln or "Error" in ln][-15:]))
         log(f"the scenario FAILED (exit {code}); full log: {LOCAL / 'logs' / 'scenario.log'}")
         return 1

@@ -329,10 +329,14 @@ def write_html(path: Path, spec: dict[str, Any], state: dict[str, Any], timeline
                    [("roc_auc", "#1565c0", auc), ("serving model's validation AUC", "#9e9e9e", ref)], marks, 1.0,
                    0.4),
     ]
+    by_labelled_day = {d["monitoring"]["quality"]["labelled_day"]: d["monitoring"]["quality"]
+                       for d in state["days"] if d["monitoring"]["quality"]}
     rows = []
     for d in state["days"]:
         m = d["monitoring"]
-        q = m["quality"]
+        q = by_labelled_day.get(d["day"])  # measured when the day's labels arrived
+        quality_cell = "-" if q is None else (f"{_f(q['roc_auc'])} (v{q['served_by']})"
+                                              + ("" if q["passed"] else " FAIL"))
         cts = "<br>".join(
             html.escape(("BLOCKED: " + "; ".join(c["blocked_by"] or [])) if not c["proceed"] else
                         f"{c['trigger']}: v{c['version']} aliases={c['aliases']}"
@@ -343,7 +347,7 @@ def write_html(path: Path, spec: dict[str, Any], state: dict[str, Any], timeline
             f"<tr><td>{d['n']}</td><td>{d['day']}</td><td>{d['covariate_shift']}/{d['concept_drift']}</td>"
             f"<td>v{m['champion']}</td><td>{m['drift']['drift_share']:.2f}"
             f"{'' if m['drift']['passed'] else ' DRIFT'}</td>"
-            f"<td>{'-' if q is None else _f(q['roc_auc']) + ('' if q['passed'] else ' FAIL')}</td>"
+            f"<td>{quality_cell}</td>"
             f"<td>{html.escape(', '.join(e['kind'] for e in m['retrain_events']) or '-')}</td><td>{cts or '-'}</td>"
             "</tr>")
     ledger = "".join(f"<tr><td>{e['seq']}</td><td>{e['alias']}</td><td>{e['action']}</td><td>v{e['version']}</td>"
@@ -358,7 +362,8 @@ overflow-x:auto}}</style></head><body>
 Generated {datetime.now(UTC).isoformat(timespec='seconds')}. Self-contained (inline SVG).</p>
 {''.join(charts)}
 <h2>Day by day</h2><table><tr><th>#</th><th>day</th><th>shift/concept</th><th>champion</th><th>drift share</th>
-<th>quality (labels of that day)</th><th>retrain events</th><th>continuous training</th></tr>{''.join(rows)}</table>
+<th>ROC AUC on that day's labels (serving model)</th>
+<th>retrain events</th><th>continuous training</th></tr>{''.join(rows)}</table>
 <h2>Promotion ledger</h2><table><tr><th>seq</th><th>alias</th><th>action</th><th>version</th><th>previous</th>
 <th>approved by</th></tr>{ledger}</table>
 <h2>Timeline (as printed)</h2><pre>{html.escape(timeline)}</pre></body></html>"""

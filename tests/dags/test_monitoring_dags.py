@@ -53,3 +53,9 @@ def test_ct_dag_is_scheduled_on_the_monitoring_asset_behind_the_guard(dags):
     assert guard.require_data_gate is True
     assert {"day", "cooldown_hours"} <= set(dag.params)
     assert dag.get_task("register_model").retrain is not None  # the decision reaches the record
+
+
+@pytest.mark.unit
+def test_ct_drift_check_never_triggers_the_next_retraining(dags):
+    drift = dags["mlops_continuous_training"].get_task("check_drift")
+    assert drift.emit_retrain_event is False and not drift.outlets
