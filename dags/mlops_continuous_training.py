@@ -20,7 +20,13 @@ from airflow.sdk import DAG, Asset, Param, task
 from mlops_airflow.operators.data_validation import DataValidationGateOperator
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
 from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
-from mlops_airflow.operators.feast_features import FeastMaterializeOperator, FeastTrainingSetOperator
+from mlops_airflow.operators.feast_features import (
+    FeastMaterializationRecordOperator,
+    FeastMaterializationWindowsOperator,
+    FeastMaterializeOperator,
+    FeastTrainingSetOperator,
+    FeatureSkewCheckOperator,
+)
 from mlops_airflow.operators.monitoring import DataDriftOperator, RetrainGuardOperator
 from mlops_airflow.operators.promotion import PromoteModelOperator, approval_gate
 from mlops_airflow.operators.registry import RegisterModelOperator
@@ -30,6 +36,7 @@ DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
 INCLUDE = conf.get("mlops", "include_dir", fallback=None) or f"{conf.get('core', 'dags_folder')}/../include"
 MODEL_NAME = "churn_classifier"
 DATASET = Asset("dvc://data_repo/data/customer_events")
+FEATURES = Asset("feast://churn/customer_activity")  # extra: the materialised windows
 RETRAIN_TRIGGER = Asset(f"mlops://monitoring/{MODEL_NAME}")  # emitted by failing verdicts (mlops_monitoring)
 
 with DAG(
@@ -110,11 +117,34 @@ with DAG(
         outlets=[DATASET],
     )
 
-    materialize = FeastMaterializeOperator(
-        task_id="materialize_features",
+    # Materialisation bound to the run's interval (the landed day) plus 6 h of late data, split into bounded
+    # windows: one mapped task each (flat memory however long the interval; each retried on its own), then one
+    # record of all windows (the Asset event extra and the reproducibility record).
+    plan = FeastMaterializationWindowsOperator(
+        task_id="plan_materialization",
         start="{{ ti.xcom_pull(task_ids='land_batch')['start'] }}",
         end="{{ ti.xcom_pull(task_ids='land_batch')['end'] }}",
         overlap=timedelta(hours=6),
+        max_window=timedelta(hours=12),
+    )
+    windows = FeastMaterializeOperator.partial(
+        task_id="materialize_window", max_active_tis_per_dagrun=2,
+    ).expand(window=plan.output)
+    materialize = FeastMaterializationRecordOperator(
+        task_id="materialize_features",
+        windows=windows.output,
+        outlets=[FEATURES],
+    )
+
+    # Training-serving skew on a sample of the interval's customers: online value == offline point-in-time value.
+    # Runs beside training (a few seconds); a skewed online store blocks registration.
+    skew = FeatureSkewCheckOperator(
+        task_id="check_feature_skew",
+        feature_service="churn_model_v1",
+        as_of="{{ ti.xcom_pull(task_ids='land_batch')['end'] }}",
+        lookback=timedelta(hours=30),
+        sample_size=200,
+        report_dir=f"{DATA_ROOT}/reports",
     )
 
     training_set = FeastTrainingSetOperator(
@@ -246,6 +276,8 @@ with DAG(
         print("SUMMARY ct-run", json.dumps(summary))
         return summary
 
-    landed >> validate >> guard >> version >> materialize >> training_set >> train >> register >> drift
+    landed >> validate >> guard >> version >> plan
+    materialize >> training_set >> train >> register >> drift
+    materialize >> skew >> register
     drift >> has_challenger() >> holdout_batch() >> evaluate >> approve >> promote
     [drift, promote] >> summarize()

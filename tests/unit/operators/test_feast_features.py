@@ -341,3 +341,22 @@ def test_skew_check_passes_then_finds_a_corrupted_online_value(feature_repo, tmp
     assert missing["metrics"]["missing_online_rate"]["customer_activity__tenure_months"] == 0.5
     FeastMaterializeOperator(task_id="m", start="2026-11-01T00:00:00+00:00",
                              end="2026-11-03T00:00:00+00:00").execute(context())  # repair for later tests
+
+
+def test_reference_dag_materialises_in_bounded_mapped_windows_then_checks_skew():
+    """The CT DAG: plan (run interval + 6 h overlap) -> mapped windows -> record (feast:// extra) -> skew gate."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "mlops_continuous_training.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["mlops_continuous_training"]
+    plan, window = dag.get_task("plan_materialization"), dag.get_task("materialize_window")
+    record, skew = dag.get_task("materialize_features"), dag.get_task("check_feature_skew")
+    assert isinstance(plan, FeastMaterializationWindowsOperator) and plan.overlap == timedelta(hours=6)
+    assert "land_batch" in plan.start and plan.max_window <= timedelta(days=1)
+    assert window.operator_class is FeastMaterializeOperator or window.operator_name == "FeastMaterializeOperator"
+    assert window.upstream_task_ids == {"plan_materialization"} and record.upstream_task_ids == {"materialize_window"}
+    assert [o.uri for o in record.outlets] == ["feast://churn/customer_activity"]
+    assert isinstance(skew, FeatureSkewCheckOperator) and skew.upstream_task_ids == {"materialize_features"}
+    assert {"check_feature_skew", "train_model"} <= dag.get_task("register_model").upstream_task_ids
+    assert "materialize_features" in dag.get_task("build_training_set").upstream_task_ids
