@@ -83,6 +83,7 @@ def get_provider_info() -> dict[str, Any]:
             {"schemes": ["dvc"], "handler": "mlops_airflow.assets.sanitize_uri"},
             {"schemes": ["mlflow"], "handler": "mlops_airflow.assets.sanitize_uri"},
             {"schemes": ["mlops"], "handler": "mlops_airflow.assets.sanitize_uri"},
+            {"schemes": ["feast"], "handler": "mlops_airflow.assets.sanitize_uri"},
         ],
         "extra-links": [
             "mlops_airflow.links.mlflow.MlflowRunLink",

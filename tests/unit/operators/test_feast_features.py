@@ -360,3 +360,14 @@ def test_reference_dag_materialises_in_bounded_mapped_windows_then_checks_skew()
     assert isinstance(skew, FeatureSkewCheckOperator) and skew.upstream_task_ids == {"materialize_features"}
     assert {"check_feature_skew", "train_model"} <= dag.get_task("register_model").upstream_task_ids
     assert "materialize_features" in dag.get_task("build_training_set").upstream_task_ids
+
+
+def test_feature_asset_uri_and_its_scheme_is_registered():
+    from mlops_airflow.assets import feature_asset_uri
+    from mlops_airflow.get_provider_info import get_provider_info
+
+    assert feature_asset_uri("churn", "customer_activity/") == "feast://churn/customer_activity"
+    assert feature_asset_uri("churn") == "feast://churn"
+    with pytest.raises(ValueError, match="contain no '/'"):
+        feature_asset_uri("a/b")
+    assert {"feast", "dvc"} <= {s for entry in get_provider_info()["asset-uris"] for s in entry["schemes"]}
