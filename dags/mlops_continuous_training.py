@@ -152,6 +152,7 @@ with DAG(
         dataset_version=version.output,
         feature_service="churn_model_v1",
         output_dir=f"{DATA_ROOT}/training_sets",
+        track_with_dvc=True,  # also versioned in the data repository (training_sets/<service>/<hash>.parquet)
     )
 
     train = train_model_task(

@@ -275,8 +275,9 @@ class DvcHook(BaseHook):
     def version_path(self, tracked_path: str, message: str) -> dict[str, Any]:
         """``dvc add`` + git commit (only if changed) + ``dvc push``; returns the dataset version.
 
-        Idempotent: when the content did not change, no commit is made and the current revision
-        is returned, so a retried task produces the same version.
+        Idempotent: when the content did not change, no commit is made and the revision that last changed the
+        ``.dvc`` file is returned (not HEAD: later commits of other paths, such as training sets or quarantined
+        batches, must not change this dataset's version), so a retried task produces the same version.
         """
         self.dvc("add", tracked_path, what=f"dvc add {tracked_path}")
         dvc_file = f"{tracked_path.rstrip('/')}.dvc"
@@ -290,7 +291,7 @@ class DvcHook(BaseHook):
         out = self.read_dvc_file(tracked_path)
         return {
             "repo": self.settings.repo_url or str(self.settings.repo_path),
-            "rev": self.head_rev(),
+            "rev": self.git("log", "-1", "--format=%H", "--", dvc_file).strip() or self.head_rev(),
             "path": tracked_path,
             "md5": out["md5"],
             "size": int(out.get("size", 0)),
@@ -390,7 +391,8 @@ class DvcHook(BaseHook):
             raise DatasetVersionError(
                 f"could not fetch {what} (md5 {expected}): it is not in the local cache and the DVC remote "
                 f"{self.settings.remote or '(default)'} did not deliver it - is the remote reachable and are the "
-                f"credentials on connection {self.dvc_conn_id!r} right? Nothing was written to {dest}. Cause: {err}"
+                f"credentials on connection {self.dvc_conn_id!r} right? Nothing was written to {dest}. Cause: "
+                f"{str(err).removesuffix(RETRY_HINT)}. Fix the remote or the credentials, then retry the task"
             ) from None
         try:
             self.verify_output(tmp, expected, what)

@@ -56,6 +56,12 @@ def test_retry_gives_same_version_without_new_commit(tmp_path, generator, dvc_re
     again = _op(src).execute(context(try_number=2))
     assert (again["rev"], again["md5"]) == (first["rev"], first["md5"])
     assert not again["new_commit"] and _commits(dvc_repo["repo"]) == n
+    # Commits of other paths (training sets, quarantined batches) do not change this dataset's version.
+    other = tmp_path / "other.parquet"
+    other.write_bytes(src.read_bytes())
+    DvcVersionDatasetOperator(task_id="o", source_path=str(other), dataset_path="data/other.parquet").execute(context())
+    third = _op(src).execute(context(try_number=3))
+    assert third["rev"] == first["rev"] and not third["new_commit"]
 
 
 def test_second_batch_makes_a_new_version_and_old_one_stays_reachable(tmp_path, generator, dvc_repo, context):
