@@ -8,6 +8,10 @@ For each daily window of ``churn_classifier``:
    drift reference) and features;
 3. ``score_window``: champion (+ canary share, + shadow/challenger on every row) into the versioned inference log;
 4. ``check_drift``: per-feature drift of the window against the champion's training set;
+   ``check_prediction_drift``: drift of the champion's served ``proba`` against the first window that champion
+   served (``prediction_reference``, from the per-day index; on its first day the window is its own reference,
+   so no drift). Informative for on-call only: it emits no retraining event, and logs to its own MLflow
+   experiment (``mlops-monitoring-predictions``) so the models page keeps showing the feature-drift verdict;
 5. ``labelled_window``: the window whose labels arrived today (``label_delay_days`` ago) and its inference log;
    ``check_quality`` joins them (concept drift = quality drop against the serving model's validation AUC,
    confidence, business outcome); ``shadow_canary`` compares the served model with shadow/challenger/canary on
@@ -141,6 +145,59 @@ with DAG(
     )
 
     @task(retries=2)
+    def prediction_reference(ti=None) -> dict:
+        """The prediction-drift reference: the inference log of the first window the current champion served.
+
+        Found in the per-day index ``record_window`` writes (``versions.champion``, ``inference_log``) for days
+        before today; none (the champion's first day) -> today's log is its own reference (no drift).
+        """
+        import json
+        from pathlib import Path
+
+        from mlops_airflow.exceptions import MonitoringError
+
+        landed, scored = ti.xcom_pull(task_ids="land_window"), ti.xcom_pull(task_ids="score_window")
+        champion = str(scored["versions"]["champion"])
+        index_dir = Path(DATA_ROOT) / "monitoring" / "index"
+        first: dict | None = None
+        for path in sorted(index_dir.glob("*.json")) if index_dir.exists() else []:
+            entry = json.loads(path.read_text())
+            if entry.get("day", "") < landed["day"] and str(entry["versions"].get("champion")) == champion:
+                first = {**entry, "index": str(path)}
+                break
+        if first is None:
+            result = {"champion": champion, "reference_day": landed["day"], "reference_path": scored["uri"],
+                      "own_reference": True}
+        elif not Path(first["inference_log"]).exists():
+            raise MonitoringError(
+                f"{MODEL_NAME} v{champion}: the inference log of its first served window {first['day']} "
+                f"({first['inference_log']}, the prediction-drift reference) no longer exists. Restore it, or delete "
+                f"{first['index']} so the next window v{champion} served becomes the reference, then re-run"
+            )
+        else:
+            result = {"champion": champion, "reference_day": first["day"], "reference_path": first["inference_log"],
+                      "own_reference": False}
+        print(f"SUMMARY prediction-reference champion=v{champion} reference_day={result['reference_day']} "
+              f"own_reference={result['own_reference']} log={result['reference_path']}")
+        return result
+
+    pred_reference = prediction_reference()
+
+    prediction_drift = DataDriftOperator(
+        task_id="check_prediction_drift",
+        reference_path="{{ ti.xcom_pull(task_ids='prediction_reference')['reference_path'] }}",
+        current_path="{{ ti.xcom_pull(task_ids='score_window')['uri'] }}",
+        columns=["proba"],  # the served probability (the champion's; a canary's on its share of rows)
+        label_column=None,
+        report_dir=f"{DATA_ROOT}/reports",
+        model_name=MODEL_NAME,
+        # Its own experiment: runs are tagged mlops.kind=data_drift like check_drift's, and the models page shows
+        # the last such run of mlops-monitoring, which must stay the feature-drift verdict.
+        experiment_name="mlops-monitoring-predictions",
+        emit_retrain_event=False,  # informative for on-call; feature drift and quality decide retraining
+    )
+
+    @task(retries=2)
     def record_window(ti=None) -> dict:
         """Index the day's inference log (day -> log, serving versions), so the day its labels arrive finds it."""
         import json
@@ -259,6 +316,8 @@ with DAG(
         pull = lambda task_id: ti.xcom_pull(task_ids=task_id)  # noqa: E731
         landed, champ, scored, drift_v = (pull(t) for t in ("land_window", "resolve_champion", "score_window",
                                                            "check_drift"))
+        pred_v, pred_ref = pull("check_prediction_drift"), pull("prediction_reference")
+        proba = pred_v["metrics"]["per_column"].get("proba") or {}
         quality_v, shadow_v, entry = pull("check_quality"), pull("shadow_canary"), pull("labelled_window")
         promoted, rolled = pull("promote_challenger"), pull("rollback_champion")
         events = [v["retrain_event"] for v in (drift_v, quality_v) if v and v.get("retrain_event")]
@@ -270,6 +329,11 @@ with DAG(
             "drift": {"passed": drift_v["passed"], "drift_share": drift_v["drift_share"],
                       "drifted_columns": drift_v["drifted_columns"], "report": drift_v.get("report_path"),
                       "reasons": drift_v["reasons"]},
+            "prediction_drift": {"passed": pred_v["passed"], "column": "proba", "method": proba.get("method"),
+                                 "score": proba.get("score"), "threshold": proba.get("threshold"),
+                                 "reference_day": pred_ref["reference_day"],
+                                 "own_reference": pred_ref["own_reference"], "report": pred_v.get("report_path"),
+                                 "reasons": pred_v["reasons"]},
             "quality": None if quality_v is None else {
                 "labelled_day": entry["day"], "served_by": entry["versions"]["champion"],
                 "passed": quality_v["passed"], "concept_drift": quality_v["concept_drift"],
@@ -286,14 +350,18 @@ with DAG(
         out = Path(DATA_ROOT) / "monitoring" / "summaries" / f"{landed['day']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2, default=str))
-        print("SUMMARY monitoring", json.dumps({k: summary[k] for k in ("day", "champion", "retrain_events")}))
+        print("SUMMARY monitoring", json.dumps({"day": summary["day"], "champion": summary["champion"],
+                                                "feature_drift": not drift_v["passed"],
+                                                "prediction_drift": not pred_v["passed"],
+                                                "retrain_events": summary["retrain_events"]}))
         return summary
 
     window >> score
     champion >> score >> drift
+    score >> pred_reference >> prediction_drift
     score >> record_window() >> labelled
     window >> labelled >> [quality, shadow]
     shadow >> decision >> [candidate, validate_rollback, hold()]
     candidate >> approve_challenger >> promote
     validate_rollback >> approve_rollback >> rollback
-    [drift, quality, promote, rollback] >> summarize()
+    [drift, prediction_drift, quality, promote, rollback] >> summarize()

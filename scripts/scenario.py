@@ -204,6 +204,9 @@ def compact_monitoring(m: dict[str, Any]) -> dict[str, Any]:
     return {
         "champion": m["champion"], "served_by": m["scoring"]["served_by"], "versions": m["scoring"]["versions"],
         "drift": {k: m["drift"][k] for k in ("passed", "drift_share", "drifted_columns", "report")},
+        "prediction_drift": None if m.get("prediction_drift") is None else {
+            k: m["prediction_drift"].get(k) for k in ("passed", "method", "score", "threshold", "reference_day",
+                                                      "own_reference", "report")},
         "quality": None if q is None else {k: q.get(k) for k in ("labelled_day", "served_by", "passed",
                                                                  "concept_drift", "roc_auc", "reference_auc",
                                                                  "quality_drop", "report")},
@@ -230,6 +233,12 @@ def day_lines(e: dict[str, Any]) -> str:
     lines.append(f"  score  champion v{m['champion']} {m['served_by']} other aliases={others}")
     lines.append(f"  drift  share={drift['drift_share']:.2f} "
                  + ("ok" if drift["passed"] else f"DRIFT {drift['drifted_columns']}"))
+    pd_ = m.get("prediction_drift")
+    if pd_ is not None:
+        ref = (f"its first window {pd_['reference_day']}" if not pd_["own_reference"]
+               else "its own first window (today)")
+        lines.append(f"  pred   proba of v{m['champion']} vs {ref}: {pd_['method']}={_f(pd_['score'], 2)} "
+                     + ("ok" if pd_["passed"] else "PREDICTION DRIFT (informative, no retrain event)"))
     if q is None:
         lines.append("  quality  no labels yet (they arrive a day later)")
     else:
@@ -304,6 +313,13 @@ def _svg_chart(title: str, days: list[str], series: list[tuple[str, str, list[fl
     return "".join(parts)
 
 
+def pred_cell(p: dict[str, Any] | None) -> str:
+    if p is None:
+        return "-"
+    ref = "itself" if p["own_reference"] else str(p["reference_day"])[5:]
+    return html.escape(f"{_f(p['score'], 2)} vs {ref}" + ("" if p["passed"] else " DRIFT"))
+
+
 def write_html(path: Path, spec: dict[str, Any], state: dict[str, Any], timeline: str, facts: dict[str, Any]) -> None:
     days = [d["day"] for d in state["days"]]
     drift = [d["monitoring"]["drift"]["drift_share"] for d in state["days"]]
@@ -347,6 +363,7 @@ def write_html(path: Path, spec: dict[str, Any], state: dict[str, Any], timeline
             f"<tr><td>{d['n']}</td><td>{d['day']}</td><td>{d['covariate_shift']}/{d['concept_drift']}</td>"
             f"<td>v{m['champion']}</td><td>{m['drift']['drift_share']:.2f}"
             f"{'' if m['drift']['passed'] else ' DRIFT'}</td>"
+            f"<td>{pred_cell(m.get('prediction_drift'))}</td>"
             f"<td>{quality_cell}</td>"
             f"<td>{html.escape(', '.join(e['kind'] for e in m['retrain_events']) or '-')}</td><td>{cts or '-'}</td>"
             "</tr>")
@@ -362,7 +379,7 @@ overflow-x:auto}}</style></head><body>
 Generated {datetime.now(UTC).isoformat(timespec='seconds')}. Self-contained (inline SVG).</p>
 {''.join(charts)}
 <h2>Day by day</h2><table><tr><th>#</th><th>day</th><th>shift/concept</th><th>champion</th><th>drift share</th>
-<th>ROC AUC on that day's labels (serving model)</th>
+<th>prediction drift (champion's proba vs its first window)</th><th>ROC AUC on that day's labels (serving model)</th>
 <th>retrain events</th><th>continuous training</th></tr>{''.join(rows)}</table>
 <h2>Promotion ledger</h2><table><tr><th>seq</th><th>alias</th><th>action</th><th>version</th><th>previous</th>
 <th>approved by</th></tr>{ledger}</table>

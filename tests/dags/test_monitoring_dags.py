@@ -25,7 +25,7 @@ def test_monitoring_dag_wiring(dags):
     assert {"land_window", "resolve_champion", "score_window", "check_drift", "record_window", "labelled_window",
             "check_quality", "shadow_canary", "act_on_recommendation", "challenger_version", "approve_challenger",
             "promote_challenger", "validate_rollback", "approve_rollback", "rollback_champion", "hold",
-            "summarize"} == set(dag.task_ids)
+            "summarize", "prediction_reference", "check_prediction_drift"} == set(dag.task_ids)
     up = {t: set(dag.get_task(t).upstream_task_ids) for t in dag.task_ids}
     assert up["score_window"] == {"land_window", "resolve_champion"}
     assert up["check_drift"] == {"score_window"}
@@ -40,6 +40,21 @@ def test_monitoring_dag_wiring(dags):
         names = [getattr(o, "name", "") for o in dag.get_task(task_id).outlets]
         assert names == [f"mlops-retrain::{TRIGGER}"], (task_id, names)
     assert dag.get_task("score_window").canary_share == 0.1
+
+
+@pytest.mark.unit
+def test_prediction_drift_is_informative_and_keeps_the_feature_drift_verdict_on_the_models_page(dags):
+    dag = dags["mlops_monitoring"]
+    up = {t: set(dag.get_task(t).upstream_task_ids) for t in dag.task_ids}
+    assert up["prediction_reference"] == {"score_window"}
+    assert up["check_prediction_drift"] == {"prediction_reference"}
+    assert "check_prediction_drift" in up["summarize"] and "check_drift" in up["summarize"]
+    check = dag.get_task("check_prediction_drift")
+    assert check.columns == ["proba"] and check.label_column is None
+    assert "score_window" in check.current_path and "prediction_reference" in check.reference_path
+    # No retraining from it (no alias outlet, so nothing can emit), and not in the experiment the models page reads.
+    assert check.emit_retrain_event is False and not check.outlets
+    assert check.experiment_name != dag.get_task("check_drift").experiment_name == "mlops-monitoring"
 
 
 @pytest.mark.unit

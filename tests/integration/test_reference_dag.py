@@ -1,10 +1,11 @@
 """The reference DAGs end to end on a fresh, isolated local stack: a SHORT scenario of what `make demo` runs.
 
-``scripts/local_stack.py demo --scenario include/scenario/short.json`` (4 days, covariate shift and concept drift
-from day 3, 36 h cool-down) with its own stack folder and MLflow port: day 1 trains the first champion through
-the CT DAG, the monitoring DAG runs daily, day 3's drift emits the retraining asset event, the CT run it triggers
-trains, evaluates, auto-approves and promotes a challenger; day 4's retraining event is held back by the
-cool-down. Then checks the registry: champion lineage (tags, reproducibility record with
+``scripts/local_stack.py demo --scenario include/scenario/short.json`` (4 days, covariate shift 0.3 and concept
+drift 1.0 from day 3, 36 h cool-down) with its own stack folder and MLflow port: day 1 trains the first champion
+through the CT DAG, the monitoring DAG runs daily, day 3's feature drift emits the retraining asset event (its
+prediction drift is reported, informative only), the CT run it triggers trains, evaluates, auto-approves and
+promotes a challenger; on day 4 the labels of day 3 (served by v1) show concept drift, and that retraining event
+is held back by the cool-down. Then checks the registry: champion lineage (tags, reproducibility record with
 the retraining reason), the ledger, the HTML summary; and that a second run changes nothing.
 """
 
@@ -57,28 +58,39 @@ def test_short_scenario_drift_retrains_and_promotes_with_lineage(stack):
     # Day 1: the first champion through the CT DAG; no drift against its own training data.
     assert days[0]["ct"][0]["trigger"].startswith("manual") and days[0]["ct"][0]["aliases"] == ["champion"]
     assert days[0]["monitoring"]["drift"]["passed"] is True and days[0]["monitoring"]["quality"] is None
+    pred1 = days[0]["monitoring"]["prediction_drift"]
+    assert pred1["passed"] is True and pred1["own_reference"] is True and pred1["score"] < 1e-9
     # Day 2: nothing happens (no drift, day 1's labels show the expected quality), no retraining.
     assert days[1]["monitoring"]["drift"]["passed"] is True and days[1]["monitoring"]["quality"]["passed"] is True
     assert days[1]["ct"] == [] and days[1]["monitoring"]["retrain_events"] == []
+    pred2 = days[1]["monitoring"]["prediction_drift"]
+    assert pred2["passed"] is True and pred2["reference_day"] == "2026-11-01" and pred2["own_reference"] is False
     # Day 3: drift -> retraining event -> CT (triggered by the asset event) -> evaluated, approved, promoted.
     mon3 = days[2]["monitoring"]
     assert mon3["drift"]["passed"] is False and mon3["drift"]["drift_share"] >= 0.5
-    assert "data_drift" in [e["kind"] for e in mon3["retrain_events"]]
+    assert [e["kind"] for e in mon3["retrain_events"]] == ["data_drift"]  # prediction drift emits none
+    assert mon3["prediction_drift"]["passed"] is False and mon3["prediction_drift"]["reference_day"] == "2026-11-01"
+    assert mon3["quality"]["passed"] is True  # day 2's labels, before the drift
     ct3 = days[2]["ct"][0]
     assert ct3["trigger"].startswith("data_drift") and ct3["proceed"] is True
     assert ct3["reason"].startswith("dataset drift:")
     assert ct3["evaluation"]["passed"] is True and ct3["promotion"]["version"] == ct3["version"] == "2"
     assert ct3["promotion"]["previous_version"] == "1" and "AUTO-APPROVED" in str(ct3["promotion"]["approved_by"])
-    # Day 4: v2 serves; a retraining event within the 36 h cool-down is held back by the guard.
+    # Day 4: v2 serves (its first window: its own prediction reference); day 3's labels, served by v1, show
+    # concept drift; that retraining event, within the 36 h cool-down, is held back by the guard.
     mon4 = days[3]["monitoring"]
     assert mon4["champion"] == "2" and mon4["quality"]["served_by"] == "1"
-    if mon4["retrain_events"]:
-        assert days[3]["ct"][0]["proceed"] is False and "cool-down" in " ".join(days[3]["ct"][0]["blocked_by"])
+    assert mon4["prediction_drift"]["passed"] is True and mon4["prediction_drift"]["own_reference"] is True
+    assert mon4["quality"]["concept_drift"] is True and mon4["quality"]["quality_drop"] > 0.05
+    assert "quality" in [e["kind"] for e in mon4["retrain_events"]]
+    assert days[3]["ct"][0]["proceed"] is False and "cool-down" in " ".join(days[3]["ct"][0]["blocked_by"])
 
     # The printed timeline and the self-contained HTML summary.
-    for text in ("day 3 2026-11-03", "-> retrain event (data_drift)", "promote champion v1 -> v2"):
+    for text in ("day 3 2026-11-03", "-> retrain event (data_drift)", "promote champion v1 -> v2",
+                 "PREDICTION DRIFT (informative", "CONCEPT DRIFT", "-> retrain event (quality)"):
         assert text in out, (text, out[-3000:])
     page = Path(result["html"]).read_text()
+    assert "0.00 vs itself" in page and "prediction drift" in page
     assert page.count("<svg") == 2 and "promoted v2" in page and "http" not in page.split("<pre>")[0].replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
 
