@@ -69,6 +69,15 @@ class DvcVersionDatasetOperator(BaseOperator):
             raise DatasetVersionError(
                 f"Batch {source} does not exist: nothing to version. Check the landing task's output path."
             )
+        if source.suffix == ".parquet":
+            try:
+                parquet_rows(source)  # footer only: a corrupt batch must not become a data version
+            except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+                raise DatasetVersionError(
+                    f"Batch {source} is not readable Parquet ({type(err).__name__}: {err}); nothing was versioned "
+                    "and the batch stays where it is. Run the validation gate first (it quarantines corrupt "
+                    "batches), then re-land a readable batch"
+                ) from None
         repo = self.hook.ensure_repo()
         rel_dest = f"{self.dataset_path.rstrip('/')}/{self.file_name}" if self.file_name else self.dataset_path
         dest = repo / rel_dest

@@ -429,13 +429,21 @@ class FeastTrainingSetOperator(BaseOperator):
 
     def entity_rows(self, version: dict[str, Any]) -> Any:
         import pandas as pd
+        import pyarrow as pa
 
         dvc = DvcHook(dvc_conn_id=self.dvc_conn_id)
         wanted = [*self.entity_columns, self.timestamp_column, self.label_column]
         with tempfile.TemporaryDirectory(prefix="mlops-entities-") as tmp:
             local = dvc.materialize_version(version["path"], version["rev"], Path(tmp) / "data")
-            df = pd.read_parquet(local)
-        where = f"{version['path']}@{version['rev'][:12]}"
+            where = f"{version['path']}@{version['rev'][:12]}"
+            try:
+                df = pd.read_parquet(local)
+            except (OSError, ValueError, pa.ArrowException) as err:
+                raise FeatureStoreError(
+                    f"dataset {where} is not readable Parquet ({type(err).__name__}: {err}). Nothing was written; "
+                    "the version stays in DVC as it is. Run the validation gate before versioning (it quarantines "
+                    "corrupt batches) and version a readable batch"
+                ) from None
         missing = [c for c in wanted if c not in df.columns]
         if missing:
             raise FeatureStoreError(

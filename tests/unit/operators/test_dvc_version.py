@@ -88,6 +88,18 @@ def test_missing_source_is_a_clear_error(tmp_path, dvc_repo, context):
         _op(tmp_path / "nope.parquet").execute(context())
 
 
+def test_corrupt_parquet_is_not_versioned_and_stays_in_place(tmp_path, dvc_repo, context):
+    src = tmp_path / "landing" / "2026-11-01.parquet"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(os.urandom(1024))
+    md5, commits = file_md5(src), _commits(dvc_repo["repo"])
+    with pytest.raises(DatasetVersionError, match=r"is not readable Parquet.*nothing was versioned") as err:
+        _op(src).execute(context())
+    print(f"BAD-INPUT | corrupt Parquet (DVC versioning) | {err.value}")
+    assert file_md5(src) == md5 and _commits(dvc_repo["repo"]) == commits
+    assert not (dvc_repo["repo"] / "data/events/2026-11-01.parquet").exists()
+
+
 def test_unknown_revision(dvc_repo, tmp_path):
     with pytest.raises(DatasetVersionError, match="revision 'deadbeef' does not exist") as err:
         DvcHook().materialize_version("data/events", "deadbeef", tmp_path / "x")

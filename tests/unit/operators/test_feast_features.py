@@ -151,6 +151,22 @@ def test_training_set_rejects_bad_entity_rows_and_keeps_the_version(feature_repo
     assert DvcHook().read_dvc_file(version["path"], version["rev"])["md5"] == version["md5"]
 
 
+def test_training_set_from_a_corrupt_parquet_version(feature_repo, tmp_path, context):
+    from mlops_airflow.hooks.dvc_repo import DvcHook
+
+    # Our versioning operator refuses corrupt Parquet; a version made by another tool can still hold one.
+    path = "data/entity_cases/corrupt.parquet"
+    (feature_repo["repo"] / path).parent.mkdir(parents=True, exist_ok=True)
+    (feature_repo["repo"] / path).write_bytes(os.urandom(4096))
+    version = DvcHook().version_path(path, "a corrupt batch versioned by another tool")
+    with pytest.raises(FeatureStoreError, match=r"corrupt\.parquet@\w{12} is not readable Parquet") as err:
+        FeastTrainingSetOperator(task_id="ts", dataset_version=version, feature_service="churn_model_v1",
+                                 output_dir=str(tmp_path / "sets")).execute(context())
+    print(f"BAD-INPUT | corrupt Parquet (training-set entity rows) | {err.value}")
+    assert not (tmp_path / "sets").exists()
+    assert DvcHook().read_dvc_file(version["path"], version["rev"])["md5"] == version["md5"]
+
+
 def test_training_set_for_a_revision_that_does_not_exist(feature_repo, tmp_path, context):
     bogus = {**feature_repo["versions"][0], "rev": "0" * 40}
     with pytest.raises(DatasetVersionError, match=r"revision '0{40}' does not exist") as err:
