@@ -15,7 +15,9 @@ For each daily window of ``churn_classifier``:
 5. ``labelled_window``: the window whose labels arrived today (``label_delay_days`` ago) and its inference log;
    ``check_quality`` joins them (concept drift = quality drop against the serving model's validation AUC,
    confidence, business outcome); ``shadow_canary`` compares the served model with shadow/challenger/canary on
-   the same labelled rows, and ``act_on_recommendation`` routes its verdict to promote, rollback or hold;
+   the same labelled rows (McNemar; the canary against the champion on its own rows: Fisher's exact test), and
+   ``act_on_recommendation`` routes its verdict: promote the better shadow/challenger (approval gate, ledger),
+   roll back a worse canary (its alias removed, ledger), or hold;
 6. a failing drift or quality verdict emits an event on ``mlops://monitoring/churn_classifier`` (with its
    reason), the asset ``mlops_continuous_training`` is scheduled on.
 
@@ -29,12 +31,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.configuration import conf
 from airflow.sdk import DAG, Param, task
 from mlops_airflow.operators.monitoring import DataDriftOperator, QualityCheckOperator
-from mlops_airflow.operators.promotion import (
-    PromoteModelOperator,
-    RollbackModelOperator,
-    ValidateRollbackOperator,
-    approval_gate,
-)
+from mlops_airflow.operators.promotion import PromoteModelOperator, RollbackCanaryOperator, approval_gate
 from mlops_airflow.operators.scoring import BatchScoringOperator, ShadowCanaryAnalysisOperator
 
 DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
@@ -61,8 +58,6 @@ with DAG(
                                description="Synthetic data: change of the feature-label relation (0 = none)"),
         "label_delay_days": Param(1, type="integer", minimum=1, maximum=30,
                                   description="Labels of a window arrive this many days later"),
-        "min_auc": Param(0.70, type="number", minimum=0, maximum=1,
-                         description="Absolute AUC a previous champion must reach before a rollback to it"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -84,7 +79,7 @@ with DAG(
         root = Path(DATA_ROOT) / "monitoring"
         window = generator.write_batch(df.drop(columns=[generator.LABEL]), root / "windows" / f"{day}.parquet")
         labels = generator.write_batch(df[[*KEYS, generator.LABEL]], root / "labels" / f"{day}.parquet")
-        labelled = generator.write_batch(df, root / "labelled" / f"{day}.parquet")  # rollback re-validation
+        labelled = generator.write_batch(df, root / "labelled" / f"{day}.parquet")  # mlops_rollback's re-validation
         print(f"SUMMARY land-window day={day} rows={len(df)} window={window} labels={labels}")
         return {"day": day.isoformat(), "path": str(window), "labels_path": str(labels),
                 "labelled_path": str(labelled), "rows": len(df)}
@@ -262,22 +257,24 @@ with DAG(
 
     @task.branch(retries=2)
     def act_on_recommendation(ti=None) -> str:
-        """promote -> the challenger goes through approval and promotion; rollback -> validate the previous
-        champion on the labelled window, approve, move the alias back; hold -> nothing."""
+        """promote -> the significantly better shadow/challenger goes through approval and promotion to champion;
+        rollback -> the significantly worse canary loses its alias (its traffic goes back to the champion);
+        hold -> nothing."""
         verdict = ti.xcom_pull(task_ids="shadow_canary") or {}
         entry = ti.xcom_pull(task_ids="labelled_window") or {}
         recommendation = verdict.get("recommendation", "hold")
-        if recommendation == "promote" and "challenger" in (entry.get("versions") or {}):
+        if recommendation == "promote" and verdict.get("promote_alias") in (entry.get("versions") or {}):
             return "challenger_version"
         if recommendation == "rollback":
-            return "validate_rollback"
+            return "rollback_canary"
         return "hold"
 
     @task(retries=2)
     def challenger_version(ti=None) -> dict:
-        """The challenger the analysis found better, as a promotion verdict (its McNemar evidence)."""
+        """The shadow/challenger the analysis found better, as a promotion verdict (its McNemar evidence)."""
         entry, verdict = ti.xcom_pull(task_ids="labelled_window"), ti.xcom_pull(task_ids="shadow_canary")
-        return {"version": entry["versions"]["challenger"], "passed": True, "reasons": [],
+        alias = verdict["promote_alias"]
+        return {"version": entry["versions"][alias], "alias": alias, "passed": True, "reasons": [],
                 "evidence_uri": verdict["evidence_uri"], "metrics": verdict["metrics"]}
 
     decision = act_on_recommendation()
@@ -287,20 +284,12 @@ with DAG(
     )
     promote = PromoteModelOperator(
         task_id="promote_challenger", model_name=MODEL_NAME, version=candidate, approval=approve_challenger.output,
-        verdict=candidate,
+        verdict=candidate, clear_aliases=("challenger", "shadow", "canary"),
     )
-    validate_rollback = ValidateRollbackOperator(
-        task_id="validate_rollback", model_name=MODEL_NAME,
-        holdout_path="{{ ti.xcom_pull(task_ids='labelled_window')['labelled_path'] }}",
-        min_metrics={"auc": "{{ params.min_auc }}"}, output_dir=f"{DATA_ROOT}/scores",
-    )
-    approve_rollback = approval_gate(
-        task_id="approve_rollback", model_name=MODEL_NAME, version=validate_rollback.output,
-        verdict=validate_rollback.output,
-    )
-    rollback = RollbackModelOperator(
-        task_id="rollback_champion", model_name=MODEL_NAME, validation=validate_rollback.output,
-        approval=approve_rollback.output,
+    # A significantly worse canary is rolled back at once (reducing exposure needs no approval; ledger entry).
+    # Rolling back the champion itself is the mlops_rollback DAG's job (validated, behind the approval gate).
+    rollback = RollbackCanaryOperator(
+        task_id="rollback_canary", model_name=MODEL_NAME, verdict="{{ ti.xcom_pull(task_ids='shadow_canary') }}",
     )
 
     @task(retries=2)
@@ -319,7 +308,7 @@ with DAG(
         pred_v, pred_ref = pull("check_prediction_drift"), pull("prediction_reference")
         proba = pred_v["metrics"]["per_column"].get("proba") or {}
         quality_v, shadow_v, entry = pull("check_quality"), pull("shadow_canary"), pull("labelled_window")
-        promoted, rolled = pull("promote_challenger"), pull("rollback_champion")
+        promoted, rolled = pull("promote_challenger"), pull("rollback_canary")
         events = [v["retrain_event"] for v in (drift_v, quality_v) if v and v.get("retrain_event")]
         summary = {
             "day": landed["day"],
@@ -361,7 +350,6 @@ with DAG(
     score >> pred_reference >> prediction_drift
     score >> record_window() >> labelled
     window >> labelled >> [quality, shadow]
-    shadow >> decision >> [candidate, validate_rollback, hold()]
+    shadow >> decision >> [candidate, rollback, hold()]
     candidate >> approve_challenger >> promote
-    validate_rollback >> approve_rollback >> rollback
     [drift, prediction_drift, quality, promote, rollback] >> summarize()

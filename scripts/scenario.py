@@ -211,6 +211,10 @@ def compact_monitoring(m: dict[str, Any]) -> dict[str, Any]:
                                                                  "concept_drift", "roc_auc", "reference_auc",
                                                                  "quality_drop", "report")},
         "recommendation": None if sc is None else sc["recommendation"],
+        "promotion": None if not m.get("promotion") else {k: m["promotion"].get(k) for k in (
+            "alias", "version", "previous_version", "ledger_seq")},
+        "rollback": None if not m.get("rollback") else {k: m["rollback"].get(k) for k in (
+            "alias", "rolled_back_version", "changed", "ledger_seq", "reason")},
         "retrain_events": m["retrain_events"],
     }
 
@@ -246,6 +250,14 @@ def day_lines(e: dict[str, Any]) -> str:
                      f"roc_auc={_f(q['roc_auc'])} vs {_f(q['reference_auc'])} drop={_f(q['quality_drop'])} "
                      + ("ok" if q["passed"] else ("CONCEPT DRIFT" if q["concept_drift"] else "FAILED")))
         lines.append(f"  shadow/canary  recommendation={m['recommendation']}")
+        if m.get("promotion"):
+            pr = m["promotion"]
+            lines.append(f"  promote {pr['alias']} v{pr['previous_version']} -> v{pr['version']} (shadow/challenger "
+                         f"significantly better) ledger #{pr['ledger_seq']}")
+        if m.get("rollback") and m["rollback"].get("changed"):
+            rb = m["rollback"]
+            lines.append(f"  rollback {rb['alias']} v{rb['rolled_back_version']} removed (significantly worse than "
+                         f"the champion) ledger #{rb['ledger_seq']}")
     for ev in m["retrain_events"]:
         lines.append(f"  -> retrain event ({ev['kind']}): {ev['reason'][:150]}")
     for ct in e["ct"]:

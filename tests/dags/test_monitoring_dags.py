@@ -24,16 +24,21 @@ def test_monitoring_dag_wiring(dags):
     dag = dags["mlops_monitoring"]
     assert {"land_window", "resolve_champion", "score_window", "check_drift", "record_window", "labelled_window",
             "check_quality", "shadow_canary", "act_on_recommendation", "challenger_version", "approve_challenger",
-            "promote_challenger", "validate_rollback", "approve_rollback", "rollback_champion", "hold",
+            "promote_challenger", "rollback_canary", "hold",
             "summarize", "prediction_reference", "check_prediction_drift"} == set(dag.task_ids)
     up = {t: set(dag.get_task(t).upstream_task_ids) for t in dag.task_ids}
     assert up["score_window"] == {"land_window", "resolve_champion"}
     assert up["check_drift"] == {"score_window"}
     assert up["check_quality"] == {"labelled_window"} and up["shadow_canary"] == {"labelled_window"}
     assert up["act_on_recommendation"] == {"shadow_canary"}
-    assert dag.get_task("act_on_recommendation").downstream_task_ids == {"challenger_version", "validate_rollback",
+    assert dag.get_task("act_on_recommendation").downstream_task_ids == {"challenger_version", "rollback_canary",
                                                                          "hold"}
     assert up["promote_challenger"] == {"approve_challenger", "challenger_version"}
+    assert set(dag.get_task("promote_challenger").clear_aliases) == {"challenger", "shadow", "canary"}
+    # The champion's own rollback is validated and approved, in its own DAG.
+    rollback = dags["mlops_rollback"]
+    assert [t.task_id for t in rollback.topological_sort()] == [
+        "labelled_window", "validate_rollback", "approve_rollback", "rollback_champion"]
     assert dag.get_task("summarize").trigger_rule == "none_failed"
     # Drift and quality failures reach the retraining asset through an alias (only failures emit).
     for task_id in ("check_drift", "check_quality"):

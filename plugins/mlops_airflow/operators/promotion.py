@@ -695,6 +695,89 @@ class RollbackModelOperator(PromoteModelOperator):
         return str(verdict["version"])
 
 
+def retire_alias(client: Any, *, model_name: str, alias: str, context: Any, evidence_uri: str | None,
+                 reason: str, lock_timeout_s: float = 120,
+                 log: logging.Logger | None = None) -> tuple[dict[str, Any] | None, bool]:
+    """Take ``alias`` away from its version (a canary rolled back), under the promotion lock, with a ledger entry.
+
+    Idempotent: when no version holds the alias any more, nothing happens (a retry, or someone removed it).
+    Returns (ledger entry or None, changed).
+    """
+    ident = run_identity(context)
+    owner = f"{ident['dag_id']}/{ident['run_id']}/{ident['task_id']}#{ident['try_number']}@{socket.gethostname()}"
+    with PromotionLock(client, model_name, owner, timeout_s=lock_timeout_s, log=log):
+        rm = _registered_model(client, model_name)
+        current = rm.aliases.get(alias)
+        if current is None:
+            if log:
+                log.info("%s@%s is not set: nothing to roll back", model_name, alias)
+            return None, False
+        ledger = _ledger_from_tags(rm.tags)
+        head = max([int(rm.tags.get(LEDGER_HEAD, "0") or 0), *[int(e.get("seq", 0)) for e in ledger]])
+        client.delete_registered_model_alias(model_name, alias)
+        entry = _append(client, model_name, head, {
+            "id": uuid.uuid4().hex[:12], "model": model_name, "alias": alias, "version": None,
+            "previous_version": str(current), "action": "rollback", "at": now_iso(),
+            "approved_by": "policy: automatic rollback of a significantly worse canary (no approval needed to "
+                           "reduce exposure)",
+            "approved_at": None, "approval_policy": "auto-rollback", "evidence_uri": evidence_uri,
+            "verdict": {"passed": False, "reasons": [reason]},
+            "airflow": {k: ident[k] for k in ("dag_id", "run_id", "task_id", "try_number")},
+        })
+        client.set_model_version_tag(model_name, str(current), f"mlops.promotion.{alias}.rolled_back",
+                                     json.dumps({"seq": entry["seq"], "at": entry["at"], "reason": reason}))
+        return entry, True
+
+
+class RollbackCanaryOperator(BaseOperator):
+    """Roll back a canary: remove the ``canary`` alias (its traffic share goes back to the champion).
+
+    Taken on a :class:`~mlops_airflow.operators.scoring.ShadowCanaryAnalysisOperator` verdict whose
+    ``recommendation`` is ``rollback``. Reducing exposure needs no approval; the move is made under the promotion
+    lock, recorded in the ledger (action ``rollback``, alias ``canary``, ``previous_version`` = the canary) and
+    announced on the ``mlflow://models/<name>`` asset. A retry, or a canary already gone, changes nothing.
+
+    :param verdict: the shadow/canary verdict (templated / XCom).
+    """
+
+    template_fields: Sequence[str] = ("model_name", "verdict")
+    operator_extra_links = (EvidenceLink(),)
+    ui_color = "#d9534f"
+
+    def __init__(self, *, model_name: str, verdict: Any, alias: str = "canary", lock_timeout_s: float = 120,
+                 mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [Asset(model_asset_uri(model_name))] if "{{" not in model_name else [])
+        super().__init__(**kwargs)
+        self.model_name, self.verdict, self.alias = model_name, verdict, alias
+        self.lock_timeout_s, self.mlflow_conn_id = lock_timeout_s, mlflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        verdict = as_dict(self.verdict, "verdict")
+        if verdict.get("recommendation") != "rollback":
+            raise RegistryError(
+                f"the shadow/canary verdict recommends {verdict.get('recommendation')!r}, not 'rollback': the "
+                f"{self.alias} of {self.model_name} is left in place. Check the DAG's branching"
+            )
+        hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        hook.ensure_reachable()
+        client = hook.get_client()
+        reason = "; ".join(verdict.get("reasons") or []) or "canary significantly worse than the champion"
+        entry, changed = retire_alias(client, model_name=self.model_name, alias=self.alias, context=context,
+                                      evidence_uri=verdict.get("evidence_uri"), reason=reason,
+                                      lock_timeout_s=self.lock_timeout_s, log=self.log)
+        if entry is not None:
+            emit_model_event(self, context, self.model_name, event_extra(entry, changed))
+        EvidenceLink.persist(context, verdict.get("evidence_uri"))
+        result = {"model_name": self.model_name, "alias": self.alias, "changed": changed,
+                  "rolled_back_version": entry.get("previous_version") if entry else None,
+                  "ledger_seq": entry.get("seq") if entry else None, "reason": reason,
+                  "evidence_uri": verdict.get("evidence_uri")}
+        self.log.info("SUMMARY canary-rollback model=%s alias=%s version=%s changed=%s ledger_seq=%s reason=%r "
+                      "evidence=%s", self.model_name, self.alias, result["rolled_back_version"], changed,
+                      result["ledger_seq"], reason, verdict.get("evidence_uri"))
+        return result
+
+
 class ValidateRollbackOperator(BaseOperator):
     """Re-validate the previous champion on current data before a rollback (the rollback's verdict).
 
@@ -772,6 +855,7 @@ class ValidateRollbackOperator(BaseOperator):
 
 
 __all__ = [
-    "ALIASES", "AutoApproveOperator", "ModelApprovalOperator", "PromoteModelOperator", "RollbackModelOperator",
-    "ValidateRollbackOperator", "approval_gate", "approval_markdown", "approval_of", "move_alias", "read_ledger",
+    "ALIASES", "AutoApproveOperator", "ModelApprovalOperator", "PromoteModelOperator", "RollbackCanaryOperator",
+    "RollbackModelOperator", "ValidateRollbackOperator", "approval_gate", "approval_markdown", "approval_of",
+    "move_alias", "read_ledger", "retire_alias",
 ]

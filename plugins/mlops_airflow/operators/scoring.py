@@ -199,15 +199,31 @@ def mcnemar(errors_a: Any, errors_b: Any) -> dict[str, float]:
     return {"only_a_wrong": only_a, "only_b_wrong": only_b, "p_value": p}
 
 
+def canary_test(correct_canary: int, n_canary: int, correct_champion: int, n_champion: int) -> dict[str, Any]:
+    """Fisher's exact test (two-sided) of the canary's accuracy against the champion's on *different* rows.
+
+    The canary and the champion serve disjoint entities, so the paired McNemar test does not apply; the 2x2 table
+    is (correct, wrong) x (canary, champion).
+    """
+    from scipy.stats import fisher_exact
+
+    table = [[correct_canary, n_canary - correct_canary], [correct_champion, n_champion - correct_champion]]
+    _, p = fisher_exact(table, alternative="two-sided")
+    return {"table": table, "p_value": float(p)}
+
+
 class ShadowCanaryAnalysisOperator(BaseOperator):
     """Compare the served model with each shadow/challenger (and the canary with the champion).
 
     Without labels: disagreement rate. With labels (``labels_path``, joined on entity + timestamp):
-    accuracy of each side on the same rows and McNemar's exact test on the paired errors. The
-    verdict's ``recommendation`` feeds the registry's promote (``promote``) or rollback (``rollback``)
-    step; ``hold`` when the evidence is not significant.
+    accuracy of each shadow and the served model on the same rows with McNemar's exact test on the
+    paired errors, and the canary's accuracy against the champion's on their own (disjoint) rows with
+    Fisher's exact test. The verdict's ``recommendation`` feeds the registry's steps:
+    ``rollback`` (the canary is significantly worse: take its alias away, ``rollback_alias``),
+    ``promote`` (a shadow/challenger is significantly better: ``promote_alias`` names it), or ``hold``
+    when the evidence is not significant.
 
-    Returns ``{passed, reasons, metrics, recommendation, evidence_uri}``.
+    Returns ``{passed, reasons, metrics, recommendation, promote_alias, rollback_alias, evidence_uri}``.
     """
 
     template_fields: Sequence[str] = ("inference_log", "labels_path", "evidence_dir")
@@ -244,6 +260,8 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
         metrics: dict[str, Any] = {"rows": len(log), "comparisons": {}}
         reasons: list[str] = []
         recommendation = "hold"
+        promote_alias: str | None = None  # the significantly better shadow with the fewest errors
+        best_error = 1.0
         labelled = None
         if self.labels_path:
             labels = pd.read_parquet(self.labels_path, columns=[*self.keys, self.label_column])
@@ -263,13 +281,28 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
                     continue
                 canary = labelled[labelled["served_by"] == "canary"]
                 champ = labelled[labelled["served_by"] == "champion"]
-                acc_c = float((canary["prediction"] == canary[self.label_column]).mean())
-                acc_h = float((champ["prediction"] == champ[self.label_column]).mean())
-                metrics["comparisons"]["canary"] = {"canary_accuracy": round(acc_c, 6),
-                                                    "champion_accuracy": round(acc_h, 6), "rows": len(canary)}
-                if acc_c < acc_h - 0.05:
-                    reasons.append(f"canary accuracy {acc_c:.3f} is below the champion's {acc_h:.3f} by > 0.05")
+                if canary.empty or champ.empty:
+                    metrics["comparisons"]["canary"] = {"rows": len(canary), "champion_rows": len(champ),
+                                                        "verdict": "no labelled rows on one side: nothing to test"}
+                    continue
+                ok_c = int((canary["prediction"] == canary[self.label_column]).sum())
+                ok_h = int((champ["prediction"] == champ[self.label_column]).sum())
+                test = canary_test(ok_c, len(canary), ok_h, len(champ))
+                acc_c, acc_h = ok_c / len(canary), ok_h / len(champ)
+                entry = {"canary_accuracy": round(acc_c, 6), "champion_accuracy": round(acc_h, 6),
+                         "rows": len(canary), "champion_rows": len(champ), "fisher": test}
+                if test["p_value"] < self.alpha and acc_c < acc_h:
+                    reasons.append(f"canary accuracy {acc_c:.3f} is significantly below the champion's {acc_h:.3f} "
+                                   f"on {len(canary)} vs {len(champ)} labelled rows (Fisher exact p="
+                                   f"{test['p_value']:.3g} < {self.alpha})")
+                    entry["verdict"] = f"canary significantly worse (Fisher p={test['p_value']:.3g}): roll it back"
                     recommendation = "rollback"
+                elif test["p_value"] < self.alpha:
+                    entry["verdict"] = (f"canary significantly better (Fisher p={test['p_value']:.3g}): evaluate it "
+                                        "as a challenger for promotion")
+                else:
+                    entry["verdict"] = f"no significant difference (Fisher p={test['p_value']:.3g})"
+                metrics["comparisons"]["canary"] = entry
                 continue
             disagreement = float((log[col] != log[base]).mean())
             entry: dict[str, Any] = {"disagreement": round(disagreement, 6)}
@@ -284,7 +317,10 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
                 entry.update({"served_accuracy": round(1 - float(err_served.mean()), 6),
                               "shadow_accuracy": round(1 - float(err_shadow.mean()), 6), "mcnemar": test})
                 if test["p_value"] < self.alpha and err_shadow.mean() < err_served.mean():
-                    recommendation = "promote" if recommendation != "rollback" else recommendation
+                    if recommendation != "rollback" and (
+                        promote_alias is None or err_shadow.mean() < best_error
+                    ):
+                        recommendation, promote_alias, best_error = "promote", name, float(err_shadow.mean())
                     entry["verdict"] = f"{name} significantly better (McNemar p={test['p_value']:.3g})"
                 elif test["p_value"] < self.alpha:
                     entry["verdict"] = f"{name} significantly worse (McNemar p={test['p_value']:.3g})"
@@ -293,7 +329,10 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
             metrics["comparisons"][name] = entry
         out = run_dir(self.evidence_dir, context) / "shadow_canary.json"
         out.parent.mkdir(parents=True, exist_ok=True)
+        if recommendation == "rollback":
+            promote_alias = None  # a worse canary is rolled back first; promotions wait for the next window
         verdict = {"passed": not reasons, "reasons": reasons, "metrics": metrics, "recommendation": recommendation,
+                   "promote_alias": promote_alias, "rollback_alias": "canary" if recommendation == "rollback" else None,
                    "evidence_uri": out.as_uri()}
         out.write_text(json.dumps(verdict, indent=2, default=str))
         self.log.info("SUMMARY shadow-canary passed=%s recommendation=%s comparisons=%s evidence=%s",

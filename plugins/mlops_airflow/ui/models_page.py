@@ -424,11 +424,13 @@ def _ledger_rows(ledger: list[dict[str, Any]]) -> str:
     rows = []
     for entry in ledger[:MAX_LEDGER_ROWS]:
         previous = entry.get("previous_version")
+        version = entry.get("version")
+        holder = (f'v{e(version)}{" <span class=muted>(was v" + e(previous) + ")</span>" if previous else ""}'
+                  if version is not None else f'<span class=muted>removed from</span> v{e(previous)}')
         rows.append(
             f'<tr><td class="small">{_when(entry.get("at"))}</td><td class="small">{e(entry.get("action"))}</td>'
             f'<td><span class="alias alias-{e(entry.get("alias"))}">{e(entry.get("alias"))}</span></td>'
-            f'<td class="num">v{e(entry.get("version"))}'
-            f'{" <span class=muted>(was v" + e(previous) + ")</span>" if previous else ""}</td>'
+            f'<td class="num">{holder}</td>'
             f'<td class="small">{e(entry.get("approved_by"))}</td>'
             f'<td>{_evidence(entry.get("evidence_uri"), entry.get("evidence_url"))}</td>'
             f'<td class="small">{_dag_run(entry.get("dag_run"))}'

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 from conftest import TRAIN_PYTHON, make_context
 from mlops_airflow.exceptions import MonitoringError
+from mlops_airflow.operators.promotion import RollbackCanaryOperator, read_ledger
 from mlops_airflow.operators.scoring import (
     BatchScoringOperator,
     ShadowCanaryAnalysisOperator,
     canary_mask,
+    canary_test,
     mcnemar,
 )
 from mlops_airflow.operators.training import LocalTrainingOperator
@@ -93,6 +95,47 @@ def test_canary_share_routes_entities_deterministically(registry, context):
     assert set(log.loc[log["served_by"] == "canary", "model_version"]) == {"2"}
 
 
+def test_a_significantly_worse_canary_is_rolled_back_once_with_a_ledger_entry(registry, generator, context):
+    """v2 learned the drifted concept: on clean data, as a canary, it is worse than the champion (Fisher test)."""
+    client, tmp = registry["client"], registry["tmp"]
+    clean = generator.generate_batch(date(2026, 11, 6), n_customers=2000, concept_drift=0.0)
+    window = generator.write_batch(clean.drop(columns=["churned"]), tmp / "clean.parquet")
+    labels = tmp / "clean_labels.parquet"
+    clean[["customer_id", "event_timestamp", "churned"]].to_parquet(labels)
+    client.set_registered_model_alias(MODEL, "canary", "2")
+    try:
+        scored = BatchScoringOperator(task_id="score", model_name=MODEL, input_path=str(window),
+                                      output_dir=str(tmp / "logs3"), canary_share=0.5).execute(context())
+        verdict = ShadowCanaryAnalysisOperator(
+            task_id="analyse", inference_log=scored["uri"], labels_path=str(labels), evidence_dir=str(tmp / "ev3"),
+        ).execute(context(task_id="analyse"))
+        cmp = verdict["metrics"]["comparisons"]["canary"]
+        assert cmp["canary_accuracy"] < cmp["champion_accuracy"] and cmp["fisher"]["p_value"] < 0.05, cmp
+        assert verdict["recommendation"] == "rollback" and verdict["rollback_alias"] == "canary"
+        assert verdict["promote_alias"] is None and not verdict["passed"]
+        assert "significantly below the champion" in verdict["reasons"][-1]
+
+        ctx = context(task_id="rollback_canary")
+        done = RollbackCanaryOperator(task_id="rollback_canary", model_name=MODEL, verdict=verdict).execute(ctx)
+        assert done["changed"] is True and done["rolled_back_version"] == "2"
+        assert "canary" not in client.get_registered_model(MODEL).aliases
+        assert client.get_registered_model(MODEL).aliases["champion"] == "1"  # the champion is untouched
+        entry = read_ledger(client, MODEL)[-1]
+        assert (entry["alias"], entry["action"], entry["previous_version"]) == ("canary", "rollback", "2")
+        assert entry["evidence_uri"] == verdict["evidence_uri"] and entry["seq"] == done["ledger_seq"]
+        # A retry changes nothing and writes no second entry.
+        again = RollbackCanaryOperator(task_id="rollback_canary", model_name=MODEL, verdict=verdict).execute(
+            context(task_id="rollback_canary", try_number=2))
+        assert again["changed"] is False and read_ledger(client, MODEL)[-1]["seq"] == entry["seq"]
+        # A verdict that does not recommend a rollback never removes a canary.
+        with pytest.raises(Exception, match="not 'rollback'"):
+            RollbackCanaryOperator(task_id="r", model_name=MODEL, verdict={**verdict, "recommendation": "hold"}
+                                   ).execute(context(task_id="r"))
+    finally:
+        if "canary" in client.get_registered_model(MODEL).aliases:
+            client.delete_registered_model_alias(MODEL, "canary")
+
+
 def test_no_champion_and_empty_window_are_clear_errors(registry, generator, context):
     tmp = registry["tmp"]
     with pytest.raises(MonitoringError, match="has no champion alias"):
@@ -112,3 +155,6 @@ def test_canary_mask_and_mcnemar():
     assert 900 < mask.sum() < 1100 and (canary_mask(keys, 0.1, "m") == mask).all()
     assert mcnemar([1, 1, 1, 0], [0, 0, 0, 0])["only_a_wrong"] == 3
     assert mcnemar([0, 0], [0, 0])["p_value"] == 1.0
+    # Fisher's exact test for the canary (disjoint rows): 60% vs 75% on 400 rows each is significant, 74 vs 75 not.
+    assert canary_test(240, 400, 300, 400)["p_value"] < 0.001
+    assert canary_test(296, 400, 300, 400)["p_value"] > 0.5
