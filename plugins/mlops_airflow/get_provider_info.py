@@ -56,12 +56,26 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "MLflow", "external-doc-url": "https://mlflow.org/docs/latest/", "tags": ["software"]},
             {"integration-name": "DVC", "external-doc-url": "https://dvc.org/doc", "tags": ["software"]},
             {"integration-name": "Feast", "external-doc-url": "https://docs.feast.dev/", "tags": ["software"]},
+            {"integration-name": "Great Expectations", "external-doc-url": "https://docs.greatexpectations.io/",
+             "tags": ["software"]},
         ],
         "hooks": [
             {"integration-name": "MLflow", "python-modules": ["mlops_airflow.hooks.mlflow_registry"]},
             {"integration-name": "DVC", "python-modules": ["mlops_airflow.hooks.dvc_repo"]},
             {"integration-name": "Feast", "python-modules": ["mlops_airflow.hooks.feast_store"]},
         ],
+        "operators": [
+            {"integration-name": "MLflow", "python-modules": [
+                "mlops_airflow.operators.registry", "mlops_airflow.operators.evaluation",
+                "mlops_airflow.operators.promotion", "mlops_airflow.operators.training",
+                "mlops_airflow.operators.gpu_training", "mlops_airflow.operators.scoring",
+                "mlops_airflow.operators.monitoring"]},
+            {"integration-name": "DVC", "python-modules": ["mlops_airflow.operators.dvc_version"]},
+            {"integration-name": "Feast", "python-modules": ["mlops_airflow.operators.feast_features"]},
+            {"integration-name": "Great Expectations", "python-modules": ["mlops_airflow.operators.data_validation"]},
+        ],
+        "sensors": [{"integration-name": "DVC", "python-modules": ["mlops_airflow.sensors.dvc"]}],
+        "triggers": [{"integration-name": "DVC", "python-modules": ["mlops_airflow.triggers.dvc"]}],
         "connection-types": [
             {
                 "connection-type": "mlflow",

@@ -35,6 +35,14 @@ def test_every_class_named_in_provider_info_imports():
     for dotted in names:
         module, _, attr = dotted.rpartition(".")
         assert hasattr(importlib.import_module(module), attr), dotted
+    # Every module listed for operators, sensors and triggers imports (and lists what the package has).
+    for kind in ("operators", "sensors", "triggers", "hooks"):
+        for entry in info[kind]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    listed = {m for e in info["operators"] for m in e["python-modules"]}
+    package = Path(__file__).resolve().parents[2] / "plugins" / "mlops_airflow" / "operators"
+    assert listed == {f"mlops_airflow.operators.{f.stem}" for f in package.glob("*.py") if not f.stem.startswith("_")}
 
 
 def test_entry_points_are_registered():
