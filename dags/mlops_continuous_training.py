@@ -58,6 +58,9 @@ with DAG(
         "min_val_auc": Param(0.70, type="number", minimum=0, maximum=1,
                              description="Absolute threshold a first champion must pass"),
         "epochs": Param(20, type="integer", minimum=1, maximum=500, description="Training epochs"),
+        "training_window_days": Param(None, type=["null", "integer"], minimum=1, maximum=3650,
+                                      description="Train on the last N days of the dataset up to the landed day "
+                                                  "(empty = all history); recorded for reproduction"),
         "cooldown_hours": Param(24, type="number", minimum=0, maximum=24 * 90,
                                 description="Least time between two retrainings triggered by monitoring (manual runs "
                                             "are not held back)"),
@@ -84,8 +87,11 @@ with DAG(
                                       concept_drift=float(params["concept_drift"]))
         out = generator.write_batch(df, Path(DATA_ROOT) / "landing" / f"{day.isoformat()}.parquet")
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        end = start + timedelta(days=1)
+        window_days = params.get("training_window_days")
         return {"path": str(out), "day": day.isoformat(), "rows": len(df),
-                "start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()}
+                "start": start.isoformat(), "end": end.isoformat(),
+                "train_from": (end - timedelta(days=int(window_days))).isoformat() if window_days else None}
 
     landed = land_batch()
 
@@ -153,6 +159,9 @@ with DAG(
         feature_service="churn_model_v1",
         output_dir=f"{DATA_ROOT}/training_sets",
         track_with_dvc=True,  # also versioned in the data repository (training_sets/<service>/<hash>.parquet)
+        # The training window (param training_window_days): rows of the last N days up to the landed day.
+        entity_start="{{ ti.xcom_pull(task_ids='land_batch')['train_from'] }}",
+        entity_end="{{ ti.xcom_pull(task_ids='land_batch')['end'] }}",
     )
 
     train = train_model_task(

@@ -62,6 +62,8 @@ with DAG(
         task_id="rebuild_training_set",
         dataset_version="{{ ti.xcom_pull(task_ids='read_record')['dataset_version'] }}",
         feature_service="{{ ti.xcom_pull(task_ids='read_record')['feature_service'] }}",
+        entity_start="{{ ti.xcom_pull(task_ids='read_record')['entity_window']['start'] }}",
+        entity_end="{{ ti.xcom_pull(task_ids='read_record')['entity_window']['end'] }}",
         output_dir=f"{DATA_ROOT}/reproduce/{{{{ params.model_name }}}}-v{{{{ params.version }}}}",
     )
 

@@ -33,6 +33,12 @@ TRIGGER_URI = f"mlops://monitoring/{MODEL}"
 CT, MON = "mlops_continuous_training", "mlops_monitoring"
 
 
+def ct_params(spec: dict[str, Any]) -> dict[str, Any]:
+    """The CT DAG's params from the scenario spec (training window optional: all history when absent)."""
+    return {"epochs": spec["epochs"], "cooldown_hours": spec["cooldown_hours"],
+            "training_window_days": spec.get("training_window_days")}
+
+
 def knobs(spec: dict[str, Any], n: int) -> dict[str, float]:
     drifted = n >= int(spec["drift_from_day"])
     return {"covariate_shift": float(spec["covariate_shift"]) if drifted else 0.0,
@@ -149,7 +155,7 @@ class Runner:
             midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
             entry: dict[str, Any] = {"n": n, "day": day.isoformat(), **k, "ct": []}
             if n == 1:
-                ct = self.run_ct(day, {**base, "epochs": spec["epochs"], "cooldown_hours": spec["cooldown_hours"]},
+                ct = self.run_ct(day, {**base, **ct_params(spec)},
                                  midnight, None)
                 entry["ct"].append({"trigger": "manual (first model)", **compact_ct(ct)})
             t0 = time.monotonic()
@@ -161,7 +167,7 @@ class Runner:
             events = self.pending_events()
             if events:
                 ids = [e["id"] for e in events]
-                ct = self.run_ct(day, {**base, "epochs": spec["epochs"], "cooldown_hours": spec["cooldown_hours"]},
+                ct = self.run_ct(day, {**base, **ct_params(spec)},
                                  midnight + timedelta(hours=12), ids)
                 entry["ct"].append({"trigger": "; ".join(f"{e['extra'].get('kind')}" for e in events),
                                     "events": [e["extra"].get("reason") for e in events], **compact_ct(ct)})

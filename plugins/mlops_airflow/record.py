@@ -100,7 +100,8 @@ def build_record(
             "definitions_hash": training_set.get("definitions_hash"),
             "materialization": materialization,
         },
-        "training_set": {k: training_set.get(k) for k in ("uri", "hash", "rows", "columns", "features", "label")},
+        "training_set": {k: training_set.get(k) for k in ("uri", "hash", "rows", "columns", "features", "label",
+                                                          "entity_window")},
         "training": {
             "config": {k: v for k, v in params.items() if not k.startswith(_DATA_PARAMS)},
             "seed": params.get("seed"),
@@ -258,6 +259,7 @@ def reproduction_inputs(record: dict[str, Any]) -> dict[str, Any]:
         "materialization": features.get("materialization"),
         "expected_hash": training_set["hash"],
         "expected_rows": training_set.get("rows"),
+        "entity_window": training_set.get("entity_window") or {"start": None, "end": None},
         "label": training_set.get("label") or "churned",
         "training_config": config,
         "mlflow_run_id": (record.get("mlflow") or {}).get("run_id"),

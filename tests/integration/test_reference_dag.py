@@ -82,6 +82,9 @@ def test_short_scenario_drift_retrains_and_promotes_with_lineage(stack):
     assert mon4["champion"] == "2" and mon4["quality"]["served_by"] == "1"
     assert mon4["prediction_drift"]["passed"] is True and mon4["prediction_drift"]["own_reference"] is True
     assert mon4["quality"]["concept_drift"] is True and mon4["quality"]["quality_drop"] > 0.05
+    # v2 was trained on the 2-day training window (day 3's drifted batch only, not diluted by day 1): against its
+    # own training set, day 4's window (same distribution) does not drift.
+    assert mon4["drift"]["passed"] is True, mon4["drift"]
     assert "quality" in [e["kind"] for e in mon4["retrain_events"]]
     assert days[3]["ct"][0]["proceed"] is False and "cool-down" in " ".join(days[3]["ct"][0]["blocked_by"])
 
@@ -111,6 +114,8 @@ def test_short_scenario_drift_retrains_and_promotes_with_lineage(stack):
     assert record["features"]["feature_service"] == "churn_model_v1" and record["runtime"]["device"] == "cpu"
     assert record["model"] == {"name": "churn_classifier", "version": "2"}
     assert record["trigger"]["kind"] == "data_drift" and record["trigger"]["drift_share"] >= 0.5
+    assert record["training_set"]["entity_window"] == {"start": "2026-11-02T00:00:00+00:00",
+                                                       "end": "2026-11-04T00:00:00+00:00"}
     assert record["trigger"]["decided_at"] == "2026-11-03T23:59:59+00:00"  # the simulated clock
     v1 = client.get_model_version("churn_classifier", "1")
     assert v1.tags["mlops.retrain.triggered_by"] == "manual"

@@ -391,9 +391,15 @@ class FeastTrainingSetOperator(BaseOperator):
         ``<dvc_output_dir>/<service>/<hash[:16]>.parquet`` (dvc add + git commit + dvc push); the result then
         carries ``dvc: {repo, rev, path, md5}``, so the training set itself can be fetched at that revision.
     :param dvc_output_dir: folder inside the data repository for tracked training sets (templated).
+    :param entity_start: keep only entity rows with ``timestamp_column >= entity_start`` (ISO 8601 with a timezone,
+        templated; None = from the first row). With ``entity_end`` this is the *training window*: after drift,
+        a model trained on recent rows only is not diluted by the old distribution. The window is in the result
+        (``entity_window``) and so in the reproducibility record, and the reproduce DAG applies it again.
+    :param entity_end: keep only entity rows with ``timestamp_column < entity_end`` (templated; None = to the last).
     """
 
-    template_fields: Sequence[str] = ("dataset_version", "feature_service", "output_dir", "dvc_output_dir")
+    template_fields: Sequence[str] = ("dataset_version", "feature_service", "output_dir", "dvc_output_dir",
+                                      "entity_start", "entity_end")
     ui_color = "#e8734a"
 
     def __init__(
@@ -409,9 +415,13 @@ class FeastTrainingSetOperator(BaseOperator):
         dvc_conn_id: str = DvcHook.default_conn_name,
         track_with_dvc: bool = False,
         dvc_output_dir: str = "training_sets",
+        entity_start: str | datetime | None = None,
+        entity_end: str | datetime | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.entity_start = entity_start
+        self.entity_end = entity_end
         self.track_with_dvc = track_with_dvc
         self.dvc_output_dir = dvc_output_dir
         self.dataset_version = dataset_version
@@ -476,14 +486,44 @@ class FeastTrainingSetOperator(BaseOperator):
             )
         return rows
 
+    def _window(self) -> dict[str, str] | None:
+        unset = (None, "", "None")  # "None": a template that rendered an absent value as text
+        start = parse_instant(self.entity_start, "entity_start") if self.entity_start not in unset else None
+        end = parse_instant(self.entity_end, "entity_end") if self.entity_end not in unset else None
+        if start is not None and end is not None and start >= end:
+            raise ValueError(f"entity_start {start.isoformat()} must be before entity_end {end.isoformat()}")
+        if start is None and end is None:
+            return None
+        return {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None}
+
     def execute(self, context: Context) -> dict[str, Any]:
+        import pandas as pd
+
         version = as_dict(self.dataset_version, "dataset_version")
+        window = self._window()
         entities = self.entity_rows(version)
         if entities.empty:
             raise FeatureStoreError(
                 f"dataset {version['path']}@{version['rev'][:12]} has no rows: no training set was built. Check "
                 "that the right data version reached this task (the XCom of the versioning task)"
             )
+        if window is not None:
+            ts = entities[self.timestamp_column]
+            keep = pd.Series(True, index=entities.index)
+            if window["start"]:
+                keep &= ts >= pd.Timestamp(window["start"])
+            if window["end"]:
+                keep &= ts < pd.Timestamp(window["end"])
+            self.log.info("training window [%s, %s): %d of %d entity rows", window["start"] or "-inf",
+                          window["end"] or "+inf", int(keep.sum()), len(entities))
+            if not keep.any():
+                raise FeatureStoreError(
+                    f"dataset {version['path']}@{version['rev'][:12]} has no rows in the training window "
+                    f"[{window['start'] or '-inf'}, {window['end'] or '+inf'}) ({len(entities)} rows from "
+                    f"{ts.min()} to {ts.max()}). Nothing was written. Widen the window (CT DAG param "
+                    "training_window_days) or check that the day's batch was versioned"
+                )
+            entities = entities[keep].reset_index(drop=True)
         store = self.feast_hook.get_store()
         service = self.feast_hook.get_feature_service(store, self.feature_service)
         df = store.get_historical_features(entity_df=entities, features=service).to_df()
@@ -515,6 +555,7 @@ class FeastTrainingSetOperator(BaseOperator):
             "project": store.project,
             "definitions_hash": definitions_hash(store, service),
             "dataset": {k: version.get(k) for k in ("repo", "rev", "path", "md5")},
+            "entity_window": window,
             "null_share": {c: round(float(v), 6) for c, v in null_share.items() if v > 0},
             "dvc": self._track(out, digest) if self.track_with_dvc else None,
         }

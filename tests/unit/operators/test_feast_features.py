@@ -87,6 +87,40 @@ def test_materialize_then_training_set_is_point_in_time_and_reproducible(feature
     assert (merged["monthly_charges"] == merged["monthly_charges_raw"]).all()  # point-in-time = same event
 
 
+def test_training_window_keeps_only_recent_entity_rows_and_is_reproducible(feature_repo, tmp_path, context):
+    import pandas as pd
+    from mlops_airflow.record import reproduction_inputs
+
+    v2 = feature_repo["versions"][1]
+    window = {"start": "2026-11-02T00:00:00+00:00", "end": "2026-11-03T00:00:00+00:00"}
+    op = FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+                                  output_dir=str(tmp_path / "sets"), entity_start=window["start"],
+                                  entity_end=window["end"])
+    recent = op.execute(context())
+    assert recent["rows"] == 200 and recent["entity_window"] == window
+    assert (pd.read_parquet(recent["uri"])["event_timestamp"] >= pd.Timestamp(window["start"])).all()
+    # The record keeps the window and the reproduce DAG passes it back: the same rows, the same hash.
+    inputs = reproduction_inputs({"features": {"feature_service": "churn_model_v1"}, "training_set": recent,
+                                  "dataset": {k: v2[k] for k in ("repo", "rev", "path", "md5")}})
+    rebuilt = FeastTrainingSetOperator(
+        task_id="ts", dataset_version=v2, feature_service="churn_model_v1", output_dir=str(tmp_path / "again"),
+        entity_start=inputs["entity_window"]["start"], entity_end=inputs["entity_window"]["end"]).execute(context())
+    assert rebuilt["hash"] == recent["hash"]
+    # Unset bounds (None, or a template that rendered None as text) = all history.
+    everything = FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+                                          output_dir=str(tmp_path / "sets"), entity_start="None",
+                                          entity_end=None).execute(context())
+    assert everything["rows"] == 400 and everything["entity_window"] is None
+    with pytest.raises(FeatureStoreError, match="no rows in the training window .* Widen the window"):
+        FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+                                 output_dir=str(tmp_path / "sets"), entity_start="2027-01-01T00:00:00+00:00",
+                                 ).execute(context())
+    with pytest.raises(ValueError, match="must be before"):
+        FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+                                 output_dir=str(tmp_path / "sets"), entity_start=window["end"],
+                                 entity_end=window["start"]).execute(context())
+
+
 def test_unknown_feature_service_names_the_known_ones(feature_repo, tmp_path, context):
     v = feature_repo["versions"][0]
     with pytest.raises(FeatureStoreError, match=r"'no_such_service' does not exist.*churn_model_v1") as err:
