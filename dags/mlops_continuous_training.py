@@ -147,6 +147,9 @@ with DAG(
     skew = FeatureSkewCheckOperator(
         task_id="check_feature_skew",
         feature_service="churn_model_v1",
+        # Entities sampled from the landed (and materialised) batch: memory bounded by one day's rows, never by
+        # the feature view's whole offline source.
+        entity_df_path="{{ ti.xcom_pull(task_ids='land_batch')['path'] }}",
         as_of="{{ ti.xcom_pull(task_ids='land_batch')['end'] }}",
         lookback=timedelta(hours=30),
         sample_size=200,
@@ -262,11 +265,21 @@ with DAG(
             return blocked
         ver, gate, tset, trained, reg, drift_v = (pull(t) for t in (
             "version_dataset", "validate_batch", "build_training_set", "train_model", "register_model", "check_drift"))
-        verdict, promoted = pull("evaluate_challenger"), pull("promote_model")
+        verdict, promoted, skew_v, windows = (pull(t) for t in (
+            "evaluate_challenger", "promote_model", "check_feature_skew", "materialize_features"))
         summary = {
             "dataset_version": {k: ver[k] for k in ("path", "rev", "md5", "rows")},
             "validation": {"passed": gate["passed"], "evidence": gate.get("evidence_uri")},
-            "training_set": {"hash": tset["hash"], "rows": tset["rows"], "uri": tset["uri"]},
+            "materialization": None if windows is None else {
+                "start": windows.get("start"), "end": windows.get("end"), "windows": len(windows.get("windows") or []),
+                "entities_written": windows.get("entities_written"), "feature_views": windows.get("feature_views")},
+            "feature_skew": None if skew_v is None else {
+                "passed": skew_v["passed"], "max_mismatch_rate": skew_v["metrics"].get("max_mismatch_rate"),
+                "compared": skew_v["metrics"].get("compared"), "evidence": skew_v.get("evidence_uri")},
+            "training_set": {"hash": tset["hash"], "rows": tset["rows"], "uri": tset["uri"],
+                             "entity_window": tset.get("entity_window"),
+                             "dvc": None if not tset.get("dvc") else
+                             f"{tset['dvc']['path']}@{str(tset['dvc']['rev'])[:12]}"},
             "mlflow_run": {"run_id": trained["run_id"], "metrics": trained["metrics"], "url": trained["run_url"]},
             "model": {"name": reg["model_name"], "version": reg["version"], "aliases": reg["aliases"],
                       "url": reg["url"]},
