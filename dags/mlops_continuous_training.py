@@ -73,13 +73,20 @@ with DAG(
 
     @task(retries=2)
     def land_batch(params: dict, logical_date=None) -> dict:
-        """Land the day's batch (synthetic generator from include/data) into the landing folder."""
+        """Land the day's batch (synthetic generator from include/data) into the landing folder.
+
+        The day is ``params.day``, else the newest *complete* day at the run's logical date: a scheduled run's
+        interval start, or, for a manual or asset-triggered run (logical date now, or none), yesterday - today's
+        data has not all arrived, and materialising a window that ends in the future is refused.
+        """
         import importlib.util
         from datetime import date, datetime
         from pathlib import Path
 
-        day = date.fromisoformat(params["day"]) if params.get("day") else (
-            (logical_date or datetime.now(UTC)).date())
+        now = datetime.now(UTC)
+        day = date.fromisoformat(params["day"]) if params.get("day") else (logical_date or now).date()
+        if not params.get("day") and datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) > now:
+            day -= timedelta(days=1)
         spec = importlib.util.spec_from_file_location("mlops_generator", Path(INCLUDE) / "data" / "generator.py")
         generator = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(generator)

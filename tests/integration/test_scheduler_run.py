@@ -13,7 +13,7 @@ Starts, each with its own fresh state:
 
 Then it triggers ``mlops_continuous_training`` through the REST API (JWT from the simple auth manager),
 waits for success, and checks the run's XCom, the MLflow registry, the Airflow metadata in PostgreSQL and
-the features in Redis. ``test_ui_page.py`` reuses the running stack (one per pytest session).
+the features in Redis. ``test_models_page.py`` reuses the running stack (one per pytest session).
 
 Skips with the reason when PostgreSQL, Redis or the training venv are absent (fails instead under
 MLOPS_REQUIRE_SERVICES=1, as in CI). Wall time: written to ``test-output/scheduler_run_timing.json``.
@@ -50,7 +50,7 @@ DAY = "2026-11-10"
 PG = "postgresql://postgres@127.0.0.1:5432"
 VENV_BIN = Path(sys.executable).parent
 OUTPUT = ROOT / "test-output"
-STASH = "_mlops_airflow_stack"  # the running stack, shared with test_ui_page.py (one per pytest session)
+STASH = "_mlops_airflow_stack"  # the running stack, shared with test_models_page.py (one per pytest session)
 
 
 @contextlib.contextmanager
@@ -461,3 +461,78 @@ def test_ct_dag_succeeds_under_the_scheduler(airflow_stack: AirflowStack, record
         [client.get_experiment_by_name("mlops-monitoring").experiment_id],
         filter_string="tags.`mlops.kind` = 'data_drift' and tags.`mlops.model_name` = 'churn_classifier'")
     assert drift_runs, "no drift run in mlops-monitoring"
+
+
+def _trigger_and_wait(stack: AirflowStack, dag_id: str, conf: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    dag_url = f"{stack.api_url}/api/v2/dags/{dag_id}"
+    _wait(f"the dag-processor to parse {dag_id}", lambda: _http("GET", dag_url, stack.token)[0] == 200, 300,
+          stack.procs, stack.logs)
+    status, body = _http("POST", f"{dag_url}/dagRuns", stack.token, {"logical_date": None, "conf": conf})
+    assert status == 200, (status, body)
+    return _wait_run(stack, dag_id, body["dag_run_id"], timeout_s)
+
+
+def _wait_run(stack: AirflowStack, dag_id: str, run_id: str, timeout_s: float) -> dict[str, Any]:
+    run_url = f"{stack.api_url}/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}"
+
+    def finished() -> dict | None:
+        status, run = _http("GET", run_url, stack.token)
+        return run if status == 200 and run.get("state") in ("success", "failed") else None
+
+    run = _wait(f"the {dag_id} run {run_id}", finished, timeout_s, stack.procs, stack.logs)
+    status, xcom = _http("GET", f"{run_url}/taskInstances/summarize/xcomEntries/return_value"
+                                "?deserialize=true&stringify=false", stack.token)
+    value = xcom.get("value") if status == 200 and isinstance(xcom, dict) else None
+    run["summary"] = json.loads(value) if isinstance(value, str) else value
+    return run
+
+
+def test_a_drift_verdict_retrains_through_the_asset_under_the_scheduler(airflow_stack: AirflowStack) -> None:
+    """mlops_monitoring on a drifted window emits mlops://monitoring/churn_classifier; the scheduler itself then
+    starts mlops_continuous_training (asset-triggered, no conf), whose guard lets it retrain with the reason."""
+    stack = airflow_stack
+    t0 = time.monotonic()
+    monitoring = _trigger_and_wait(stack, "mlops_monitoring",
+                                   {"day": "2026-11-11", "covariate_shift": 0.3, "concept_drift": 1.0}, 900)
+    assert monitoring["state"] == "success", stack.failure_report()
+    summary = monitoring["summary"]
+    assert summary["drift"]["passed"] is False and summary["drift"]["drift_share"] >= 0.5, summary["drift"]
+    assert [e["kind"] for e in summary["retrain_events"]] == ["data_drift"]
+    events = _query(
+        "SELECT e.id, e.extra::text FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = %s",
+        stack.db("airflow"), ("mlops://monitoring/churn_classifier",))
+    assert len(events) == 1 and json.loads(events[0][1])["kind"] == "data_drift", events
+    monitoring_s = time.monotonic() - t0
+
+    # The scheduler, not the test, creates the CT run from the asset event.
+    ct_url = f"{stack.api_url}/api/v2/dags/{DAG_ID}/dagRuns?run_type=asset_triggered"
+
+    def asset_run() -> str | None:
+        status, body = _http("GET", ct_url, stack.token)
+        runs = (body or {}).get("dag_runs") or [] if status == 200 else []
+        return runs[0]["dag_run_id"] if runs else None
+
+    run_id = _wait("the scheduler to start the asset-triggered CT run", asset_run, 300, stack.procs, stack.logs)
+    ct = _wait_run(stack, DAG_ID, run_id, 900)
+    assert ct["state"] == "success", stack.failure_report()
+    consumed = _query("SELECT event_id FROM dagrun_asset_event WHERE dag_run_id = (SELECT id FROM dag_run WHERE "
+                      "dag_id = %s AND run_id = %s)", stack.db("airflow"), (DAG_ID, run_id))
+    assert [row[0] for row in consumed] == [events[0][0]]
+    retrain = ct["summary"]["retrain"]
+    assert retrain["proceed"] is True and retrain["reason"].startswith("dataset drift:"), retrain
+    assert "mlops_monitoring" in retrain["triggered_by"], retrain
+
+    # The new version carries the reason into the registry and its reproducibility record.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(stack.mlflow_url)
+    new = client.get_model_version("churn_classifier", ct["summary"]["model"]["version"])
+    assert new.version != stack.summary["model"]["version"]
+    assert new.tags["mlops.retrain.kind"] == "data_drift" and new.tags["mlops.retrain.reason"].startswith(
+        "dataset drift:")
+    assert new.tags["mlops.retrain.triggered_by"].startswith("asset mlops://monitoring/churn_classifier")
+    timings = json.loads((OUTPUT / "scheduler_run_timing.json").read_text())
+    timings["retrain_via_asset"] = {"monitoring_run_s": round(monitoring_s, 1),
+                                    "total_s": round(time.monotonic() - t0, 1), "ct_run_id": run_id}
+    (OUTPUT / "scheduler_run_timing.json").write_text(json.dumps(timings, indent=2))
+    print(f"\n[scheduler-run] retrain via asset: {json.dumps(timings['retrain_via_asset'])}")
