@@ -58,6 +58,10 @@ with DAG(
         "min_val_auc": Param(0.70, type="number", minimum=0, maximum=1,
                              description="Absolute threshold a first champion must pass"),
         "epochs": Param(20, type="integer", minimum=1, maximum=500, description="Training epochs"),
+        "promote_to": Param("champion", type="string", enum=["champion", "canary"],
+                            description="Where an approved challenger goes: champion (all traffic) or canary (a "
+                                        "share of traffic; mlops_monitoring promotes it to champion when it is "
+                                        "significantly better on labelled data, or rolls it back)"),
         "training_window_days": Param(None, type=["null", "integer"], minimum=1, maximum=3650,
                                       description="Train on the last N days of the dataset up to the landed day "
                                                   "(empty = all history); recorded for reproduction"),
@@ -244,6 +248,7 @@ with DAG(
         verdict=evaluate.output,
         dataset_version=version.output,
         drift=drift.output,
+        alias="{{ params.promote_to }}",
     )
 
     promote = PromoteModelOperator(
@@ -252,6 +257,7 @@ with DAG(
         version=register.output,
         approval=approve.output,
         verdict=evaluate.output,
+        alias="{{ params.promote_to }}",  # champion, or canary (mlops_monitoring decides on labelled traffic)
     )
 
     @task(retries=2, trigger_rule="none_failed")

@@ -36,7 +36,8 @@ CT, MON = "mlops_continuous_training", "mlops_monitoring"
 def ct_params(spec: dict[str, Any]) -> dict[str, Any]:
     """The CT DAG's params from the scenario spec (training window optional: all history when absent)."""
     return {"epochs": spec["epochs"], "cooldown_hours": spec["cooldown_hours"],
-            "training_window_days": spec.get("training_window_days")}
+            "training_window_days": spec.get("training_window_days"),
+            "promote_to": spec.get("promote_to", "champion")}
 
 
 def knobs(spec: dict[str, Any], n: int) -> dict[str, float]:
@@ -218,7 +219,7 @@ def compact_monitoring(m: dict[str, Any]) -> dict[str, Any]:
                                                                  "quality_drop", "report")},
         "recommendation": None if sc is None else sc["recommendation"],
         "promotion": None if not m.get("promotion") else {k: m["promotion"].get(k) for k in (
-            "alias", "version", "previous_version", "ledger_seq")},
+            "alias", "version", "previous_version", "ledger_seq", "changed")},
         "rollback": None if not m.get("rollback") else {k: m["rollback"].get(k) for k in (
             "alias", "rolled_back_version", "changed", "ledger_seq", "reason")},
         "retrain_events": m["retrain_events"],
@@ -256,10 +257,12 @@ def day_lines(e: dict[str, Any]) -> str:
                      f"roc_auc={_f(q['roc_auc'])} vs {_f(q['reference_auc'])} drop={_f(q['quality_drop'])} "
                      + ("ok" if q["passed"] else ("CONCEPT DRIFT" if q["concept_drift"] else "FAILED")))
         lines.append(f"  shadow/canary  recommendation={m['recommendation']}")
-        if m.get("promotion"):
+        if m.get("promotion") and m["promotion"].get("changed") is False:
+            lines.append(f"  promote  v{m['promotion']['version']} is {m['promotion']['alias']} already: no change")
+        elif m.get("promotion"):
             pr = m["promotion"]
-            lines.append(f"  promote {pr['alias']} v{pr['previous_version']} -> v{pr['version']} (shadow/challenger "
-                         f"significantly better) ledger #{pr['ledger_seq']}")
+            lines.append(f"  promote {pr['alias']} v{pr['previous_version']} -> v{pr['version']} (significantly "
+                         f"better on labelled traffic; approval gate) ledger #{pr['ledger_seq']}")
         if m.get("rollback") and m["rollback"].get("changed"):
             rb = m["rollback"]
             lines.append(f"  rollback {rb['alias']} v{rb['rolled_back_version']} removed (significantly worse than "
@@ -280,7 +283,8 @@ def day_lines(e: dict[str, Any]) -> str:
             lines.append(f"  eval   v{ct['version']} vs champion v{ev['champion']}: "
                          f"{'PASSED' if ev['passed'] else 'not promoted'} auc delta={_f(ev['delta'])}")
         if pr:
-            lines.append(f"  promote {pr['alias']} v{pr['previous_version']} -> v{pr['version']} "
+            before = f"v{pr['previous_version']}" if pr.get("previous_version") else "(none)"
+            lines.append(f"  promote {pr['alias']} {before} -> v{pr['version']} "
                          f"approved_by={str(pr['approved_by'])[:40]}... ledger #{pr['ledger_seq']}")
     return "\n".join(lines)
 
@@ -355,7 +359,12 @@ def write_html(path: Path, spec: dict[str, Any], state: dict[str, Any], timeline
             if ct.get("proceed") and ct.get("aliases") and "champion" in ct["aliases"]:
                 marks[i] = f"v{ct['version']} champion"
             if ct.get("promotion"):
-                marks[i] = f"promoted v{ct['promotion']['version']}"
+                pr = ct["promotion"]
+                marks[i] = (f"promoted v{pr['version']}" if pr.get("alias") == "champion"
+                            else f"v{pr['version']} {pr.get('alias')}")
+        promoted = (d["monitoring"].get("promotion") or {})
+        if promoted.get("version") and promoted.get("changed") is not False:
+            marks[i] = f"promoted v{promoted['version']}"
     charts = [
         _svg_chart("Drift share per day (window vs the champion's training set)", days,
                    [("drift share", "#ed6a5a", drift)], marks, 1.0, hline=(0.5, "dataset drift threshold 0.5")),
@@ -374,8 +383,8 @@ def write_html(path: Path, spec: dict[str, Any], state: dict[str, Any], timeline
         cts = "<br>".join(
             html.escape(("BLOCKED: " + "; ".join(c["blocked_by"] or [])) if not c["proceed"] else
                         f"{c['trigger']}: v{c['version']} aliases={c['aliases']}"
-                        + (f", promoted v{c['promotion']['previous_version']}->v{c['promotion']['version']}"
-                           if c.get("promotion") else ""))
+                        + (f", {c['promotion']['alias']} v{c['promotion']['previous_version'] or '-'}"
+                           f"->v{c['promotion']['version']}" if c.get("promotion") else ""))
             for c in d["ct"])
         rows.append(
             f"<tr><td>{d['n']}</td><td>{d['day']}</td><td>{d['covariate_shift']}/{d['concept_drift']}</td>"

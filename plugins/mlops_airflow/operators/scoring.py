@@ -220,8 +220,8 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
     paired errors, and the canary's accuracy against the champion's on their own (disjoint) rows with
     Fisher's exact test. The verdict's ``recommendation`` feeds the registry's steps:
     ``rollback`` (the canary is significantly worse: take its alias away, ``rollback_alias``),
-    ``promote`` (a shadow/challenger is significantly better: ``promote_alias`` names it), or ``hold``
-    when the evidence is not significant.
+    ``promote`` (a shadow/challenger, else the canary, is significantly better: ``promote_alias`` names it),
+    or ``hold`` when the evidence is not significant.
 
     Returns ``{passed, reasons, metrics, recommendation, promote_alias, rollback_alias, evidence_uri}``.
     """
@@ -298,8 +298,9 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
                     entry["verdict"] = f"canary significantly worse (Fisher p={test['p_value']:.3g}): roll it back"
                     recommendation = "rollback"
                 elif test["p_value"] < self.alpha:
-                    entry["verdict"] = (f"canary significantly better (Fisher p={test['p_value']:.3g}): evaluate it "
-                                        "as a challenger for promotion")
+                    entry["verdict"] = f"canary significantly better (Fisher p={test['p_value']:.3g}): promote it"
+                    if recommendation != "rollback" and promote_alias is None:
+                        recommendation, promote_alias = "promote", "canary"
                 else:
                     entry["verdict"] = f"no significant difference (Fisher p={test['p_value']:.3g})"
                 metrics["comparisons"]["canary"] = entry

@@ -93,6 +93,25 @@ def test_canary_share_routes_entities_deterministically(registry, context):
     assert 120 < result["served_by"]["canary"] < 280
     log = pd.read_parquet(result["uri"])
     assert set(log.loc[log["served_by"] == "canary", "model_version"]) == {"2"}
+    # On the drifted concept the canary (v2 learned it) beats the champion on its own rows: promote the canary
+    # (the challenger shadow is v2 too, so the better-shadow rule could also pick it; with the challenger
+    # removed, the canary alone must carry the promotion).
+    client.delete_registered_model_alias(MODEL, "challenger")
+    client.set_registered_model_alias(MODEL, "canary", "2")
+    try:
+        only_canary = BatchScoringOperator(task_id="score", model_name=MODEL, input_path=str(registry["window"]),
+                                           output_dir=str(tmp / "logs4"), canary_share=0.5).execute(context())
+        labels = tmp / "labels4.parquet"
+        registry["labels"][["customer_id", "event_timestamp", "churned"]].to_parquet(labels)
+        verdict = ShadowCanaryAnalysisOperator(
+            task_id="analyse", inference_log=only_canary["uri"], labels_path=str(labels),
+            evidence_dir=str(tmp / "ev4")).execute(context(task_id="analyse"))
+    finally:
+        client.delete_registered_model_alias(MODEL, "canary")
+        client.set_registered_model_alias(MODEL, "challenger", "2")
+    cmp = verdict["metrics"]["comparisons"]["canary"]
+    assert cmp["canary_accuracy"] > cmp["champion_accuracy"] and cmp["fisher"]["p_value"] < 0.05, cmp
+    assert verdict["recommendation"] == "promote" and verdict["promote_alias"] == "canary", verdict
 
 
 def test_a_significantly_worse_canary_is_rolled_back_once_with_a_ledger_entry(registry, generator, context):
