@@ -34,6 +34,7 @@ from airflow.sdk import AssetAlias, BaseOperator
 
 from mlops_airflow.assets import monitoring_asset_uri
 from mlops_airflow.exceptions import MonitoringError
+from mlops_airflow.operators._common import run_identity, safe_part
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -90,7 +91,6 @@ _DISTANCE_STATTESTS = frozenset(
         "abs_text_content_drift",
     }
 )
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 _UNSAFE_METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /:]+")
 
 
@@ -246,11 +246,6 @@ def drift_verdict_from_snapshot(snapshot_dict: dict[str, Any], drift_share_thres
     return _drift_verdict({}, [], n_columns, n_drifted, share, drift_share_threshold)
 
 
-def _safe_part(value: object) -> str:
-    """A path component from a dag/run/task id (``manual__2026-01-01T00:00:00+00:00`` stays readable)."""
-    return _UNSAFE.sub("_", str(value)).strip("._") or "manual"
-
-
 def _open_parquet(path: str, role: str, hint: str, missing: str | None = None) -> Any:
     """A ``pyarrow.dataset.Dataset`` over a Parquet file or a directory of Parquet files (local or a URI)."""
     import pyarrow.dataset as pads
@@ -381,32 +376,20 @@ class _MonitoringMixin:
 
     # -- identity / paths ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _identity(context: Any) -> dict[str, str]:
-        get = context.get if hasattr(context, "get") else (lambda _key, _default=None: _default)
-        dag = get("dag")
-        ti = get("ti") or get("task_instance")
-        map_index = getattr(ti, "map_index", -1)
-        task_id = str(getattr(ti, "task_id", None) or get("task_id") or "")
-        return {
-            "dag_id": str(getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None) or get("dag_id") or "manual"),
-            "run_id": str(get("run_id") or getattr(ti, "run_id", None) or "manual"),
-            "task_id": task_id,
-            "map_index": str(map_index if isinstance(map_index, int) else -1),
-            "try_number": str(getattr(ti, "try_number", None) or 1),
-        }
-
-    def _identity_task_id(self, ident: dict[str, str]) -> str:
-        task_id = ident["task_id"] or self.task_id
-        return task_id if ident["map_index"] in ("-1", "") else f"{task_id}__{ident['map_index']}"
+    def _identity(self, context: Any) -> dict[str, str]:
+        """``run_identity`` whose ``task_id`` is the task key (``<task>__<map_index>`` for a mapped instance)."""
+        ident = run_identity(context)
+        task_id = ident["task_id"] if ident["task_id"] != "manual" else self.task_id
+        ident["task_id"] = task_id if ident["map_index"] == "-1" else f"{task_id}__{ident['map_index']}"
+        return ident
 
     @staticmethod
     def _report_path(report_dir: str, ident: dict[str, str], file_name: str) -> Path:
         path = (
             Path(str(report_dir)).expanduser().resolve()
-            / _safe_part(ident["dag_id"])
-            / _safe_part(ident["run_id"])
-            / _safe_part(ident["task_id"])
+            / safe_part(ident["dag_id"])
+            / safe_part(ident["run_id"])
+            / safe_part(ident["task_id"])
             / file_name
         )
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -675,7 +658,6 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         ident = self._identity(context)
-        ident["task_id"] = self._identity_task_id(ident)
         report_path = self._report_path(str(self.report_dir), ident, REPORT_FILE)
         run = self._execute_fast if self.engine == "fast" else self._execute_evidently
         verdict = run(report_path)
@@ -1336,7 +1318,6 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         ident = self._identity(context)
-        ident["task_id"] = self._identity_task_id(ident)
         log_path, labels_path = str(self.inference_log_path), str(self.labels_path)
         reasons: list[str] = []
         model_reasons: list[str] = []
