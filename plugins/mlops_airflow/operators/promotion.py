@@ -184,6 +184,15 @@ def _entry_matches_task(entry: dict[str, Any], ident: dict[str, str]) -> bool:
     return all(airflow.get(k) == ident.get(k) for k in ("dag_id", "run_id", "task_id"))
 
 
+def _lock_owner(ident: dict[str, str]) -> str:
+    return f"{ident['dag_id']}/{ident['run_id']}/{ident['task_id']}#{ident['try_number']}@{socket.gethostname()}"
+
+
+def _ledger_head(tags: dict[str, str], ledger: list[dict[str, Any]]) -> int:
+    """The last sequence number used: the head tag, or a higher entry written by a move that died before it."""
+    return max([int(tags.get(LEDGER_HEAD, "0") or 0), *[int(e.get("seq", 0)) for e in ledger]])
+
+
 def _append(client: Any, model_name: str, head: int, entry: dict[str, Any]) -> dict[str, Any]:
     entry = {**entry, "seq": head + 1}
     value = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
@@ -217,12 +226,11 @@ def move_alias(
     ``only_if_unset``: move only when no version holds the alias (a first champion racing another).
     """
     ident = run_identity(context)
-    owner = f"{ident['dag_id']}/{ident['run_id']}/{ident['task_id']}#{ident['try_number']}@{socket.gethostname()}"
+    owner = _lock_owner(ident)
     with PromotionLock(client, model_name, owner, timeout_s=lock_timeout_s, log=log):
         rm = _registered_model(client, model_name)
         ledger = _ledger_from_tags(rm.tags)
-        head = int(rm.tags.get(LEDGER_HEAD, "0") or 0)
-        head = max([head, *[int(e.get("seq", 0)) for e in ledger]])
+        head = _ledger_head(rm.tags, ledger)
         current = rm.aliases.get(alias)
         current = str(current) if current is not None else None
         last = last_entry(ledger, alias)
@@ -704,7 +712,7 @@ def retire_alias(client: Any, *, model_name: str, alias: str, context: Any, evid
     Returns (ledger entry or None, changed).
     """
     ident = run_identity(context)
-    owner = f"{ident['dag_id']}/{ident['run_id']}/{ident['task_id']}#{ident['try_number']}@{socket.gethostname()}"
+    owner = _lock_owner(ident)
     with PromotionLock(client, model_name, owner, timeout_s=lock_timeout_s, log=log):
         rm = _registered_model(client, model_name)
         current = rm.aliases.get(alias)
@@ -712,8 +720,7 @@ def retire_alias(client: Any, *, model_name: str, alias: str, context: Any, evid
             if log:
                 log.info("%s@%s is not set: nothing to roll back", model_name, alias)
             return None, False
-        ledger = _ledger_from_tags(rm.tags)
-        head = max([int(rm.tags.get(LEDGER_HEAD, "0") or 0), *[int(e.get("seq", 0)) for e in ledger]])
+        head = _ledger_head(rm.tags, _ledger_from_tags(rm.tags))
         client.delete_registered_model_alias(model_name, alias)
         entry = _append(client, model_name, head, {
             "id": uuid.uuid4().hex[:12], "model": model_name, "alias": alias, "version": None,
