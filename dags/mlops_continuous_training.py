@@ -83,17 +83,16 @@ with DAG(
         interval start, or, for a manual or asset-triggered run (logical date now, or none), yesterday - today's
         data has not all arrived, and materialising a window that ends in the future is refused.
         """
-        import importlib.util
         from datetime import date, datetime
         from pathlib import Path
+
+        from mlops_airflow.operators._common import load_module
 
         now = datetime.now(UTC)
         day = date.fromisoformat(params["day"]) if params.get("day") else (logical_date or now).date()
         if not params.get("day") and datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) > now:
             day -= timedelta(days=1)
-        spec = importlib.util.spec_from_file_location("mlops_generator", Path(INCLUDE) / "data" / "generator.py")
-        generator = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(generator)
+        generator = load_module(Path(INCLUDE) / "data" / "generator.py", "mlops_generator")
         df = generator.generate_batch(day, covariate_shift=float(params["covariate_shift"]),
                                       concept_drift=float(params["concept_drift"]))
         out = generator.write_batch(df, Path(DATA_ROOT) / "landing" / f"{day.isoformat()}.parquet")
@@ -216,14 +215,13 @@ with DAG(
     @task(retries=2)
     def holdout_batch(params: dict, ti=None) -> dict:
         """A fresh labelled holdout neither model trained on: the next day's customers (another seed salt)."""
-        import importlib.util
         from datetime import date
         from pathlib import Path
 
+        from mlops_airflow.operators._common import load_module
+
         day = date.fromisoformat(ti.xcom_pull(task_ids="land_batch")["day"]) + timedelta(days=1)
-        spec = importlib.util.spec_from_file_location("mlops_generator", Path(INCLUDE) / "data" / "generator.py")
-        generator = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(generator)
+        generator = load_module(Path(INCLUDE) / "data" / "generator.py", "mlops_generator")
         df = generator.generate_batch(day, n_customers=2000, salt="holdout",
                                       covariate_shift=float(params["covariate_shift"]),
                                       concept_drift=float(params["concept_drift"]))

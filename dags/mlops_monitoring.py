@@ -65,15 +65,14 @@ with DAG(
     @task(retries=2)
     def land_window(params: dict, logical_date=None) -> dict:
         """The day's window (features; what is scored) and its labels (what arrives later), written once."""
-        import importlib.util
         from datetime import date
         from pathlib import Path
 
+        from mlops_airflow.operators._common import load_module
+
         day = date.fromisoformat(params["day"]) if params.get("day") else (
             (logical_date or datetime.now(UTC)).date())
-        spec = importlib.util.spec_from_file_location("mlops_generator", Path(INCLUDE) / "data" / "generator.py")
-        generator = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(generator)
+        generator = load_module(Path(INCLUDE) / "data" / "generator.py", "mlops_generator")
         df = generator.generate_batch(day, covariate_shift=float(params["covariate_shift"]),
                                       concept_drift=float(params["concept_drift"]))
         root = Path(DATA_ROOT) / "monitoring"

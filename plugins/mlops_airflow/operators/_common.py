@@ -64,3 +64,15 @@ def parquet_rows(path: Path) -> int:
 
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def load_module(path: str | Path, name: str) -> Any:
+    """Import a Python file that is not on sys.path (e.g. ``include/data/generator.py``) as module ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(path))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}: not a Python file, or missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
