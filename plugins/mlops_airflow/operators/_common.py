@@ -16,30 +16,31 @@ def safe_part(value: object) -> str:
 
 
 def run_identity(context: Any) -> dict[str, str]:
-    """dag_id, run_id, task_id, map index and try number from an Airflow context (or a plain dict in tests).
-
-    ``task_key`` is the task id with ``__<map_index>`` for a mapped task instance: what tells the instances of one
-    mapped task apart in paths and MLflow runs.
-    """
+    """dag_id, run_id, task_id and try number from an Airflow context (or a plain dict in tests)."""
     get = context.get if hasattr(context, "get") else (lambda _k, _d=None: _d)
     dag = get("dag")
     ti = get("ti") or get("task_instance")
-    task_id = str(getattr(ti, "task_id", None) or get("task_id") or "manual")
-    map_index = getattr(ti, "map_index", -1)
-    map_index = map_index if isinstance(map_index, int) else -1
     return {
         "dag_id": str(getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None) or get("dag_id") or "manual"),
         "run_id": str(get("run_id") or getattr(ti, "run_id", None) or "manual"),
-        "task_id": task_id,
-        "map_index": str(map_index),
-        "task_key": task_id if map_index < 0 else f"{task_id}__{map_index}",
+        "task_id": str(getattr(ti, "task_id", None) or get("task_id") or "manual"),
         "try_number": str(getattr(ti, "try_number", None) or 1),
     }
 
 
+def task_key(context: Any, task_id: str | None = None) -> str:
+    """The task id (``task_id`` when the context has none), with ``__<map_index>`` for a mapped task instance:
+    what tells the instances of one mapped task apart in paths and MLflow runs."""
+    ident = run_identity(context)
+    ti = context.get("ti") or context.get("task_instance") if hasattr(context, "get") else None
+    map_index = getattr(ti, "map_index", -1)
+    base = task_id if task_id and ident["task_id"] == "manual" else ident["task_id"]
+    return base if not isinstance(map_index, int) or map_index < 0 else f"{base}__{map_index}"
+
+
 def run_dir(base: str | Path, context: Any) -> Path:
     ident = run_identity(context)
-    return Path(base) / safe_part(ident["dag_id"]) / safe_part(ident["run_id"]) / safe_part(ident["task_key"])
+    return Path(base) / safe_part(ident["dag_id"]) / safe_part(ident["run_id"]) / safe_part(task_key(context))
 
 
 def as_dict(value: Any, what: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from airflow.sdk import AssetAlias, BaseOperator
 
 from mlops_airflow.assets import monitoring_asset_uri
 from mlops_airflow.exceptions import MonitoringError
-from mlops_airflow.operators._common import run_identity, safe_part
+from mlops_airflow.operators._common import run_identity, safe_part, task_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -378,10 +378,7 @@ class _MonitoringMixin:
 
     def _identity(self, context: Any) -> dict[str, str]:
         """``run_identity`` whose ``task_id`` is the task key (``<task>__<map_index>`` for a mapped instance)."""
-        ident = run_identity(context)
-        task_id = ident["task_id"] if ident["task_id"] != "manual" else self.task_id
-        ident["task_id"] = task_id if ident["map_index"] == "-1" else f"{task_id}__{ident['map_index']}"
-        return ident
+        return {**run_identity(context), "task_id": task_key(context, self.task_id)}
 
     @staticmethod
     def _report_path(report_dir: str, ident: dict[str, str], file_name: str) -> Path:
