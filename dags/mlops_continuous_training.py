@@ -18,6 +18,7 @@ from datetime import UTC, timedelta
 from airflow.configuration import conf
 from airflow.sdk import DAG, Asset, Param, task
 from mlops_airflow.operators.data_validation import DataValidationGateOperator
+from mlops_airflow.operators.drift import DataDriftOperator
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
 from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
 from mlops_airflow.operators.feast_features import (
@@ -27,9 +28,9 @@ from mlops_airflow.operators.feast_features import (
     FeastTrainingSetOperator,
     FeatureSkewCheckOperator,
 )
-from mlops_airflow.operators.monitoring import DataDriftOperator, RetrainGuardOperator
 from mlops_airflow.operators.promotion import PromoteModelOperator, approval_gate
 from mlops_airflow.operators.registry import RegisterModelOperator
+from mlops_airflow.operators.retrain_guard import RetrainGuardOperator
 from mlops_airflow.operators.training import train_model_task
 
 DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")

@@ -1,0 +1,687 @@
+"""``QualityCheckOperator``: delayed labels joined to the inference log; quality, concept drift as a quality
+drop, confidence and the link to a business outcome, with a retraining trigger on a model-quality failure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_airflow.exceptions import MonitoringError
+from mlops_airflow.monitoring.quality_stats import (
+    _LOWER_IS_BETTER,
+    QUALITY_METRICS,
+    _quality_drop,
+    classification_quality,
+    confidence_stats,
+    outcome_stats,
+)
+from mlops_airflow.operators._monitoring import (
+    _MonitoringMixin,
+    _open_parquet,
+    _placeholder_report,
+    _read_frame,
+    _retrain_outlet,
+    _with_banner,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+QUALITY_REPORT_FILE = "quality.html"
+QUALITY_VERDICT_FILE = "quality_verdict.json"
+QUALITY_ARTIFACT_DIR = "quality"
+QUALITY_RUN_KIND = "quality"
+#: Inference-log columns that are neither features nor model outputs, accepted without being "unknown".
+DEFAULT_PASSTHROUGH = (
+    "model_uri",
+    "model_version",
+    "model_name",
+    "model_alias",
+    "served_by",
+    "variant",
+    "scored_at",
+    "run_id",
+)
+#: Per-model output columns of shadow/challenger scoring (``<alias>_prediction``, ``<alias>_proba``).
+OUTPUT_SUFFIXES = ("_prediction", "_proba", "_confidence")
+
+
+
+def _parse_reference_quality(value: Any, metric: str) -> dict[str, float] | None:
+    if value is None or value == "" or value == "None":
+        return None
+    if isinstance(value, int | float):
+        return {metric: float(value)}
+    if isinstance(value, dict):
+        return {str(k): float(v) for k, v in value.items() if v is not None}
+    text = str(value).strip()
+    try:
+        return {metric: float(text)}
+    except ValueError:
+        pass
+    from mlops_airflow.operators._common import as_dict
+
+    return {str(k): float(v) for k, v in as_dict(text, "reference_quality").items() if v is not None}
+
+
+def _time_range(series: Any) -> str:
+    try:
+        return f"{series.min()} .. {series.max()}"
+    except Exception:  # noqa: BLE001 - only for a message
+        return "?"
+
+
+def _align_keys(left: Any, right: Any, keys: Sequence[str]) -> None:
+    """Make join-key dtypes comparable in place: timestamps to UTC microseconds, numbers to one numeric type."""
+    import pandas as pd
+    from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
+
+    for key in keys:
+        a, b = left[key], right[key]
+        if is_datetime64_any_dtype(a) or is_datetime64_any_dtype(b):
+            try:
+                left[key] = pd.to_datetime(a, utc=True).astype("datetime64[us, UTC]")
+                right[key] = pd.to_datetime(b, utc=True).astype("datetime64[us, UTC]")
+            except (ValueError, TypeError) as err:
+                raise MonitoringError(
+                    f"join key {key!r} is {a.dtype} in the inference log but {b.dtype} in the labels and cannot be "
+                    f"read as timestamps: {err}; write both as timestamps"
+                ) from err
+        elif is_numeric_dtype(a) and is_numeric_dtype(b) and a.dtype != b.dtype:
+            left[key] = a.astype("float64")
+            right[key] = b.astype("float64")
+        elif is_numeric_dtype(a) != is_numeric_dtype(b):
+            raise MonitoringError(
+                f"join key {key!r} is {a.dtype} in the inference log but {b.dtype} in the labels; write both with "
+                "the same type"
+            )
+
+
+class QualityCheckOperator(_MonitoringMixin, BaseOperator):
+    """Join delayed labels to the inference log and judge the model's quality, confidence and business link.
+
+    Inputs (Parquet files or directories): the **inference log** of a window (join keys, the model's features,
+    ``prediction``, ``proba`` = P(label == 1), optionally ``confidence``, ``model_uri``/``model_version``) and the
+    **labels** that arrived for it (join keys, the label, optionally a business-outcome column). Rows join on
+    ``join_keys`` (default ``customer_id`` + ``event_timestamp``; timestamps compared in UTC).
+
+    Returns (XCom) ``{"passed", "reasons", "concept_drift", "quality_drop", "metrics": {"quality": {accuracy,
+    precision, recall, f1, roc_auc, log_loss}, "reference_quality", "quality_metric", "quality_drop",
+    "confidence": {...}, "outcome": {...}, "rows": {...}, ...}, "evidence_uri", "verdict_uri", "report_path",
+    "mlflow_run_id", "retrain_event"}``.
+
+    The verdict fails on:
+    - **concept drift**: ``quality_metric`` worse than the reference by more than ``max_quality_drop`` (absolute);
+      the reference is ``reference_quality`` (a number for ``quality_metric``, or ``{metric: value}``) or, when
+      not given, the same metrics computed on ``reference_path`` (a labelled, scored reference window such as the
+      validation set);
+    - ``min_quality`` (``{metric: minimum}``) not met; ``max_low_confidence_share`` exceeded;
+      ``min_outcome_correlation`` not reached;
+    - input that cannot be trusted: columns the model does not know (named), features missing or entirely null,
+      fewer than ``min_join_rate`` of the labels joined.
+    Those in the first two lines are model problems: with ``emit_retrain_event`` they emit the retraining asset
+    event (extra ``{reason, kind: "quality", quality_drop, verdict_uri, ...}``). Input problems fail the verdict
+    without a retraining trigger. Raises ``MonitoringError`` (never a silent pass) on an empty window, missing
+    files (a reference that no longer exists included), no label joining any prediction ("0 of N labels joined:
+    check keys/timestamps"), and conflicting labels for one key.
+
+    Quality numbers are scikit-learn's (what Evidently's ``ClassificationPreset`` shows); the HTML report is that
+    preset on the joined window (and the reference window when given). Report and ``quality_verdict.json`` go to
+    ``report_dir/<dag_id>/<run_id>/<task_id>/`` and, with ``log_to_mlflow``, under ``quality/`` of an MLflow run
+    in ``experiment_name`` tagged ``mlops.kind=quality`` and ``mlops.model_name``; a retry reuses the run.
+
+    :param inference_log_path: Parquet of the scored window (templated).
+    :param labels_path: Parquet of the delayed labels (templated).
+    :param report_dir: local folder for the report and the verdict (templated).
+    :param model_name: the monitored model (templated; a templated value needs ``retrain_asset``).
+    :param features: the model's input features (templated). None = read from the model's MLflow metadata
+        (``features``, written by the training entrypoint) for the ``model_uri`` values in the log.
+    :param join_keys: entity key(s) + event timestamp shared by log and labels.
+    :param label_column: the label (0/1) in the labels file.
+    :param prediction_column: predicted class (0/1) in the log.
+    :param proba_column: predicted P(label == 1) in the log.
+    :param confidence_column: top-class probability in the log; computed from ``proba`` when absent.
+    :param passthrough_columns: other log columns that are not features (model id, scoring time, ...); columns
+        ending in ``_prediction``/``_proba``/``_confidence`` (shadow models' outputs) are accepted too.
+    :param reference_path: labelled, scored reference window (templated).
+    :param reference_quality: reference value(s) of the quality metric(s) (templated; number, dict or JSON).
+    :param quality_metric: the metric whose drop means concept drift (one of ``QUALITY_METRICS``).
+    :param max_quality_drop: largest allowed absolute drop of ``quality_metric``.
+    :param min_quality: absolute floors ``{metric: minimum}`` (``log_loss``: a ceiling).
+    :param low_confidence_threshold: a prediction is low-confidence when its top-class probability is below this.
+    :param max_low_confidence_share: fail when more of the window is low-confidence (None = track only).
+    :param outcome_column: business outcome (e.g. ``revenue_lost``) in the labels or the log; None = none.
+    :param min_outcome_correlation: fail when corr(proba, outcome) is below this (None = track only).
+    :param min_join_rate: fail when fewer of the labels than this share join a prediction.
+    :param fail_on_quality: raise ``MonitoringError`` when the verdict does not pass (no retraining event then).
+    :param emit_retrain_event: emit the retraining asset event on a model-quality failure.
+    :param retrain_asset: asset URI of the trigger; default ``mlops://monitoring/<model_name>``.
+    """
+
+    template_fields: Sequence[str] = (
+        "inference_log_path",
+        "labels_path",
+        "report_dir",
+        "reference_path",
+        "reference_quality",
+        "features",
+        "experiment_name",
+        "model_name",
+    )
+    ui_color = "#f4a259"
+
+    def __init__(
+        self,
+        *,
+        inference_log_path: str,
+        labels_path: str,
+        report_dir: str,
+        model_name: str | None = None,
+        features: list[str] | None = None,
+        join_keys: Sequence[str] = ("customer_id", "event_timestamp"),
+        label_column: str = "churned",
+        prediction_column: str = "prediction",
+        proba_column: str = "proba",
+        confidence_column: str | None = "confidence",
+        passthrough_columns: Sequence[str] = DEFAULT_PASSTHROUGH,
+        reference_path: str | None = None,
+        reference_quality: float | dict[str, float] | str | None = None,
+        quality_metric: str = "roc_auc",
+        max_quality_drop: float = 0.05,
+        min_quality: dict[str, float] | None = None,
+        low_confidence_threshold: float = 0.6,
+        max_low_confidence_share: float | None = None,
+        outcome_column: str | None = None,
+        min_outcome_correlation: float | None = None,
+        min_join_rate: float = 0.5,
+        mlflow_conn_id: str = "mlflow_default",
+        tracking_uri: str | None = None,
+        experiment_name: str = "mlops-monitoring",
+        log_to_mlflow: bool = True,
+        fail_on_quality: bool = False,
+        emit_retrain_event: bool = True,
+        retrain_asset: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if quality_metric not in QUALITY_METRICS:
+            raise ValueError(f"quality_metric must be one of {QUALITY_METRICS}, got {quality_metric!r}")
+        unknown = sorted(set(min_quality or {}) - set(QUALITY_METRICS))
+        if unknown:
+            raise ValueError(f"min_quality names unknown metrics {unknown}; use {QUALITY_METRICS}")
+        if reference_path is None and reference_quality is None and not min_quality:
+            raise ValueError(
+                "nothing to judge quality against: pass reference_path (a labelled, scored reference window), "
+                "reference_quality (e.g. the champion's validation roc_auc) or min_quality"
+            )
+        if not 0 <= min_join_rate <= 1:
+            raise ValueError(f"min_join_rate must be in [0, 1], got {min_join_rate}")
+        if not join_keys:
+            raise ValueError("join_keys must name at least one column")
+        emit = _retrain_outlet(kwargs, model_name, emit_retrain_event, retrain_asset)
+        super().__init__(**kwargs)
+        self.inference_log_path = inference_log_path
+        self.labels_path = labels_path
+        self.report_dir = report_dir
+        self.model_name = model_name
+        self.features = list(features) if isinstance(features, list | tuple) else features
+        self.join_keys = list(join_keys)
+        self.label_column = label_column
+        self.prediction_column = prediction_column
+        self.proba_column = proba_column
+        self.confidence_column = confidence_column
+        self.passthrough_columns = list(passthrough_columns)
+        self.reference_path = reference_path
+        self.reference_quality = reference_quality
+        self.quality_metric = quality_metric
+        self.max_quality_drop = max_quality_drop
+        self.min_quality = dict(min_quality or {})
+        self.low_confidence_threshold = low_confidence_threshold
+        self.max_low_confidence_share = max_low_confidence_share
+        self.outcome_column = outcome_column
+        self.min_outcome_correlation = min_outcome_correlation
+        self.min_join_rate = min_join_rate
+        self.mlflow_conn_id = mlflow_conn_id
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.log_to_mlflow = log_to_mlflow
+        self.fail_on_quality = fail_on_quality
+        self.emit_retrain_event = emit
+        self.retrain_asset = retrain_asset
+
+    # -- execute -------------------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ident = self._identity(context)
+        log_path, labels_path = str(self.inference_log_path), str(self.labels_path)
+        reasons: list[str] = []
+        model_reasons: list[str] = []
+
+        log_df, features = self._read_log(log_path, reasons)
+        labels = self._read_labels(labels_path)
+        joined = self._join(log_df, labels, log_path, labels_path, reasons)
+        n_joined = len(joined)
+
+        y = joined[self.label_column].astype(int).to_numpy()
+        quality = classification_quality(
+            y, joined[self.prediction_column].to_numpy(), joined[self.proba_column].to_numpy()
+        )
+        reference_frame = self._read_reference() if self.reference_path else None
+        reference_quality = _parse_reference_quality(self.reference_quality, self.quality_metric)
+        reference_source = "reference_quality"
+        if reference_quality is None and reference_frame is not None:
+            reference_quality = classification_quality(
+                reference_frame[self.label_column].astype(int).to_numpy(),
+                reference_frame[self.prediction_column].to_numpy(),
+                reference_frame[self.proba_column].to_numpy(),
+            )
+            reference_source = f"reference_path {self.reference_path}"
+
+        metric = self.quality_metric
+        quality_drop: float | None = None
+        concept_drift = False
+        current_value = quality.get(metric)
+        reference_value = (reference_quality or {}).get(metric)
+        if reference_value is not None:
+            if current_value is None:
+                reasons.append(
+                    f"{metric} cannot be computed on the {n_joined} joined rows (labels {sorted(set(y.tolist()))}: "
+                    "one class only?); quality unknown, concept drift not ruled out"
+                )
+            else:
+                quality_drop = _quality_drop(metric, float(reference_value), float(current_value))
+                if quality_drop > self.max_quality_drop:
+                    concept_drift = True
+                    reason = (
+                        f"concept drift: {metric} dropped {quality_drop:.3f} ({float(reference_value):.3f} -> "
+                        f"{float(current_value):.3f}) > allowed {self.max_quality_drop:.3f} on {n_joined} labelled "
+                        f"predictions (reference: {reference_source})"
+                    )
+                    reasons.append(reason)
+                    model_reasons.append(reason)
+        for name, floor in sorted(self.min_quality.items()):
+            value = quality.get(name)
+            worse = value is None or (value > floor if name in _LOWER_IS_BETTER else value < floor)
+            if worse:
+                bound = "<=" if name in _LOWER_IS_BETTER else ">="
+                shown = "n/a" if value is None else f"{value:.3f}"
+                reason = f"quality below the floor: {name} {shown}, required {bound} {floor:.3f} on {n_joined} rows"
+                reasons.append(reason)
+                model_reasons.append(reason)
+
+        confidence = confidence_stats(log_df[self.proba_column].to_numpy(), self.low_confidence_threshold)
+        if reference_frame is not None:
+            ref_conf = confidence_stats(reference_frame[self.proba_column].to_numpy(), self.low_confidence_threshold)
+            confidence["reference_mean_confidence"] = ref_conf["mean_confidence"]
+            confidence["confidence_drop"] = ref_conf["mean_confidence"] - confidence["mean_confidence"]
+        share = confidence["low_confidence_share"]
+        if self.max_low_confidence_share is not None and share > self.max_low_confidence_share:
+            reason = (
+                f"low confidence: {share:.1%} of {len(log_df)} predictions have top-class probability < "
+                f"{self.low_confidence_threshold:.2f} (allowed {self.max_low_confidence_share:.1%})"
+            )
+            reasons.append(reason)
+            model_reasons.append(reason)
+
+        outcome: dict[str, Any] | None = None
+        if self.outcome_column:
+            outcome = outcome_stats(
+                joined[self.proba_column].to_numpy(),
+                joined[self.prediction_column].to_numpy(),
+                joined[self.outcome_column].to_numpy(),
+            )
+            corr = outcome["outcome_correlation"]
+            if self.min_outcome_correlation is not None and (corr is None or corr < self.min_outcome_correlation):
+                shown = "n/a (constant or too few rows)" if corr is None else f"{corr:.3f}"
+                reason = (
+                    f"business outcome: corr(proba, {self.outcome_column}) {shown} < required "
+                    f"{self.min_outcome_correlation:.3f}: predictions no longer track the outcome"
+                )
+                reasons.append(reason)
+                model_reasons.append(reason)
+
+        versions = sorted(
+            {str(v) for col in ("model_version", "model_uri") if col in log_df.columns for v in log_df[col].dropna()}
+        )
+        verdict: dict[str, Any] = {
+            "passed": not reasons,
+            "reasons": reasons,
+            "concept_drift": concept_drift,
+            "quality_drop": None if quality_drop is None else round(quality_drop, 6),
+            "metrics": {
+                "quality": quality,
+                "reference_quality": reference_quality,
+                "reference_source": reference_source if reference_quality else None,
+                "quality_metric": metric,
+                "quality_drop": None if quality_drop is None else round(quality_drop, 6),
+                "max_quality_drop": self.max_quality_drop,
+                "confidence": {**confidence, "threshold": self.low_confidence_threshold},
+                "outcome": outcome,
+                "rows": {
+                    "predictions": len(log_df),
+                    "labels": len(labels),
+                    "joined": n_joined,
+                    "join_rate": round(n_joined / len(labels), 6),
+                    "label_coverage": round(n_joined / len(log_df), 6),
+                    "positives": int(y.sum()),
+                },
+                "features": features,
+                "model_versions": versions[:20],
+            },
+            "engine": "sklearn+evidently",
+            "mlflow_run_id": None,
+        }
+        report_path = self._report_path(str(self.report_dir), ident, QUALITY_REPORT_FILE)
+        verdict_path = report_path.with_name(QUALITY_VERDICT_FILE)
+        verdict["evidence_uri"] = report_path.as_uri()
+        verdict["verdict_uri"] = verdict_path.as_uri()
+        verdict["report_path"] = str(report_path)
+        self._report(report_path, joined, reference_frame, verdict)
+
+        verdict["retrain_event"] = None
+        if model_reasons and self.emit_retrain_event:
+            from mlops_airflow.monitoring.retrain import retrain_event_extra
+
+            verdict["retrain_event"] = retrain_event_extra(
+                kind=QUALITY_RUN_KIND,
+                reason="; ".join(model_reasons),
+                verdict_uri=verdict["verdict_uri"],
+                quality_drop=quality_drop,
+                quality_metric=metric,
+                model_name=self.model_name,
+                source=f"{ident['dag_id']}/{ident['run_id']}/{ident['task_id']}",
+            )
+
+        if self.log_to_mlflow:
+            flat: dict[str, float] = {k: v for k, v in quality.items() if v is not None}
+            for k, v in (reference_quality or {}).items():
+                flat[f"reference_{k}"] = v
+            flat.update({k: v for k, v in confidence.items() if v is not None})
+            flat.update({k: v for k, v in (outcome or {}).items() if v is not None})
+            flat["join_rate"] = verdict["metrics"]["rows"]["join_rate"]
+            flat["labelled_rows"] = float(n_joined)
+            if quality_drop is not None:
+                flat["quality_drop"] = quality_drop
+            self._log_run(
+                kind=QUALITY_RUN_KIND,
+                run_name=f"quality {ident['dag_id']} {ident['run_id']}",
+                ident=ident,
+                verdict=verdict,
+                report_path=report_path,
+                verdict_path=verdict_path,
+                artifact_dir=QUALITY_ARTIFACT_DIR,
+                metrics=flat,
+                tags={
+                    "mlops.report_artifact": f"{QUALITY_ARTIFACT_DIR}/{QUALITY_REPORT_FILE}",
+                    "mlops.quality_metric": metric,
+                    "mlops.max_quality_drop": str(self.max_quality_drop),
+                    "mlops.concept_drift": str(concept_drift).lower(),
+                },
+            )
+        else:
+            verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
+
+        if verdict["retrain_event"] is not None:
+            self._emit_retrain(context, verdict["retrain_event"])
+
+        shown = "n/a" if current_value is None else f"{current_value:.3f}"
+        ref_shown = "n/a" if reference_value is None else f"{float(reference_value):.3f}"
+        drop_shown = "n/a" if quality_drop is None else f"{quality_drop:.3f}"
+        summary = (
+            f"quality passed={verdict['passed']} {metric}={shown} reference={ref_shown} drop={drop_shown} "
+            f"concept_drift={concept_drift} joined={n_joined}/{len(labels)} "
+            f"low_confidence={confidence['low_confidence_share']:.2f} "
+            f"retrain_event={'yes' if verdict['retrain_event'] else 'no'} report={verdict['evidence_uri']}"
+        )
+        for reason in reasons:
+            self.log.info("reason: %s", reason)
+        self.log.info("SUMMARY %s", summary)
+        if self.fail_on_quality and not verdict["passed"]:
+            raise MonitoringError(
+                f"{summary}; reasons: {'; '.join(reasons)}. Next: open the report; on concept drift retrain on "
+                "recent labelled data"
+            )
+        return verdict
+
+    # -- inputs --------------------------------------------------------------------------------------------------
+
+    def _read_log(self, path: str, reasons: list[str]) -> tuple[Any, list[str]]:
+        """The inference log (needed columns only) and the model's features; input problems go to ``reasons``."""
+        hint = "check that batch scoring wrote this window's inference log at inference_log_path"
+        dataset = _open_parquet(path, "inference log", hint)
+        names = list(dataset.schema.names)
+        required = [*self.join_keys, self.prediction_column, self.proba_column]
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise MonitoringError(
+                f"inference log {path!r} lacks columns {missing} (has {names}); batch scoring must write the join "
+                f"keys {self.join_keys}, {self.prediction_column!r} and {self.proba_column!r}"
+            )
+        if dataset.count_rows() == 0:
+            raise MonitoringError(
+                f"inference log {path!r} has no rows: nothing was scored in this window, so there is no quality "
+                "to check; check the scoring step (an empty window is never a pass)"
+            )
+        model_column = next((c for c in ("model_uri", "model_version") if c in names), None)
+        features = self._features(path, dataset, model_column)
+        outputs = {self.prediction_column, self.proba_column, self.confidence_column}
+        known = set(features) | set(self.join_keys) | outputs | set(self.passthrough_columns)
+        known |= {self.label_column} | ({self.outcome_column} if self.outcome_column else set())
+        unknown = [c for c in names if c not in known and not c.endswith(OUTPUT_SUFFIXES)]
+        if unknown:
+            reasons.append(
+                f"the inference log has columns the model does not know: {unknown} (model features: {features}); "
+                "the scoring input changed: align the feature pipeline with the model, or retrain with them "
+                "(list non-feature columns in passthrough_columns)"
+            )
+        absent = [c for c in features if c not in names]
+        if absent:
+            reasons.append(
+                f"features {absent} of the model are missing from the inference log {path!r}: predictions were "
+                "not made on the model's inputs; fix the scoring step"
+            )
+        read = [c for c in dict.fromkeys([*required, *[f for f in features if f in names]])]
+        for extra in (self.confidence_column, model_column, self.outcome_column, "model_version"):
+            if extra and extra in names and extra not in read:
+                read.append(extra)
+        frame = _read_frame(path, "inference log", hint, read)
+        for col in features:
+            if col in frame.columns and frame[col].isna().all():
+                reasons.append(
+                    f"feature {col!r} is entirely null in the inference log ({len(frame)} rows): the model scored "
+                    "without it; fix the upstream feature pipeline"
+                )
+        null_proba = int(frame[self.proba_column].isna().sum())
+        if null_proba:
+            reasons.append(f"{null_proba} of {len(frame)} predictions have no probability ({self.proba_column!r})")
+            frame = frame[frame[self.proba_column].notna()]
+            if frame.empty:
+                raise MonitoringError(f"no prediction in {path!r} has a probability; check the scoring step")
+        return frame, features
+
+    def _features(self, path: str, dataset: Any, model_column: str | None) -> list[str]:
+        if self.features is not None:
+            features = self.features
+            if isinstance(features, str):  # rendered from a template
+                text = features.strip()
+                features = json.loads(text) if text.startswith("[") else [f.strip() for f in text.split(",")]
+            return [str(f) for f in features if str(f)]
+        if model_column is None or (model_column == "model_version" and not self.model_name):
+            raise MonitoringError(
+                f"features not given and the inference log {path!r} names no model (model_uri, or model_version "
+                "with model_name) to read them from its metadata; pass features=[...] (the model's input columns)"
+            )
+        values = sorted({str(u) for u in dataset.to_table(columns=[model_column]).column(0).to_pylist() if u})
+        if model_column == "model_version":
+            values = [f"models:/{self.model_name}/{v}" for v in values]
+        return self._features_from_models(values)
+
+    def _features_from_models(self, model_uris: list[str]) -> list[str]:
+        """The ``features`` list the training entrypoint stores in each model's MLflow metadata (all must agree)."""
+        import mlflow
+        from mlflow.models import get_model_info
+
+        found: dict[str, list[str]] = {}
+        previous = mlflow.get_tracking_uri()
+        try:
+            mlflow.set_tracking_uri(self.hook.settings.tracking_uri)
+            for uri in model_uris[:5]:
+                meta = get_model_info(uri).metadata or {}
+                if not isinstance(meta.get("features"), list):
+                    raise MonitoringError(f"model {uri} has no 'features' metadata; pass features=[...]")
+                found[uri] = [str(f) for f in meta["features"]]
+        except MonitoringError:
+            raise
+        except Exception as err:
+            raise MonitoringError(
+                f"cannot read the feature list of {model_uris} from MLflow: {err}; pass features=[...]"
+            ) from err
+        finally:
+            mlflow.set_tracking_uri(previous)
+        distinct = {tuple(v) for v in found.values()}
+        if len(distinct) != 1:
+            raise MonitoringError(f"the models in the window have different features {found}; pass features=[...]")
+        return list(distinct.pop())
+
+    def _read_labels(self, path: str) -> Any:
+        hint = "the delayed labels may not have landed yet: check the labelling step, or run later"
+        dataset = _open_parquet(path, "labels", hint)
+        names = list(dataset.schema.names)
+        needed = [*self.join_keys, self.label_column]
+        missing = [c for c in needed if c not in names]
+        if missing:
+            raise MonitoringError(f"labels {path!r} lack columns {missing} (have {names}); {hint}")
+        read = list(needed)
+        if self.outcome_column and self.outcome_column in names:
+            read.append(self.outcome_column)
+        labels = _read_frame(path, "labels", hint, read)
+        if labels.empty:
+            raise MonitoringError(f"labels {path!r} have no rows: no label arrived for this window; {hint}")
+        null = int(labels[self.label_column].isna().sum())
+        if null:
+            self.log.warning("%d of %d labels are null and are left out", null, len(labels))
+            labels = labels[labels[self.label_column].notna()]
+            if labels.empty:
+                raise MonitoringError(f"every label in {path!r} is null; {hint}")
+        values = set(labels[self.label_column].astype(int).unique().tolist())
+        if not values <= {0, 1}:
+            raise MonitoringError(
+                f"labels {path!r} column {self.label_column!r} holds {sorted(values)}; binary 0/1 labels expected: "
+                "map the labels to 0/1 in the label feed, or point label_column at the binary label"
+            )
+        dup = labels.duplicated(subset=self.join_keys, keep=False)
+        if dup.any():
+            conflicting = labels[dup].groupby(self.join_keys, dropna=False)[self.label_column].nunique()
+            if (conflicting > 1).any():
+                raise MonitoringError(
+                    f"labels {path!r} give different labels to {int((conflicting > 1).sum())} keys "
+                    f"({self.join_keys}); deduplicate them upstream"
+                )
+            labels = labels.drop_duplicates(subset=self.join_keys)
+        return labels
+
+    def _join(self, log_df: Any, labels: Any, log_path: str, labels_path: str, reasons: list[str]) -> Any:
+        keys = self.join_keys
+        left = log_df.copy()
+        right = labels.copy()
+        _align_keys(left, right, keys)
+        if self.outcome_column and self.outcome_column in left.columns and self.outcome_column in right.columns:
+            left = left.drop(columns=[self.outcome_column])
+        try:
+            joined = left.merge(right, on=keys, how="inner", validate="many_to_one")
+        except Exception as err:
+            raise MonitoringError(
+                f"cannot join labels to the inference log on {keys}: {err}; check that the keys have the same "
+                "types on both sides and identify one prediction each (deduplicate the inference log)"
+            ) from err
+        if joined.empty:
+            ts = next((k for k in keys if "time" in k or "date" in k), None)
+            detail = f" (label {ts} {_time_range(right[ts])}; prediction {ts} {_time_range(left[ts])})" if ts else ""
+            raise MonitoringError(
+                f"0 of {len(labels)} labels joined to the {len(log_df)} predictions on {keys}: check keys/timestamps"
+                f"{detail}. Labels {labels_path!r}, inference log {log_path!r}"
+            )
+        if self.outcome_column and self.outcome_column not in joined.columns:
+            raise MonitoringError(
+                f"outcome column {self.outcome_column!r} is in neither the labels nor the inference log; fix "
+                "outcome_column"
+            )
+        rate = len(joined) / len(labels)
+        if rate < self.min_join_rate:
+            reasons.append(
+                f"only {len(joined)} of {len(labels)} labels joined ({rate:.0%} < {self.min_join_rate:.0%}) on "
+                f"{keys}: quality is measured on part of the window; check keys/timestamps"
+            )
+        return joined
+
+    def _read_reference(self) -> Any:
+        path = str(self.reference_path)
+        hint = "point reference_path at a labelled, scored reference window (e.g. the validation set)"
+        gone = (
+            f"reference dataset {path!r} no longer exists; re-create the scored reference window (e.g. score the "
+            "validation set with the champion) or pass reference_quality (e.g. the champion's validation metric)"
+        )
+        columns = [self.label_column, self.prediction_column, self.proba_column]
+        dataset = _open_parquet(path, "reference", hint, missing=gone)
+        try:
+            frame = dataset.to_table().to_pandas()
+        except Exception as err:
+            raise MonitoringError(f"cannot read the reference {path!r}: {err}; {hint}") from err
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise MonitoringError(f"reference {path!r} lacks columns {missing} (has {list(frame.columns)}); {hint}")
+        frame = frame[columns].dropna()
+        if frame.empty:
+            raise MonitoringError(f"reference {path!r} has no labelled, scored row; {hint}")
+        return frame
+
+    # -- report --------------------------------------------------------------------------------------------------
+
+    def _report(self, report_path: Path, joined: Any, reference: Any | None, verdict: dict[str, Any]) -> None:
+        """Evidently's ClassificationPreset on the joined window; a placeholder (never a failure) when it cannot."""
+        cols = [self.label_column, self.prediction_column, self.proba_column]
+        try:
+            from evidently import BinaryClassification, DataDefinition, Dataset, Report
+            from evidently.presets import ClassificationPreset
+
+            definition = DataDefinition(
+                classification=[
+                    BinaryClassification(
+                        target=self.label_column,
+                        prediction_labels=self.prediction_column,
+                        prediction_probas=self.proba_column,
+                        pos_label=1,
+                    )
+                ]
+            )
+
+            def dataset(frame: Any) -> Any:
+                data = frame[cols].copy()
+                data[self.label_column] = data[self.label_column].astype(int)
+                data[self.prediction_column] = data[self.prediction_column].astype(int)
+                return Dataset.from_pandas(data, data_definition=definition)
+
+            snapshot = Report([ClassificationPreset()]).run(
+                dataset(joined), dataset(reference) if reference is not None else None
+            )
+            snapshot.save_html(str(report_path))
+        except Exception as err:  # noqa: BLE001 - the verdict stands without the picture
+            self.log.warning("the Evidently classification report failed (%s); writing a placeholder", err)
+            _placeholder_report(report_path, "Quality: report not rendered", [str(err), *verdict["reasons"]])
+            return
+        q = verdict["metrics"]["quality"]
+        _with_banner(
+            report_path,
+            [
+                f"Verdict: passed={verdict['passed']}, concept drift={verdict['concept_drift']}, "
+                f"{self.quality_metric} drop {verdict['quality_drop']} (allowed {self.max_quality_drop}); "
+                f"{self.quality_metric}={q.get(self.quality_metric)}.",
+                *verdict["reasons"],
+                f"Rows: {verdict['metrics']['rows']}.",
+            ],
+        )
+
