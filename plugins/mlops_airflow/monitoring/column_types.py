@@ -1,0 +1,141 @@
+"""Column typing for drift, exactly as Evidently 0.7 infers it, from Arrow types and a few counts.
+
+Evidently's ``Dataset.from_pandas`` without a data definition types each column of the **current** data with
+``evidently.core.datasets.infer_column_type`` (0.7.23) on the pandas column that ``pyarrow.Table.to_pandas()``
+gives; ``DataDriftPreset`` then checks the numerical, categorical and text columns and skips the rest. In Arrow
+terms (what a Parquet column becomes in pandas decides it):
+
+==========================================  ==================  ==============================================
+Arrow type                                  pandas dtype        Evidently type
+==========================================  ==================  ==============================================
+floating                                    float64             numerical
+integer, no nulls                           int64               categorical if <= 10 distinct values, else
+                                                                numerical
+integer with nulls                          float64             numerical
+bool, no nulls                              bool                categorical
+bool with nulls                             object (bool)       unknown (skipped by Evidently)
+string / large_string                       object (str)        text if distinct > half the non-null values,
+                                                                else categorical
+dictionary                                  category            categorical
+timestamp                                   datetime64          datetime (never a drift feature)
+date, time, decimal, binary, list, struct   object              unknown (skipped by Evidently)
+==========================================  ==================  ==============================================
+
+Where Evidently skips a column silently (unknown) or checks it with a method this pack does not implement (text:
+a domain classifier), ``classify`` says so with a reason, so the verdict names the column instead of dropping it.
+A boolean with nulls is the one deliberate difference: it is checked as categorical (nulls dropped, as Evidently
+drops them for every type) rather than skipped.
+
+No Airflow, numpy or pandas import: the counts come from the caller (the drift engine reads them from Arrow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+NUMERICAL = "numerical"
+CATEGORICAL = "categorical"
+TEXT = "text"
+DATETIME = "datetime"
+UNKNOWN = "unknown"
+
+#: ``evidently.core.datasets.INTEGER_CARDINALITY_LIMIT`` (0.7.23): an integer column with at most this many
+#: distinct values is categorical.
+INTEGER_CARDINALITY_LIMIT = 10
+#: a string column whose distinct values exceed this share of its non-null values is text.
+TEXT_DISTINCT_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """The type a column gets, whether the fast engine checks it, and why not when it does not."""
+
+    name: str
+    kind: str  # numerical | categorical | text | datetime | unknown
+    checked: bool
+    reason: str | None = None  # set when not checked, or when the typing differs from Evidently's
+    source: str = "evidently"  # evidently | override
+
+
+def needs_distinct(arrow_type: Any) -> bool:
+    """Whether ``classify`` needs the current side's distinct count for this type (integers and strings)."""
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_integer(arrow_type) or pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    )
+
+
+def classify(
+    name: str,
+    arrow_type: Any,
+    *,
+    null_count: int,
+    count: int,
+    distinct: int | None,
+    override: str | None = None,
+) -> ColumnType:
+    """Evidently 0.7's type of one column of the current data.
+
+    :param arrow_type: the column's Arrow type (``pyarrow.DataType``).
+    :param null_count: nulls in the current data's column.
+    :param count: non-null values in it.
+    :param distinct: distinct non-null values (integers: may stop counting above ``INTEGER_CARDINALITY_LIMIT``;
+        strings: exact); None where ``needs_distinct`` is False.
+    :param override: ``numerical`` or ``categorical`` to force the type (Evidently's ``DataDefinition``).
+    """
+    import pyarrow as pa
+
+    t = arrow_type
+    if override is not None:
+        if override not in (NUMERICAL, CATEGORICAL):
+            raise ValueError(f"column {name!r}: type override must be numerical or categorical, got {override!r}")
+        numeric = pa.types.is_integer(t) or pa.types.is_floating(t)
+        if override == NUMERICAL and not numeric:
+            raise ValueError(f"column {name!r} is {t}: it cannot be numerical; declare it categorical")
+        return ColumnType(name, override, True, source="override")
+    if pa.types.is_dictionary(t):
+        return ColumnType(name, CATEGORICAL, True)
+    if pa.types.is_floating(t):
+        return ColumnType(name, NUMERICAL, True)
+    if pa.types.is_integer(t):
+        if null_count:  # pandas reads an integer column with nulls as float64
+            return ColumnType(name, NUMERICAL, True)
+        if distinct is None:
+            raise ValueError(f"column {name!r}: the distinct count of an integer column is needed to type it")
+        return ColumnType(name, CATEGORICAL if distinct <= INTEGER_CARDINALITY_LIMIT else NUMERICAL, True)
+    if pa.types.is_boolean(t):
+        if null_count:
+            return ColumnType(
+                name,
+                CATEGORICAL,
+                True,
+                reason="boolean with nulls: checked as categorical (Evidently 0.7 types it unknown and skips it)",
+            )
+        return ColumnType(name, CATEGORICAL, True)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        if count == 0:
+            return ColumnType(name, UNKNOWN, False, reason="no value in the current data (entirely null)")
+        if distinct is None:
+            raise ValueError(f"column {name!r}: the distinct count of a string column is needed to type it")
+        if distinct > count * TEXT_DISTINCT_SHARE:
+            return ColumnType(
+                name,
+                TEXT,
+                False,
+                reason=(
+                    f"free text ({distinct:,} distinct of {count:,} values, more than half): Evidently checks it "
+                    "with a text-content classifier that the fast engine does not implement; use engine='evidently' "
+                    "for it, declare it categorical, or list it in exclude_columns if it is an identifier"
+                ),
+            )
+        return ColumnType(name, CATEGORICAL, True)
+    if pa.types.is_timestamp(t):
+        return ColumnType(name, DATETIME, False, reason="datetime: a time column is not a drift feature (Evidently)")
+    return ColumnType(
+        name,
+        UNKNOWN,
+        False,
+        reason=f"type {t} cannot be checked for drift (Evidently 0.7 types it unknown); cast it upstream or exclude it",
+    )
