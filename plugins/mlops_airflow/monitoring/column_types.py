@@ -115,8 +115,8 @@ def classify(
             )
         return ColumnType(name, CATEGORICAL, True)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        if count == 0:
-            return ColumnType(name, UNKNOWN, False, reason="no value in the current data (entirely null)")
+        if count == 0:  # entirely null: checked, so the engine reports the empty side (a failed verdict)
+            return ColumnType(name, CATEGORICAL, True)
         if distinct is None:
             raise ValueError(f"column {name!r}: the distinct count of a string column is needed to type it")
         if distinct > count * TEXT_DISTINCT_SHARE:
@@ -139,3 +139,26 @@ def classify(
         False,
         reason=f"type {t} cannot be checked for drift (Evidently 0.7 types it unknown); cast it upstream or exclude it",
     )
+
+
+def current_counts(source: Any, column: str, arrow_type: Any, batch_size: int = 1 << 18) -> tuple[int, int, int | None]:
+    """``(null_count, count, distinct)`` of one column of a drift-engine source (one pass, one batch in memory).
+
+    Integers stop counting distinct values once there are more than ``INTEGER_CARDINALITY_LIMIT`` (the type is
+    numerical then, nulls or not); strings count exactly (a set of the distinct values, as pandas' ``nunique``).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    integer = pa.types.is_integer(arrow_type)
+    want_distinct = needs_distinct(arrow_type)
+    nulls = count = 0
+    seen: set[Any] = set()
+    for arr in source.iter_column(column, batch_size):
+        nulls += arr.null_count
+        count += len(arr) - arr.null_count
+        if want_distinct:
+            seen.update(pc.unique(arr.drop_null()).to_pylist())
+            if integer and len(seen) > INTEGER_CARDINALITY_LIMIT:
+                return nulls, count, len(seen)  # numerical whatever the rest holds
+    return nulls, count, (len(seen) if want_distinct else None)

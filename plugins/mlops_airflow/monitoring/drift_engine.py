@@ -43,11 +43,12 @@ Imports numpy, scipy and pyarrow inside functions only, and no Airflow, so a pla
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,10 @@ class ColumnDrift:
     empty_side: str | None = None  # "reference" | "current" | "reference and current": nothing to compare
     passes: int = 0  # reads of the column (per side)
     seconds: float = 0.0
+    typing_note: str | None = None  # where the type differs from Evidently's, or was declared by the caller
+    #: for the report, not the verdict: ``{"kind": "bins", "edges": [...], "reference": [...], "current": [...]}``
+    #: (shares of each side per bin) or ``{"kind": "values", "values": [...], "reference": [...], "current": [...]}``
+    histogram: dict[str, Any] | None = field(default=None, repr=False)
 
     def as_verdict_entry(self) -> dict[str, Any]:
         """The per-column entry of the drift verdict (same keys as the Evidently path)."""
@@ -149,6 +154,10 @@ class DriftResult:
     current_rows: int
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+    #: columns asked for (or found) that the engine did not check, with the reason (text, datetime, unknown type)
+    unchecked: dict[str, str] = field(default_factory=dict)
+    #: the type each column got: ``numerical``/``categorical`` (checked), ``text``/``datetime``/``unknown``
+    types: dict[str, str] = field(default_factory=dict)
 
     @property
     def approximate_columns(self) -> dict[str, dict[str, Any]]:
@@ -575,6 +584,54 @@ def _ks_pvalue(d: float, n1: int, n2: int) -> float:
     return float(np.clip(kstwo.sf(d, np.round(en)), 0, 1))
 
 
+# -- pictures for the report (not the verdict) --------------------------------------------------------------------
+
+_DISPLAY_BINS = 30
+_DISPLAY_VALUES = 20
+
+
+def _histogram_from_cdf(display: np.ndarray, ref_at: np.ndarray, cur_at: np.ndarray) -> dict[str, Any]:
+    """Shares per display bin from both CDFs at the bin edges (the first bin also holds the minimum)."""
+    import numpy as np
+
+    ref_share = np.diff(np.concatenate(([0.0], ref_at[1:])))
+    cur_share = np.diff(np.concatenate(([0.0], cur_at[1:])))
+    return _bins_histogram(display, ref_share, cur_share)
+
+
+def _bins_histogram(edges: np.ndarray, ref_share: np.ndarray, cur_share: np.ndarray) -> dict[str, Any]:
+    """At most ``2 * _DISPLAY_BINS`` bins: neighbours are summed when there are more (integer Sturges bins)."""
+    import numpy as np
+
+    step = max(1, math.ceil((edges.size - 1) / (2 * _DISPLAY_BINS)))
+    if step > 1:
+        idx = np.arange(0, edges.size - 1, step)
+        ref_share, cur_share = np.add.reduceat(ref_share, idx), np.add.reduceat(cur_share, idx)
+        edges = np.concatenate((edges[idx], edges[-1:]))
+    return {
+        "kind": "bins",
+        "edges": [float(e) for e in edges],
+        "reference": [float(x) for x in ref_share],
+        "current": [float(x) for x in cur_share],
+    }
+
+
+def _values_histogram(ref_counts: Mapping[Any, int], cur_counts: Mapping[Any, int], n_ref: int, n_cur: int) -> dict:
+    """Shares of the most frequent values (both sides together); the rest in one "other" entry."""
+    keys = sorted(set(ref_counts) | set(cur_counts), key=lambda k: -(ref_counts.get(k, 0) + cur_counts.get(k, 0)))
+    shown = keys[:_DISPLAY_VALUES]
+    with contextlib.suppress(TypeError):
+        shown = sorted(shown)
+    ref = [ref_counts.get(k, 0) / n_ref for k in shown]
+    cur = [cur_counts.get(k, 0) / n_cur for k in shown]
+    labels = [str(k) for k in shown]
+    if len(keys) > len(shown):
+        labels.append(f"other ({len(keys) - len(shown)} values)")
+        ref.append(max(0.0, 1.0 - sum(ref)))
+        cur.append(max(0.0, 1.0 - sum(cur)))
+    return {"kind": "values", "values": labels, "reference": ref, "current": cur}
+
+
 # -- the engine ----------------------------------------------------------------------------------------------------
 
 
@@ -625,6 +682,7 @@ def _column(ref_src: Any, cur_src: Any, column: str, kind: str, cfg: EngineSetti
         assert ref.counts is not None and cur.counts is not None  # categorical, or numerical with <= 5 values
         test = _chisquare if method == "chisquare" else _z_test
         result.score = test(ref.counts, cur.counts, ref.n, cur.n)
+        result.histogram = _values_histogram(ref.counts, cur.counts, ref.n, cur.n)
     elif method in ("jensenshannon", "psi"):
         ref_distinct = len(ref.counts) if ref.counts is not None else _DISTINCT_LIMIT + 1
         if kind == NUMERICAL and ref_distinct > 20:
@@ -640,6 +698,7 @@ def _column(ref_src: Any, cur_src: Any, column: str, kind: str, cfg: EngineSetti
                 cur_hist = _histogram(cur_src, column, edges, cfg.batch_size)
                 result.passes += 1
             ref_pct, cur_pct = ref_hist / ref.n, cur_hist / cur.n
+            result.histogram = _bins_histogram(edges, ref_pct, cur_pct)
         else:
             if cur.counts is None:  # few reference values, a continuous current side: count it again
                 cur = _recount(cur_src, column, cfg.batch_size)
@@ -647,6 +706,7 @@ def _column(ref_src: Any, cur_src: Any, column: str, kind: str, cfg: EngineSetti
             assert ref.counts is not None and cur.counts is not None
             _, ref_c, cur_c = _aligned(ref.counts, cur.counts)
             ref_pct, cur_pct = ref_c / ref.n, cur_c / cur.n
+            result.histogram = _values_histogram(ref.counts, cur.counts, ref.n, cur.n)
         result.score = _jensenshannon(ref_pct, cur_pct) if method == "jensenshannon" else _psi(ref_pct, cur_pct)
     elif ref.values is not None and cur.values is not None:  # wasserstein / ks, exact in memory
         # One buffer for both sides, each half sorted in place: the merge needs nothing else.
@@ -654,6 +714,10 @@ def _column(ref_src: Any, cur_src: Any, column: str, kind: str, cfg: EngineSetti
         u, v = merged[: ref.n], merged[ref.n :]
         u.sort()
         v.sort()
+        display = np.linspace(min(u[0], v[0]), max(u[-1], v[-1]), _DISPLAY_BINS + 1)
+        ref_at = np.searchsorted(u, display, side="right") / u.size
+        cur_at = np.searchsorted(v, display, side="right") / v.size
+        result.histogram = _histogram_from_cdf(display, ref_at, cur_at)
         if method == "wasserstein":
             norm = max(float(np.std(u)), 0.001)
             result.score = _wasserstein_merged(merged, ref.n) / norm
@@ -750,10 +814,94 @@ def _certified(
         parts = np.linspace(0.0, 1.0, cfg.refine_splits + 1)[1:-1]
         inner = (edges[order, None] + np.diff(edges)[order, None] * parts[None, :]).ravel()
         edges = np.unique(np.concatenate((edges, inner)))
+    display = np.linspace(lo_all, hi_all, _DISPLAY_BINS + 1)
+    result.histogram = _histogram_from_cdf(display, np.interp(display, edges, f[0]), np.interp(display, edges, g[0]))
     result.score = (score_low + score_high) / 2
     result.exact = score_low == score_high
     result.certain = spec.drifted(score_low, threshold) == spec.drifted(score_high, threshold)
     result.drifted = spec.drifted(result.score, threshold)
+
+
+def resolve_stattest(
+    column: str,
+    kind: str,
+    *,
+    stattest: str | None = None,
+    cat_stattest: str | None = None,
+    num_stattest: str | None = None,
+    per_column_stattest: Mapping[str, str] | None = None,
+    threshold: float | None = None,
+    cat_threshold: float | None = None,
+    num_threshold: float | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
+) -> tuple[str | None, float | None]:
+    """``(stattest, threshold)`` of one column as Evidently 0.7's ``DataDriftPreset`` resolves its options
+    (``evidently.legacy.utils.data_drift_utils``): the stattest per column, else per type, else for all; the
+    threshold per column, else per type, else for all. None = the automatic choice / the stattest's default."""
+    method = stattest
+    type_method = cat_stattest if kind == CATEGORICAL else num_stattest
+    method = method if type_method is None else type_method
+    if per_column_stattest:
+        method = per_column_stattest.get(column, method)
+    if per_column_threshold and column in per_column_threshold:
+        return method, per_column_threshold[column]
+    type_threshold = cat_threshold if kind == CATEGORICAL else num_threshold
+    if type_threshold is not None:
+        return method, type_threshold
+    return method, threshold
+
+
+def type_columns(
+    reference: Any,
+    current: Any,
+    columns: Sequence[str] | None = None,
+    column_types: Mapping[str, str] | None = None,
+    batch_size: int = 1 << 18,
+) -> dict[str, Any]:
+    """Each column's ``column_types.ColumnType`` (Evidently 0.7's inference on the current data, or the declared
+    type), after checking that every column exists on both sides with compatible types.
+
+    :param columns: None = every column present on both sides.
+    :param column_types: ``{column: "numerical" | "categorical"}`` declared types (Evidently's ``DataDefinition``).
+    :raises DriftEngineError: a column missing from a side, a declared type that does not fit, a column numeric on
+        one side and not on the other.
+    """
+    import pyarrow as pa
+
+    from mlops_airflow.monitoring import column_types as ct
+
+    ref_src, cur_src = _as_source(reference), _as_source(current)
+    if columns is None:
+        columns = [name for name in cur_src.schema.names if name in ref_src.schema.names]
+    declared = dict(column_types or {})
+    unknown = sorted(set(declared) - set(columns))
+    if unknown:
+        raise DriftEngineError(f"column_types names columns that are not compared: {unknown}")
+
+    def numeric(t: Any) -> bool:
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+
+    out: dict[str, Any] = {}
+    for col in dict.fromkeys(columns):
+        missing = [role for role, src in (("reference", ref_src), ("current", cur_src)) if col not in src.schema.names]
+        if missing:
+            raise DriftEngineError(f"column {col!r} is missing from the {' and '.join(missing)} data")
+        ref_type, cur_type = ref_src.schema.field(col).type, cur_src.schema.field(col).type
+        if numeric(ref_type) != numeric(cur_type) and not pa.types.is_null(ref_type) and not pa.types.is_null(cur_type):
+            raise DriftEngineError(
+                f"column {col!r} is {ref_type} in the reference but {cur_type} in the current data; fix the "
+                "producing step's schema"
+            )
+        nulls, count, distinct = (0, 0, None)
+        if declared.get(col) is None and (ct.needs_distinct(cur_type) or pa.types.is_boolean(cur_type)):
+            nulls, count, distinct = ct.current_counts(cur_src, col, cur_type, batch_size)
+        try:
+            out[col] = ct.classify(
+                col, cur_type, null_count=nulls, count=count, distinct=distinct, override=declared.get(col)
+            )
+        except ValueError as err:
+            raise DriftEngineError(str(err)) from err
+    return out
 
 
 def detect_drift(
@@ -763,6 +911,13 @@ def detect_drift(
     *,
     stattest: str | None = None,
     threshold: float | None = None,
+    cat_stattest: str | None = None,
+    num_stattest: str | None = None,
+    per_column_stattest: Mapping[str, str] | None = None,
+    cat_threshold: float | None = None,
+    num_threshold: float | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
+    column_types: Mapping[str, str] | None = None,
     max_exact_rows: int = 2_000_000,
     batch_size: int = 1 << 18,
     bins: int = 16_384,
@@ -771,11 +926,21 @@ def detect_drift(
 ) -> DriftResult:
     """Per-column drift of ``current`` against ``reference`` with Evidently 0.7's methods (see the module doc).
 
+    Columns are typed as Evidently 0.7 types them (``monitoring.column_types``: on the current data; integers with
+    at most 10 distinct values and booleans are categorical, strings categorical unless free text). Columns the
+    engine cannot check (free text, datetimes, unknown types) are not compared and are listed with the reason in
+    ``DriftResult.unchecked``; none is skipped silently.
+
     :param reference: Parquet file/directory path (or URI), a ``ParquetSource``, or a mapping column -> values.
     :param current: the same, for the new window.
     :param columns: columns to compare; None = every column present on both sides.
     :param stattest: one of ``STATTESTS`` for every column; None = Evidently's automatic choice per column.
     :param threshold: the stattest's threshold; None = its default.
+    :param cat_stattest: stattest for categorical columns (``DataDriftPreset(cat_method=...)``); likewise
+        ``num_stattest``, ``cat_threshold``, ``num_threshold``.
+    :param per_column_stattest: ``{column: stattest}`` (``DataDriftPreset(per_column_method=...)``).
+    :param per_column_threshold: ``{column: threshold}`` (``DataDriftPreset(per_column_threshold=...)``).
+    :param column_types: ``{column: "numerical" | "categorical"}`` declared types; the rest are inferred.
     :param max_exact_rows: largest side (rows) whose column is held in memory for an exact Wasserstein/KS.
     :param batch_size: rows per record batch when streaming.
     :param bins: edges of the first bounding pass for streamed Wasserstein/KS.
@@ -786,28 +951,18 @@ def detect_drift(
         side and categorical on the other.
     """
     started = time.perf_counter()
-    if stattest is not None and stattest not in STATTESTS:
+    named = {stattest, cat_stattest, num_stattest, *(per_column_stattest or {}).values()} - {None}
+    unsupported = sorted(str(m) for m in named if m not in STATTESTS)
+    if unsupported:
         raise DriftEngineError(
-            f"stattest {stattest!r} is not implemented by the fast drift engine (it has {sorted(STATTESTS)}); "
-            "use engine='evidently' for it"
+            f"stattest {', '.join(map(repr, unsupported))} is not implemented by the fast drift engine (it has "
+            f"{sorted(STATTESTS)}); use engine='evidently' for it"
         )
     ref_src, cur_src = _as_source(reference), _as_source(current)
-    if columns is None:
-        columns = [name for name in ref_src.schema.names if name in cur_src.schema.names]
-    columns = list(dict.fromkeys(columns))
-    kinds: dict[str, str] = {}
-    for col in columns:
-        missing = [role for role, src in (("reference", ref_src), ("current", cur_src)) if col not in src.schema.names]
-        if missing:
-            raise DriftEngineError(f"column {col!r} is missing from the {' and '.join(missing)} data")
-        ref_kind = column_kind(ref_src.schema.field(col).type)
-        cur_kind = column_kind(cur_src.schema.field(col).type)
-        if ref_kind != cur_kind:
-            raise DriftEngineError(
-                f"column {col!r} is {ref_src.schema.field(col).type} in the reference but "
-                f"{cur_src.schema.field(col).type} in the current data; fix the producing step's schema"
-            )
-        kinds[col] = ref_kind
+    types = type_columns(ref_src, cur_src, columns, column_types, batch_size)
+    unknown = sorted(set(per_column_stattest or {}) - set(types)) + sorted(set(per_column_threshold or {}) - set(types))
+    if unknown:
+        raise DriftEngineError(f"per-column stattest/threshold names columns that are not compared: {unknown}")
     cfg = EngineSettings(
         stattest=stattest,
         threshold=threshold,
@@ -816,21 +971,39 @@ def detect_drift(
         bins=bins,
         max_refinements=max_refinements,
     )
+    checked = [col for col, t in types.items() if t.checked]
 
     def run(col: str) -> ColumnDrift:
-        return _column(ref_src, cur_src, col, kinds[col], cfg)
+        kind = types[col].kind
+        method, col_threshold = resolve_stattest(
+            col,
+            kind,
+            stattest=stattest,
+            cat_stattest=cat_stattest,
+            num_stattest=num_stattest,
+            per_column_stattest=per_column_stattest,
+            threshold=threshold,
+            cat_threshold=cat_threshold,
+            num_threshold=num_threshold,
+            per_column_threshold=per_column_threshold,
+        )
+        result = _column(ref_src, cur_src, col, kind, replace(cfg, stattest=method, threshold=col_threshold))
+        result.typing_note = types[col].reason or (f"declared {kind}" if types[col].source == "override" else None)
+        return result
 
-    if workers > 1 and len(columns) > 1:
+    if workers > 1 and len(checked) > 1:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
-            results = list(pool.map(run, columns))
+            results = list(pool.map(run, checked))
     else:
-        results = [run(col) for col in columns]
+        results = [run(col) for col in checked]
     return DriftResult(
         columns={r.column: r for r in results},
         reference_rows=ref_src.rows,
         current_rows=cur_src.rows,
         seconds=time.perf_counter() - started,
         settings={**asdict(cfg), "workers": workers},
+        unchecked={col: str(t.reason) for col, t in types.items() if not t.checked},
+        types={col: t.kind for col, t in types.items()},
     )
 
 

@@ -82,4 +82,3 @@ def outcome_stats(probas: Any, predictions: Any, outcome: Any) -> dict[str, floa
 def _quality_drop(metric: str, reference: float, current: float) -> float:
     """Positive = worse now (log loss: lower is better)."""
     return current - reference if metric in _LOWER_IS_BETTER else reference - current
-

@@ -74,6 +74,15 @@ def _columns(df: pd.DataFrame) -> dict[str, Any]:
     return {c: df[c].to_numpy() for c in df.columns}
 
 
+def _declared(df: pd.DataFrame) -> dict[str, str]:
+    """The types ``_evidently`` declares (numeric dtypes numerical, the rest categorical), for the engine."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return {
+        c: "numerical" if is_numeric_dtype(df[c]) and not is_bool_dtype(df[c]) else "categorical" for c in df.columns
+    }
+
+
 def _assert_same(ours: dict[str, Any], theirs: dict[str, dict[str, Any]]) -> None:
     assert set(ours) == set(theirs)
     for col, expected in theirs.items():
@@ -94,7 +103,7 @@ def _assert_same(ours: dict[str, Any], theirs: dict[str, dict[str, Any]]) -> Non
 def test_automatic_choice_matches_evidently(n_ref: int, n_cur: int, methods: set[str]) -> None:
     ref, cur = _frames(n_ref, n_cur)
     theirs = _evidently(ref, cur)
-    result = detect_drift(_columns(ref), _columns(cur), batch_size=1000)
+    result = detect_drift(_columns(ref), _columns(cur), column_types=_declared(ref), batch_size=1000)
 
     _assert_same(result.columns, theirs)
     assert {r.method for r in result.columns.values()} == methods
@@ -107,7 +116,9 @@ def test_explicit_stattest_matches_evidently(method: str) -> None:
     ref, cur = _frames(3000, 2000, seed=1)
     if method == "ks":
         ref, cur = ref.drop(columns=["plan", "flag"]), cur.drop(columns=["plan", "flag"])
-    result = detect_drift(_columns(ref), _columns(cur), stattest=method, batch_size=700)
+    result = detect_drift(
+        _columns(ref), _columns(cur), stattest=method, column_types=_declared(ref), batch_size=700
+    )
     _assert_same(result.columns, _evidently(ref, cur, method))
     assert {r.threshold for r in result.columns.values()} == {STATTESTS[method].default_threshold}
 
