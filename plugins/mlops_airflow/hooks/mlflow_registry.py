@@ -30,6 +30,8 @@ from mlops_airflow.exceptions import RegistryError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from mlops_airflow.hooks.mlflow_rest import MlflowRestClient
+
 
 @dataclass(frozen=True)
 class MlflowSettings:
@@ -91,8 +93,8 @@ class MlflowHook(BaseHook):
             if not conn.host:
                 raise ValueError(
                     f"Connection {self.mlflow_conn_id!r} names no MLflow server: set extra.tracking_uri "
-                    "or host/port, e.g. AIRFLOW_CONN_MLFLOW_DEFAULT='{\"conn_type\": \"mlflow\", "
-                    "\"extra\": {\"tracking_uri\": \"http://127.0.0.1:5055\"}}'"
+                    'or host/port, e.g. AIRFLOW_CONN_MLFLOW_DEFAULT=\'{"conn_type": "mlflow", '
+                    '"extra": {"tracking_uri": "http://127.0.0.1:5055"}}\''
                 )
             scheme = conn.schema or "http"
             uri = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "")
@@ -109,6 +111,13 @@ class MlflowHook(BaseHook):
 
     def get_conn(self) -> MlflowClient:
         return self.get_client()
+
+    @cached_property
+    def rest(self) -> MlflowRestClient:
+        """A standard-library client of the tracking REST API, for tasks that only log (no ``mlflow`` import)."""
+        from mlops_airflow.hooks.mlflow_rest import MlflowRestClient
+
+        return MlflowRestClient(self.settings)
 
     def get_client(self) -> MlflowClient:
         """An ``MlflowClient`` bound to this connection's tracking and registry URIs."""

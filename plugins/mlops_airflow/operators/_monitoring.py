@@ -216,7 +216,100 @@ class _MonitoringMixin:
         tags: dict[str, str],
     ) -> None:
         """Log report, verdict and metrics to one run per (kind, dag_id, run_id, task_id); fills ``mlflow_run_id``
-        and points ``evidence_uri`` at the logged report."""
+        and points ``evidence_uri`` at the logged report.
+
+        Through MLflow's REST API (``hook.rest``: no ``mlflow`` import, ~10 s less per task) when the tracking URI
+        is http(s) and the server proxies artifacts; otherwise through ``MlflowClient``.
+        """
+        uri = self.tracking_uri or f"connection {self.mlflow_conn_id!r}"
+        if not self.hook.settings.tracking_uri.startswith(("http://", "https://")):
+            self._log_run_client(kind, run_name, ident, verdict, report_path, verdict_path, artifact_dir, metrics, tags)
+            return
+        from mlops_airflow.hooks.mlflow_rest import MlflowRestError
+
+        rest = self.hook.rest
+        run_id: str | None = None
+        try:
+            experiment_id = rest.experiment_id(str(self.experiment_name))
+            keys = {
+                "mlops.kind": kind,
+                "mlops.dag_id": ident["dag_id"],
+                "mlops.run_id": ident["run_id"],
+                "mlops.task_id": ident["task_id"],
+            }
+            run = self._find_rest_run(rest, experiment_id, keys)
+            if run is None:
+                run = rest.create_run(experiment_id, {**keys, "mlflow.runName": run_name}, run_name=run_name)
+                self.log.info("created MLflow run %s in experiment %s", run["info"]["run_id"], experiment_id)
+            else:
+                self.log.info("retry: reusing MLflow run %s (status %s)", run["info"]["run_id"], run["info"]["status"])
+            run_id = str(run["info"]["run_id"])
+            artifact_uri = str(run["info"]["artifact_uri"])
+            if not rest.proxies(artifact_uri):  # the client writes to the store itself (s3://, a path): mlflow
+                self.log.info("artifact store %s is not proxied by the server: logging with MlflowClient", artifact_uri)
+                self._log_run_client(
+                    kind, run_name, ident, verdict, report_path, verdict_path, artifact_dir, metrics, tags
+                )
+                return
+            all_tags = {"mlops.try_number": ident["try_number"], "mlops.passed": str(verdict["passed"]).lower(), **tags}
+            if self.model_name:
+                all_tags["mlops.model_name"] = str(self.model_name)
+            self._fill_uris(verdict, f"{artifact_uri.rstrip('/')}/{artifact_dir}", run_id, report_path, verdict_path)
+            rest.log_batch(
+                run_id,
+                metrics={k: float(v) for k, v in metrics.items() if _finite(v) is not None},
+                tags=all_tags,
+            )
+            rest.upload_artifact(artifact_uri, report_path, artifact_dir)
+            rest.upload_artifact(artifact_uri, verdict_path, artifact_dir)
+            rest.set_terminated(run_id, "FINISHED")
+        except (MlflowRestError, KeyError, ValueError) as err:
+            if run_id is not None:
+                with contextlib.suppress(Exception):  # the original error is the one to report
+                    rest.set_terminated(run_id, "FAILED")
+            raise MonitoringError(
+                f"could not log the {kind} evidence to MLflow ({uri}, experiment {self.experiment_name!r}): {err}. "
+                f"The HTML report is at {report_path}; check the MLflow connection, or set log_to_mlflow=False"
+            ) from err
+
+    @staticmethod
+    def _fill_uris(verdict: dict[str, Any], base: str, run_id: str, report_path: Path, verdict_path: Path) -> None:
+        """Point the verdict at its logged copies, then write the verdict file that is logged."""
+        verdict["mlflow_run_id"] = run_id
+        verdict["evidence_uri"] = f"{base}/{report_path.name}"
+        verdict["verdict_uri"] = f"{base}/{verdict_path.name}"
+        if verdict.get("retrain_event"):
+            verdict["retrain_event"]["verdict_uri"] = verdict["verdict_uri"]
+        verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
+
+    @staticmethod
+    def _find_rest_run(rest: Any, experiment_id: str, tags: dict[str, str]) -> dict[str, Any] | None:
+        """The run an earlier try of this task made: a FINISHED one first, else the latest (a crashed try's)."""
+        clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items() if "'" not in value and "\\" not in value]
+        runs = rest.search_runs(
+            experiment_id, " and ".join(clauses), max_results=100, order_by=["attributes.start_time DESC"]
+        )
+
+        def run_tags(run: dict[str, Any]) -> dict[str, str]:
+            return {t["key"]: t.get("value", "") for t in (run.get("data") or {}).get("tags") or []}
+
+        matching = [r for r in runs if all(run_tags(r).get(key) == value for key, value in tags.items())]
+        finished = [r for r in matching if r["info"].get("status") == "FINISHED"]
+        return (finished or matching or [None])[0]
+
+    def _log_run_client(
+        self,
+        kind: str,
+        run_name: str,
+        ident: dict[str, str],
+        verdict: dict[str, Any],
+        report_path: Path,
+        verdict_path: Path,
+        artifact_dir: str,
+        metrics: dict[str, float],
+        tags: dict[str, str],
+    ) -> None:
+        """``_log_run`` through ``MlflowClient`` (artifact stores the client writes to itself)."""
         from mlflow.entities import Metric, RunStatus
 
         client: MlflowClient | None = None
@@ -242,15 +335,9 @@ class _MonitoringMixin:
                 all_tags["mlops.model_name"] = str(self.model_name)
             for key, value in all_tags.items():
                 client.set_tag(run_id, key, value)
-
-            base = f"{run.info.artifact_uri.rstrip('/')}/{artifact_dir}"
-            verdict["mlflow_run_id"] = run_id
-            verdict["evidence_uri"] = f"{base}/{report_path.name}"
-            verdict["verdict_uri"] = f"{base}/{verdict_path.name}"
-            if verdict.get("retrain_event"):
-                verdict["retrain_event"]["verdict_uri"] = verdict["verdict_uri"]
-            verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
-
+            self._fill_uris(
+                verdict, f"{run.info.artifact_uri.rstrip('/')}/{artifact_dir}", run_id, report_path, verdict_path
+            )
             now = _now_ms()
             batch = [Metric(key, float(value), now, 0) for key, value in metrics.items() if _finite(value) is not None]
             for start in range(0, len(batch), 900):  # MLflow's log_batch takes at most 1000 metrics

@@ -20,7 +20,6 @@ from mlops_airflow.monitoring.verdict import (
 from mlops_airflow.monitoring.verdict import drift_verdict_from_snapshot as _verdict_from_snapshot
 from mlops_airflow.operators._monitoring import (
     _UNSAFE_METRIC_KEY,
-    _is_numeric_arrow,
     _MonitoringMixin,
     _open_parquet,
     _placeholder_report,
@@ -41,11 +40,13 @@ def drift_verdict_from_snapshot(snapshot_dict: dict[str, Any], drift_share_thres
     except SnapshotError as err:
         raise MonitoringError(str(err)) from err
 
+
 REPORT_FILE = "data_drift.html"
 VERDICT_FILE = "drift_verdict.json"
 ARTIFACT_DIR = "drift"
 RUN_KIND = "data_drift"
 ENGINES = ("fast", "evidently")
+REPORTS = ("engine", "evidently", "none")
 
 
 class DataDriftOperator(_MonitoringMixin, BaseOperator):
@@ -84,18 +85,32 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
         (templated).
     :param current_path: Parquet file or directory of the new batch (templated).
     :param report_dir: local folder for the HTML report and the verdict JSON (templated).
-    :param columns: features to compare. None = every numeric (integer/float) column present on both sides,
-        except ``exclude_columns`` and ``label_column``.
-    :param exclude_columns: columns never compared automatically (ids, timestamps).
+    :param columns: features to compare. None = every column present on both sides except ``exclude_columns``,
+        ``label_column`` and ``prediction_columns``, categorical ones included. Columns are typed as Evidently 0.7
+        types them (``monitoring.column_types``); a column the fast engine cannot check (free text, a datetime, an
+        unknown type) or that only one side has is named in ``unchecked_columns`` with the reason, never skipped
+        silently.
+    :param exclude_columns: columns never compared automatically: entity keys, ids, event timestamps.
     :param label_column: the label, left out of automatic selection (label drift is a quality signal, not a data
-        drift one); None to include it.
+        drift one).
+    :param prediction_columns: model outputs, left out of automatic selection (prediction drift is its own check).
+    :param column_types: ``{column: "numerical" | "categorical"}`` declared types (Evidently's ``DataDefinition``);
+        the others are inferred.
+    :param per_column_stattest: ``{column: stattest}`` (``DataDriftPreset(per_column_method=...)``).
+    :param per_column_threshold: ``{column: threshold}`` (``DataDriftPreset(per_column_threshold=...)``).
+    :param cat_stattest: stattest of categorical columns; ``num_stattest``, ``cat_threshold`` and
+        ``num_threshold`` likewise (``DataDriftPreset(cat_method=..., num_threshold=...)``).
+    :param report: ``engine`` (default): a self-contained HTML page drawn from the engine's statistics (every
+        row; no Evidently import); ``evidently``: Evidently's ``DataDriftPreset`` report on a random sample of
+        ``report_sample_rows`` rows per side (the verdict stays the engine's, on every row); ``none``: a one-page
+        summary of the verdict only.
     :param drift_share_threshold: dataset drift when the share of drifted columns is >= this.
     :param stattest: stattest for every column (Evidently's ``DataDriftPreset(method=...)``); None = Evidently's
         choice per column. The fast engine implements ``wasserstein``, ``ks``, ``jensenshannon``, ``psi``,
         ``chisquare`` and ``z``; any other needs ``engine="evidently"``.
     :param stattest_threshold: threshold for that stattest; None = the stattest's default.
     :param engine: ``fast`` (default) or ``evidently`` (see above).
-    :param report_sample_rows: fast engine: rows per side in the HTML report's random sample; None = all rows.
+    :param report_sample_rows: ``report="evidently"``: rows per side in the report's random sample; None = all.
     :param max_exact_rows: fast engine: largest side held in memory for exact Wasserstein/KS (8 bytes a value).
     :param mlflow_conn_id: MLflow connection (type ``mlflow``).
     :param tracking_uri: explicit MLflow tracking URI; wins over the connection.
@@ -119,8 +134,17 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
         current_path: str,
         report_dir: str,
         columns: list[str] | None = None,
-        exclude_columns: Sequence[str] = ("customer_id", "event_timestamp"),
-        label_column: str | None = "churned",
+        exclude_columns: Sequence[str] = (),
+        label_column: str | None = None,
+        prediction_columns: Sequence[str] = ("prediction", "proba", "confidence"),
+        column_types: dict[str, str] | None = None,
+        per_column_stattest: dict[str, str] | None = None,
+        per_column_threshold: dict[str, float] | None = None,
+        cat_stattest: str | None = None,
+        num_stattest: str | None = None,
+        cat_threshold: float | None = None,
+        num_threshold: float | None = None,
+        report: str = "engine",
         drift_share_threshold: float = 0.5,
         stattest: str | None = None,
         stattest_threshold: float | None = None,
@@ -141,14 +165,21 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
             raise ValueError(f"drift_share_threshold must be in (0, 1], got {drift_share_threshold}")
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        if engine == "fast" and stattest is not None:
+        if report not in REPORTS:
+            raise ValueError(f"report must be one of {REPORTS}, got {report!r}")
+        named = {stattest, cat_stattest, num_stattest, *(per_column_stattest or {}).values()} - {None}
+        if engine == "fast" and named:
             from mlops_airflow.monitoring.drift_engine import STATTESTS
 
-            if stattest not in STATTESTS:
-                raise ValueError(
-                    f"stattest {stattest!r} is not implemented by the fast drift engine (it has {sorted(STATTESTS)}); "
-                    "pass engine='evidently' to use it"
-                )
+            for name in sorted(str(m) for m in named):
+                if name not in STATTESTS:
+                    raise ValueError(
+                        f"stattest {name!r} is not implemented by the fast drift engine (it has {sorted(STATTESTS)}); "
+                        "pass engine='evidently' to use it"
+                    )
+        bad_types = {c: t for c, t in (column_types or {}).items() if t not in ("numerical", "categorical")}
+        if bad_types:
+            raise ValueError(f"column_types must map columns to 'numerical' or 'categorical', got {bad_types}")
         if report_sample_rows is not None and report_sample_rows < 1:
             raise ValueError(f"report_sample_rows must be >= 1 or None, got {report_sample_rows}")
         emit = _retrain_outlet(kwargs, model_name, emit_retrain_event, retrain_asset)
@@ -162,6 +193,15 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
         self.columns = list(columns) if columns is not None else None
         self.exclude_columns = list(exclude_columns)
         self.label_column = label_column
+        self.prediction_columns = list(prediction_columns)
+        self.column_types = dict(column_types or {})
+        self.per_column_stattest = dict(per_column_stattest or {})
+        self.per_column_threshold = dict(per_column_threshold or {})
+        self.cat_stattest = cat_stattest
+        self.num_stattest = num_stattest
+        self.cat_threshold = cat_threshold
+        self.num_threshold = num_threshold
+        self.report = report
         self.drift_share_threshold = drift_share_threshold
         self.stattest = stattest
         self.stattest_threshold = stattest_threshold
@@ -261,7 +301,7 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
         current = _source(
             current_path, "current", "check that the upstream step landed this interval's batch at current_path"
         )
-        columns = self._select_columns(reference.schema, current.schema, reference_path, current_path)
+        columns, not_common = self._select_columns(reference.schema, current.schema, reference_path, current_path)
         self._check_rows(reference.rows, current.rows, reference_path, current_path)
         self.log.info(
             "drift inputs (fast engine): reference %s (%d rows), current %s (%d rows), columns %s",
@@ -278,6 +318,7 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
                 columns,
                 stattest=self.stattest,
                 threshold=self.stattest_threshold,
+                **self._overrides(),
                 max_exact_rows=self.max_exact_rows,
             )
         except DriftEngineError as err:
@@ -299,6 +340,9 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
                     )
             excluded.append(col)
         per_column = {col: res.as_verdict_entry() for col, res in result.columns.items() if col not in excluded}
+        unchecked = {**not_common, **result.unchecked}
+        for col, why in unchecked.items():
+            self.log.warning("column %r not checked: %s", col, why)
         uncertain = result.uncertain_columns
         for col in uncertain:
             res = result.columns[col]
@@ -321,7 +365,27 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
         verdict["reasons"] = reasons + verdict["reasons"]
         verdict["passed"] = bool(verdict["passed"] and not reasons)
         compared = list(per_column)
-        sample_rows = self._sampled_report(report_path, reference, current, compared, verdict, reasons)
+        verdict["unchecked_columns"] = unchecked
+        verdict["metrics"].update(
+            {
+                "unchecked_columns": unchecked,
+                "column_types": result.types,
+                "drift_share_threshold": self.drift_share_threshold,
+            }
+        )
+        sample_rows = {"reference": 0, "current": 0}
+        self._types = dict(result.types)
+        if self.report == "evidently":
+            sample_rows = self._sampled_report(report_path, reference, current, compared, verdict, reasons)
+        else:
+            from mlops_airflow.monitoring.drift_report import render
+
+            if self.report == "none":
+                result.columns = {}
+            report_path.write_text(
+                render(result, verdict, reference=reference_path, current=current_path, title="Data drift"),
+                encoding="utf-8",
+            )
         verdict["metrics"].update(
             {
                 "reference_rows": reference.rows,
@@ -355,7 +419,7 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
         try:
             ref_df = sample_rows(reference, columns, limit, seed=0).to_pandas()
             cur_df = sample_rows(current, columns, limit, seed=1).to_pandas()
-            snapshot = self._run_evidently(ref_df, cur_df)
+            snapshot = self._run_evidently(ref_df, cur_df, self._types)
             snapshot.save_html(str(report_path))
         except Exception as err:  # noqa: BLE001 - the verdict stands without the picture
             self.log.warning("the sampled Evidently report failed (%s); writing a placeholder report", err)
@@ -388,7 +452,7 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
     # -- engine: evidently ---------------------------------------------------------------------------------------
 
     def _execute_evidently(self, report_path: Path) -> dict[str, Any]:
-        reference, current, columns = self._load(str(self.reference_path), str(self.current_path))
+        reference, current, columns, types, unchecked = self._load(str(self.reference_path), str(self.current_path))
         reasons: list[str] = []
         excluded: list[str] = []
         for col in columns:
@@ -402,7 +466,7 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
                         excluded.append(col)
         compared = [c for c in columns if c not in excluded]
         if compared:
-            snapshot = self._run_evidently(reference[compared], current[compared])
+            snapshot = self._run_evidently(reference[compared], current[compared], types)
             snapshot.save_html(str(report_path))
             verdict = drift_verdict_from_snapshot(snapshot.dict(), self.drift_share_threshold)
         else:
@@ -411,8 +475,11 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
             reasons.append("no feature left to compare: the drift check could not run")
         verdict["reasons"] = reasons + verdict["reasons"]
         verdict["passed"] = bool(verdict["passed"] and not reasons)
+        verdict["unchecked_columns"] = unchecked
         verdict["metrics"].update(
             {
+                "unchecked_columns": unchecked,
+                "column_types": types,
                 "reference_rows": len(reference),
                 "current_rows": len(current),
                 "excluded_columns": excluded,
@@ -423,8 +490,11 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
 
     # -- inputs --------------------------------------------------------------------------------------------------
 
-    def _select_columns(self, ref_schema: Any, cur_schema: Any, reference_path: str, current_path: str) -> list[str]:
-        """The compared columns (explicit, or every numeric column on both sides), or a ``MonitoringError``."""
+    def _select_columns(
+        self, ref_schema: Any, cur_schema: Any, reference_path: str, current_path: str
+    ) -> tuple[list[str], dict[str, str]]:
+        """The compared columns (explicit, or every column on both sides but the excluded ones) and the columns
+        left out because only one side has them (with the reason), or a ``MonitoringError``."""
         if self.columns is not None:
             columns = list(dict.fromkeys(self.columns))
             missing_ref = [c for c in columns if c not in ref_schema.names]
@@ -439,28 +509,35 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
                     f"drift columns {'; '.join(parts)}. Reference has {ref_schema.names}, current has "
                     f"{cur_schema.names}; fix the producing step's schema or the operator's columns"
                 )
-            return columns
-        skip = set(self.exclude_columns) | ({self.label_column} if self.label_column else set())
-        columns = [
-            field.name
-            for field in ref_schema
-            if field.name not in skip
-            and _is_numeric_arrow(field.type)
-            and field.name in cur_schema.names
-            and _is_numeric_arrow(cur_schema.field(field.name).type)
-        ]
-        only_ref = [
-            f.name for f in ref_schema if f.name not in skip and _is_numeric_arrow(f.type) and f.name not in columns
-        ]
-        if only_ref:
-            self.log.warning("numeric reference columns not comparable with the current window: %s", only_ref)
+            return columns, {}
+        skip = set(self.exclude_columns) | set(self.prediction_columns)
+        skip |= {self.label_column} if self.label_column else set()
+        columns = [name for name in cur_schema.names if name not in skip and name in ref_schema.names]
+        one_side = {
+            name: f"only in the {role} data: nothing to compare it with"
+            for role, schema, other in (("reference", ref_schema, cur_schema), ("current", cur_schema, ref_schema))
+            for name in schema.names
+            if name not in skip and name not in other.names
+        }
         if not columns:
             raise MonitoringError(
-                f"no numeric column is common to the reference {reference_path!r} ({ref_schema.names}) and "
-                f"the current window {current_path!r} ({cur_schema.names}) after excluding {sorted(skip)}; "
-                "pass columns explicitly"
+                f"no column is common to the reference {reference_path!r} ({ref_schema.names}) and the current "
+                f"window {current_path!r} ({cur_schema.names}) after excluding {sorted(skip)}; pass columns "
+                "explicitly"
             )
-        return columns
+        return columns, one_side
+
+    def _overrides(self) -> dict[str, Any]:
+        """The per-column / per-type stattest and threshold options and the declared types, for the engine."""
+        return {
+            "cat_stattest": self.cat_stattest,
+            "num_stattest": self.num_stattest,
+            "per_column_stattest": self.per_column_stattest or None,
+            "cat_threshold": self.cat_threshold,
+            "num_threshold": self.num_threshold,
+            "per_column_threshold": self.per_column_threshold or None,
+            "column_types": self.column_types or None,
+        }
 
     @staticmethod
     def _check_rows(reference_rows: int, current_rows: int, reference_path: str, current_path: str) -> None:
@@ -475,15 +552,34 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
                 "reference_path at a non-empty training set"
             )
 
-    def _load(self, reference_path: str, current_path: str) -> tuple[Any, Any, list[str]]:
-        """Both frames (only the compared columns) and the list of compared columns, or a ``MonitoringError``."""
+    def _load(
+        self, reference_path: str, current_path: str
+    ) -> tuple[Any, Any, list[str], dict[str, str], dict[str, str]]:
+        """Both frames (the compared columns only), the compared columns, their Evidently types and the columns
+        Evidently does not check (with the reason), or a ``MonitoringError``."""
+        from mlops_airflow.monitoring.drift_engine import DriftEngineError, type_columns
+
         reference_ds = _open_parquet(
             reference_path, "reference", "re-run the training-set step or point reference_path at it"
         )
         current_ds = _open_parquet(
             current_path, "current", "check that the upstream step landed this interval's batch at current_path"
         )
-        columns = self._select_columns(reference_ds.schema, current_ds.schema, reference_path, current_path)
+        columns, unchecked = self._select_columns(reference_ds.schema, current_ds.schema, reference_path, current_path)
+        try:
+            typed = type_columns(
+                _source(reference_path, "reference", "re-run the training-set step"),
+                _source(current_path, "current", "check the upstream step"),
+                columns,
+                self.column_types or None,
+            )
+        except DriftEngineError as err:
+            raise MonitoringError(f"drift columns {columns}: {err}; fix the producing step's schema") from err
+        types = {col: t.kind for col, t in typed.items()}
+        for col, t in typed.items():  # Evidently checks free text itself; datetimes and unknown types it skips
+            if t.kind in ("datetime", "unknown"):
+                unchecked[col] = str(t.reason)
+        columns = [c for c in columns if c not in unchecked]
         try:
             current = current_ds.to_table(columns=columns).to_pandas()
             reference = reference_ds.to_table(columns=columns).to_pandas()
@@ -502,29 +598,31 @@ class DataDriftOperator(_MonitoringMixin, BaseOperator):
             len(current),
             columns,
         )
-        return reference, current, columns
+        return reference, current, columns, types, unchecked
 
-    def _run_evidently(self, reference: Any, current: Any) -> Any:
+    def _run_evidently(self, reference: Any, current: Any, types: dict[str, str]) -> Any:
+        """Evidently's ``DataDriftPreset`` with the column types stated (the ones Evidently itself infers, or the
+        declared ones) and the same per-column / per-type options as the fast engine."""
         from evidently import DataDefinition, Dataset, Report
         from evidently.presets import DataDriftPreset
-        from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-        numerical, categorical = [], []
-        for col in reference.columns:
-            ref_num = is_numeric_dtype(reference[col]) and not is_bool_dtype(reference[col])
-            cur_num = is_numeric_dtype(current[col]) and not is_bool_dtype(current[col])
-            if ref_num != cur_num:
-                raise MonitoringError(
-                    f"column {col!r} is {reference[col].dtype} in the reference but {current[col].dtype} in the "
-                    "current window; fix the producing step's schema"
-                )
-            (numerical if ref_num else categorical).append(col)
-        definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+        def of(kind: str) -> list[str]:
+            return [c for c in reference.columns if types.get(c) == kind]
+
+        definition = DataDefinition(
+            numerical_columns=of("numerical"), categorical_columns=of("categorical"), text_columns=of("text")
+        )
         preset = DataDriftPreset(
             columns=list(reference.columns),
             drift_share=self.drift_share_threshold,
             method=self.stattest,
             threshold=self.stattest_threshold,
+            cat_method=self.cat_stattest,
+            num_method=self.num_stattest,
+            per_column_method=self.per_column_stattest or None,
+            cat_threshold=self.cat_threshold,
+            num_threshold=self.num_threshold,
+            per_column_threshold=self.per_column_threshold or None,
         )
         try:
             return Report([preset], include_tests=True).run(

@@ -51,6 +51,8 @@ def data(tmp_path_factory: pytest.TempPathFactory, generator: Any) -> dict[str, 
 
 def _operator(tmp_path: Path, reference: Path, current: Path, **kwargs: Any) -> DataDriftOperator:
     kwargs.setdefault("log_to_mlflow", False)
+    kwargs.setdefault("exclude_columns", ("customer_id", "event_timestamp"))
+    kwargs.setdefault("label_column", "churned")
     return DataDriftOperator(
         task_id=kwargs.pop("task_id", "data_drift"),
         reference_path=str(reference),
@@ -78,11 +80,14 @@ def test_no_drift_between_days_with_the_same_knobs(tmp_path: Path, data: dict[st
     assert verdict["reasons"] == []
     assert verdict["drift_share"] < 0.5
     metrics = verdict["metrics"]
-    # Automatic selection: numeric columns on both sides minus ids, timestamp and label.
+    # Automatic selection: every column on both sides minus ids, timestamp and label; typed as Evidently types
+    # them (support_calls: an integer with 10 values, so categorical).
     assert sorted(metrics["per_column"]) == sorted(FEATURES)
     assert metrics["n_columns"] == 5
     assert metrics["reference_rows"] == 8000 and metrics["current_rows"] == 4000
-    assert {info["method"] for info in metrics["per_column"].values()} == {"wasserstein"}
+    methods = {col: info["method"] for col, info in metrics["per_column"].items()}
+    assert methods == {**dict.fromkeys(FEATURES, "wasserstein"), "support_calls": "jensenshannon"}
+    assert verdict["unchecked_columns"] == {}
     report = Path(verdict["report_path"])
     assert report == tmp_path / "reports/drift_dag/scheduled__2026-11-03T00_00_00_00_00/data_drift/data_drift.html"
     assert report.stat().st_size > 10_000
@@ -135,7 +140,9 @@ def test_explicit_stattest_and_threshold_reach_evidently(tmp_path: Path, data: d
 
 def test_fast_engine_reaches_evidently_s_verdict(tmp_path: Path, data: dict[str, Path]) -> None:
     """Same per-column method, score and decision as Evidently's DataDriftPreset on the same rows."""
-    fast = _operator(tmp_path, data["reference"], data["shifted"], report_sample_rows=1000).execute(_context())
+    fast = _operator(
+        tmp_path, data["reference"], data["shifted"], report="evidently", report_sample_rows=1000
+    ).execute(_context())
     plain = _operator(tmp_path, data["reference"], data["shifted"], engine="evidently", task_id="plain").execute(
         _context()
     )
@@ -338,3 +345,74 @@ def test_mlflow_logging_and_retry_reuses_the_run(tmp_path: Path, data: dict[str,
 
     other = run(run_id="manual__2026-11-04")
     assert other["mlflow_run_id"] != first["mlflow_run_id"]
+
+
+# -- the task's own weight: no Evidently, no mlflow, every column named -----------------------------------------
+
+
+def test_the_drift_task_imports_neither_evidently_nor_mlflow(tmp_path: Path, data: dict[str, Path],
+                                                            mlflow_server: str) -> None:
+    """A fresh process runs the whole task (engine, HTML report, MLflow logging over REST) without importing
+    Evidently, mlflow or pandas: the imports that made the task as slow as plain Evidently at small sizes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from types import SimpleNamespace\n"
+        "from mlops_airflow.operators.drift import DataDriftOperator\n"
+        f"op = DataDriftOperator(task_id='light', reference_path={str(data['reference'])!r}, "
+        f"current_path={str(data['shifted'])!r}, report_dir={str(tmp_path / 'r')!r}, tracking_uri={mlflow_server!r}, "
+        "experiment_name='light-drift', exclude_columns=['customer_id', 'event_timestamp'], label_column='churned')\n"
+        "v = op.execute({'dag': SimpleNamespace(dag_id='light'), 'run_id': 'r1'})\n"
+        "print(json.dumps({m: m in sys.modules for m in ('evidently', 'mlflow', 'pandas')} | "
+        "{'run': v['mlflow_run_id'], 'evidence': v['evidence_uri'], 'passed': v['passed']}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "plugins")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["evidently"] is False and out["mlflow"] is False and out["pandas"] is False, out
+    assert out["run"] and out["evidence"].startswith("mlflow-artifacts:/") and out["passed"] is False
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = client.get_run(out["run"])
+    assert run.info.status == "FINISHED" and run.data.tags["mlops.kind"] == "data_drift"
+    assert run.data.metrics["drift_share"] >= 0.5
+    assert {a.path for a in client.list_artifacts(out["run"], "drift")} == {
+        "drift/data_drift.html", "drift/drift_verdict.json"
+    }
+    page = Path(client.download_artifacts(out["run"], "drift/data_drift.html", str(tmp_path / "dl"))).read_text()
+    assert "<svg" in page and "monthly_charges" in page and "Verdict failed" in page
+
+
+def test_every_column_is_checked_or_named(tmp_path: Path, generator: Any) -> None:
+    """Default selection: categorical columns are checked; free text, datetimes and one-sided columns are named
+    in the verdict with the reason, and the verdict is not failed for them."""
+    gen = generator
+    ref = gen.generate_batch(date(2026, 11, 1))
+    cur = gen.generate_batch(date(2026, 11, 2))
+    for frame, seed in ((ref, 0), (cur, 1)):
+        frame["plan"] = ["basic", "plus", "pro", "team"] * (len(frame) // 4)
+        frame["comment"] = [f"note {seed}-{i}" for i in range(len(frame))]
+    ref["legacy_score"] = 0.5
+    cur["flag"] = cur["support_calls"] > 3
+    ref["flag"] = ref["support_calls"] > 3
+    ref_path, cur_path = gen.write_batch(ref, tmp_path / "ref.parquet"), gen.write_batch(cur, tmp_path / "cur.parquet")
+    verdict = _operator(tmp_path, ref_path, cur_path).execute(_context())
+
+    per_column = verdict["metrics"]["per_column"]
+    assert {"plan", "flag"} <= set(per_column) and set(FEATURES) <= set(per_column)
+    assert per_column["plan"]["method"] == "jensenshannon" and per_column["flag"]["method"] == "jensenshannon"
+    unchecked = verdict["unchecked_columns"]
+    assert set(unchecked) == {"comment", "legacy_score"}, unchecked
+    assert "free text" in unchecked["comment"] and "only in the reference" in unchecked["legacy_score"]
+    assert verdict["metrics"]["column_types"]["plan"] == "categorical"
+    assert verdict["passed"] is True, verdict["reasons"]
+    page = Path(verdict["report_path"]).read_text()
+    assert "Not checked" in page and "comment" in page
