@@ -14,7 +14,8 @@ For each daily window of ``churn_classifier``:
    experiment (``mlops-monitoring-predictions``) so the models page keeps showing the feature-drift verdict;
 5. ``labelled_window``: the window whose labels arrived today (``label_delay_days`` ago) and its inference log;
    ``check_quality`` joins them (concept drift = quality drop against the serving model's validation AUC,
-   confidence, business outcome); ``shadow_canary`` compares the served model with shadow/challenger/canary on
+   confidence, business outcome; labels of traffic served by a version that is no longer champion are reported
+   but emit no retraining event); ``shadow_canary`` compares the served model with shadow/challenger/canary on
    the same labelled rows (McNemar; the canary against the champion on its own rows: Fisher's exact test), and
    ``act_on_recommendation`` routes its verdict: promote the better shadow/challenger (approval gate, ledger),
    roll back a worse canary (its alias removed, ledger), or hold;
@@ -246,6 +247,9 @@ with DAG(
         reference_quality="{{ ti.xcom_pull(task_ids='labelled_window')['reference_auc'] }}",
         quality_metric="roc_auc",
         max_quality_drop=0.05,  # concept drift: ROC AUC more than 0.05 below the serving model's validation AUC
+        # The champion now: labels of a window a since-replaced version served are reported, but raise no
+        # retraining event for the model that serves today.
+        serving_version="{{ ti.xcom_pull(task_ids='score_window')['versions']['champion'] }}",
     )
 
     shadow = ShadowCanaryAnalysisOperator(
@@ -329,7 +333,10 @@ with DAG(
                 "roc_auc": quality_v["metrics"]["quality"].get("roc_auc"),
                 "reference_auc": entry.get("reference_auc"), "quality_drop": quality_v["quality_drop"],
                 "mean_confidence": quality_v["metrics"]["confidence"]["mean_confidence"],
-                "report": quality_v.get("report_path"), "reasons": quality_v["reasons"]},
+                "report": quality_v.get("report_path"), "reasons": quality_v["reasons"],
+                "served_versions": quality_v["metrics"].get("served_versions"),
+                "serving_version": quality_v["metrics"].get("serving_version"),
+                "retired": quality_v["metrics"].get("retired", False)},
             "shadow_canary": None if shadow_v is None else {
                 "recommendation": shadow_v["recommendation"], "comparisons": shadow_v["metrics"]["comparisons"]},
             "promotion": promoted, "rollback": rolled,

@@ -216,7 +216,8 @@ def compact_monitoring(m: dict[str, Any]) -> dict[str, Any]:
                                                       "own_reference", "report")},
         "quality": None if q is None else {k: q.get(k) for k in ("labelled_day", "served_by", "passed",
                                                                  "concept_drift", "roc_auc", "reference_auc",
-                                                                 "quality_drop", "report")},
+                                                                 "quality_drop", "report", "served_versions",
+                                                                 "serving_version", "retired")},
         "recommendation": None if sc is None else sc["recommendation"],
         "promotion": None if not m.get("promotion") else {k: m["promotion"].get(k) for k in (
             "alias", "version", "previous_version", "ledger_seq", "changed")},
@@ -256,6 +257,9 @@ def day_lines(e: dict[str, Any]) -> str:
         lines.append(f"  quality  labels of {q['labelled_day']} (served by v{q['served_by']}): "
                      f"roc_auc={_f(q['roc_auc'])} vs {_f(q['reference_auc'])} drop={_f(q['quality_drop'])} "
                      + ("ok" if q["passed"] else ("CONCEPT DRIFT" if q["concept_drift"] else "FAILED")))
+        if q.get("retired"):
+            lines.append(f"  quality  served by v{q['served_by']}, no longer champion (v{q['serving_version']} is): "
+                         f"no retrain event for v{q['serving_version']}")
         lines.append(f"  shadow/canary  recommendation={m['recommendation']}")
         if m.get("promotion") and m["promotion"].get("changed") is False:
             lines.append(f"  promote  v{m['promotion']['version']} is {m['promotion']['alias']} already: no change")

@@ -49,7 +49,31 @@ DEFAULT_PASSTHROUGH = (
 )
 #: Per-model output columns of shadow/challenger scoring (``<alias>_prediction``, ``<alias>_proba``).
 OUTPUT_SUFFIXES = ("_prediction", "_proba", "_confidence")
+#: Inference-log columns naming the variant that served a row (``BatchScoringOperator`` writes ``served_by``).
+VARIANT_COLUMNS = ("served_by", "variant")
+#: The registry alias of the model that serves (the one a retraining replaces).
+CHAMPION_ALIAS = "champion"
 
+
+def _version_of(value: Any) -> str | None:
+    """A model version as text: ``3``, ``"v3"`` and ``models:/<name>/3`` -> ``"3"``; other URIs stay whole."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    if text in ("", "None", "nan"):
+        return None
+    if text.startswith("models:/"):
+        last = text.rstrip("/").rsplit("/", 1)[-1]
+        return last if last.isdigit() else text
+    if text[:1] in ("v", "V") and text[1:].isdigit():
+        return text[1:]
+    return text
+
+
+def _version_sort_key(version: str) -> tuple[int, int, str]:
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
 def _parse_reference_quality(value: Any, metric: str) -> dict[str, float] | None:
@@ -112,7 +136,8 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
 
     Returns (XCom) ``{"passed", "reasons", "concept_drift", "quality_drop", "metrics": {"quality": {accuracy,
     precision, recall, f1, roc_auc, log_loss}, "reference_quality", "quality_metric", "quality_drop",
-    "confidence": {...}, "outcome": {...}, "rows": {...}, ...}, "evidence_uri", "verdict_uri", "report_path",
+    "confidence": {...}, "outcome": {...}, "rows": {...}, "served_versions": {version: rows}, "served_version",
+    "serving_version", "retired", "champion_rows", ...}, "evidence_uri", "verdict_uri", "report_path",
     "mlflow_run_id", "retrain_event"}``.
 
     The verdict fails on:
@@ -126,7 +151,18 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
       fewer than ``min_join_rate`` of the labels joined.
     Those in the first two lines are model problems: with ``emit_retrain_event`` they emit the retraining asset
     event (extra ``{reason, kind: "quality", quality_drop, verdict_uri, ...}``). Input problems fail the verdict
-    without a retraining trigger. Raises ``MonitoringError`` (never a silent pass) on an empty window, missing
+    without a retraining trigger.
+
+    **Verdicts about the model that serves**: labels arrive late, so the rows judged may have been served by a
+    version that is no longer champion. The version that served them (``served_version``) is the one of the
+    champion variant's rows (``served_by``/``variant`` = ``champion``) or, without that column, the version
+    serving most joined rows (from ``model_version``, else the version in ``model_uri``); ``served_versions``
+    counts joined rows per version (canary traffic shows as a second version). When it is not ``serving_version``
+    (the current champion), the version is **retired**: the verdict is reported as usual (concept drift, reasons)
+    with a reason naming both versions, but no retraining event is emitted, since retraining would replace the
+    current champion for a problem seen on another model. Rows the current champion served itself (e.g. as the
+    canary before its promotion) are judged on their own in ``metrics.champion_rows`` (informative: against the
+    same reference, no event). Raises ``MonitoringError`` (never a silent pass) on an empty window, missing
     files (a reference that no longer exists included), no label joining any prediction ("0 of N labels joined:
     check keys/timestamps"), and conflicting labels for one key.
 
@@ -161,6 +197,9 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
     :param fail_on_quality: raise ``MonitoringError`` when the verdict does not pass (no retraining event then).
     :param emit_retrain_event: emit the retraining asset event on a model-quality failure.
     :param retrain_asset: asset URI of the trigger; default ``mlops://monitoring/<model_name>``.
+    :param serving_version: the version holding the ``champion`` alias now (templated; ``3``, ``"v3"`` or
+        ``models:/<name>/3``). None = read from the registry (``model_name``'s ``champion`` alias) when the
+        operator uses MLflow anyway (``log_to_mlflow``); otherwise, or when that fails, unknown: no retired check.
     """
 
     template_fields: Sequence[str] = (
@@ -172,6 +211,7 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
         "features",
         "experiment_name",
         "model_name",
+        "serving_version",
     )
     ui_color = "#f4a259"
 
@@ -206,6 +246,7 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
         fail_on_quality: bool = False,
         emit_retrain_event: bool = True,
         retrain_asset: str | None = None,
+        serving_version: str | int | None = None,
         **kwargs: Any,
     ) -> None:
         if quality_metric not in QUALITY_METRICS:
@@ -252,6 +293,7 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
         self.fail_on_quality = fail_on_quality
         self.emit_retrain_event = emit
         self.retrain_asset = retrain_asset
+        self.serving_version = serving_version
 
     # -- execute -------------------------------------------------------------------------------------------------
 
@@ -347,6 +389,35 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
         versions = sorted(
             {str(v) for col in ("model_version", "model_uri") if col in log_df.columns for v in log_df[col].dropna()}
         )
+        # Which version served the labelled rows, and is it still the champion?
+        row_versions = self._row_versions(joined)
+        served_versions, served_version = self._served_versions(joined, row_versions)
+        serving_version = self._serving_version()
+        retired = served_version is not None and serving_version is not None and served_version != serving_version
+        champion_rows = None
+        if retired:
+            champion_rows = self._champion_rows(joined, row_versions, serving_version, reference_value)
+            judged = "concept drift" if concept_drift else ("the quality failure" if model_reasons else "quality")
+            notice = (
+                f"labels of traffic served by v{served_version}, which is no longer {CHAMPION_ALIAS} "
+                f"({CHAMPION_ALIAS} is v{serving_version} now): {judged} reported for v{served_version}, "
+                f"no retraining event for v{serving_version}"
+            )
+            if model_reasons:
+                reasons.append(notice)  # the verdict failed already; this says why no retraining follows
+            self.log.info("%s", notice)
+            if champion_rows is not None:
+                self.log.info(
+                    "informative: the %d joined rows served by the current %s v%s (e.g. as canary): %s=%s, drop %s, "
+                    "concept drift on them alone=%s (against the same reference; no retraining event)",
+                    champion_rows["rows"],
+                    CHAMPION_ALIAS,
+                    serving_version,
+                    metric,
+                    champion_rows["quality"].get(metric),
+                    champion_rows["quality_drop"],
+                    champion_rows["concept_drift"],
+                )
         verdict: dict[str, Any] = {
             "passed": not reasons,
             "reasons": reasons,
@@ -371,6 +442,11 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
                 },
                 "features": features,
                 "model_versions": versions[:20],
+                "served_versions": served_versions,
+                "served_version": served_version,
+                "serving_version": serving_version,
+                "retired": retired,
+                "champion_rows": champion_rows,
             },
             "engine": "sklearn+evidently",
             "mlflow_run_id": None,
@@ -383,7 +459,7 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
         self._report(report_path, joined, reference_frame, verdict)
 
         verdict["retrain_event"] = None
-        if model_reasons and self.emit_retrain_event:
+        if model_reasons and self.emit_retrain_event and not retired:
             from mlops_airflow.monitoring.retrain import retrain_event_extra
 
             verdict["retrain_event"] = retrain_event_extra(
@@ -435,6 +511,8 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
             f"quality passed={verdict['passed']} {metric}={shown} reference={ref_shown} drop={drop_shown} "
             f"concept_drift={concept_drift} joined={n_joined}/{len(labels)} "
             f"low_confidence={confidence['low_confidence_share']:.2f} "
+            f"served_versions={json.dumps(served_versions, sort_keys=True)} served_version={served_version} "
+            f"serving_version={serving_version} retired={retired} "
             f"retrain_event={'yes' if verdict['retrain_event'] else 'no'} report={verdict['evidence_uri']}"
         )
         for reason in reasons:
@@ -485,7 +563,7 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
                 "not made on the model's inputs; fix the scoring step"
             )
         read = [c for c in dict.fromkeys([*required, *[f for f in features if f in names]])]
-        for extra in (self.confidence_column, model_column, self.outcome_column, "model_version"):
+        for extra in (self.confidence_column, model_column, self.outcome_column, "model_version", *VARIANT_COLUMNS):
             if extra and extra in names and extra not in read:
                 read.append(extra)
         frame = _read_frame(path, "inference log", hint, read)
@@ -502,6 +580,77 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
             if frame.empty:
                 raise MonitoringError(f"no prediction in {path!r} has a probability; check the scoring step")
         return frame, features
+
+    # -- serving versions ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row_versions(frame: Any) -> Any | None:
+        """Each row's model version (``model_version``, else parsed from ``model_uri``); None without either."""
+        found = None
+        for col in ("model_version", "model_uri"):
+            if col in frame.columns:
+                parsed = frame[col].map(_version_of)
+                found = parsed if found is None else found.where(found.notna(), parsed)
+        return found
+
+    def _served_versions(self, joined: Any, row_versions: Any | None) -> tuple[dict[str, int], str | None]:
+        """Joined rows per version, and the version that served them: the champion variant's, else the majority."""
+        if row_versions is None or row_versions.isna().all():
+            return {}, None
+        counts = {str(k): int(v) for k, v in row_versions.value_counts(dropna=True).items()}
+        served = {k: counts[k] for k in sorted(counts, key=_version_sort_key)}
+        basis = counts
+        variant = next((c for c in VARIANT_COLUMNS if c in joined.columns), None)
+        if variant is not None:
+            mask = (joined[variant].astype(str) == CHAMPION_ALIAS) & row_versions.notna()
+            if mask.any():
+                basis = {str(k): int(v) for k, v in row_versions[mask].value_counts().items()}
+        primary = max(basis.items(), key=lambda kv: (kv[1], _version_sort_key(kv[0])))[0]
+        return served, primary
+
+    def _serving_version(self) -> str | None:
+        """The version holding the champion alias now: ``serving_version``, else the registry's (MLflow in use)."""
+        given = _version_of(self.serving_version)
+        if given is not None or not (self.log_to_mlflow and self.model_name):
+            return given
+        try:
+            self.hook.ensure_reachable(attempts=1)
+            mv = self.hook.get_client().get_model_version_by_alias(str(self.model_name), CHAMPION_ALIAS)
+        except Exception as err:  # noqa: BLE001 - unknown is the old behaviour, never a failure
+            self.log.warning(
+                "the current %s of %s is unknown (%s: %s): the labels are judged without checking that the version "
+                "that served them still serves; pass serving_version",
+                CHAMPION_ALIAS,
+                self.model_name,
+                type(err).__name__,
+                err,
+            )
+            return None
+        return _version_of(mv.version)
+
+    def _champion_rows(
+        self, joined: Any, row_versions: Any, serving_version: str, reference_value: Any
+    ) -> dict[str, Any] | None:
+        """Quality of the rows the current champion served itself (informative; None when it served none)."""
+        rows = joined[(row_versions == serving_version).to_numpy()]
+        if rows.empty:
+            return None
+        quality = classification_quality(
+            rows[self.label_column].astype(int).to_numpy(),
+            rows[self.prediction_column].to_numpy(),
+            rows[self.proba_column].to_numpy(),
+        )
+        value = quality.get(self.quality_metric)
+        drop = None
+        if value is not None and reference_value is not None:
+            drop = _quality_drop(self.quality_metric, float(reference_value), float(value))
+        return {
+            "version": serving_version,
+            "rows": len(rows),
+            "quality": quality,
+            "quality_drop": None if drop is None else round(drop, 6),
+            "concept_drift": drop is not None and drop > self.max_quality_drop,
+        }
 
     def _features(self, path: str, dataset: Any, model_column: str | None) -> list[str]:
         if self.features is not None:
@@ -684,4 +833,3 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
                 f"Rows: {verdict['metrics']['rows']}.",
             ],
         )
-

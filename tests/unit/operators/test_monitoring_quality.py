@@ -87,6 +87,16 @@ def data(tmp_path_factory: pytest.TempPathFactory, generator: Any) -> dict[str, 
     put("labels_wrong_day", late)
     clash = _labels(normal)
     put("labels_conflicting", pd.concat([clash, clash.head(3).assign(churned=1 - clash.head(3)["churned"])]))
+    # Day 7 of the demo: v1 was champion and v2 canary on 10% of the traffic; v2 is champion when labels arrive.
+    canary = _score(normal)
+    on_canary = (np.arange(len(canary)) % 10) == 0
+    canary["served_by"] = np.where(on_canary, "canary", "champion")
+    canary["model_version"] = np.where(on_canary, "2", "1")
+    put("log_canary", canary)
+    # The same traffic logged with model URIs only and no variant column: the majority version served it.
+    uri_only = canary.drop(columns=["model_version", "served_by"])
+    uri_only["model_uri"] = np.where(on_canary, f"models:/{MODEL}/2", f"models:/{MODEL}/1")
+    put("log_uri_only", uri_only)
     return out
 
 
@@ -164,6 +174,75 @@ def test_concept_drift_lowers_quality_while_features_barely_drift(tmp_path: Path
         "kind": "quality", "drifted_columns": [], "drift_share": None}
     assert event.extra["quality_drop"] == pytest.approx(verdict["quality_drop"])
     assert event.extra["reason"] == reason and event.extra["verdict_uri"].endswith("quality_verdict.json")
+    # No current champion known (none given, no MLflow): judged as before, without the retired-version check.
+    m = verdict["metrics"]
+    assert m["served_versions"] == {"3": 4000} and m["served_version"] == "3"
+    assert m["serving_version"] is None and m["retired"] is False
+
+
+# -- verdicts about the model that serves -------------------------------------------------------------------------
+
+
+def test_a_retired_version_s_labels_report_concept_drift_but_raise_no_retrain_event(
+    tmp_path: Path, data: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    """Labels of day 7 (served by v1, v2 as canary) arrive on day 8, when v2 is champion: no retraining of v2."""
+    context = _context()
+    # serving_version as the DAG's template renders it natively (an int).
+    op = _operator(tmp_path, data, log=data["log_canary"], labels=data["labels_concept_drift"], serving_version=2)
+    verdict = op.execute(context)
+
+    assert verdict["passed"] is False and verdict["concept_drift"] is True and verdict["quality_drop"] > 0.1
+    drift_reason, retired_reason = verdict["reasons"]
+    assert drift_reason.startswith("concept drift: roc_auc dropped ") and "on 4000 labelled" in drift_reason
+    assert retired_reason == (
+        "labels of traffic served by v1, which is no longer champion (champion is v2 now): concept drift "
+        "reported for v1, no retraining event for v2"
+    )
+    assert verdict["retrain_event"] is None and _events(context) == []
+    m = verdict["metrics"]
+    assert m["served_versions"] == {"1": 3600, "2": 400}
+    assert (m["served_version"], m["serving_version"], m["retired"]) == ("1", "2", True)
+    # The current champion's own (canary) rows, judged alone: informative.
+    rows = m["champion_rows"]
+    assert (rows["version"], rows["rows"], rows["concept_drift"]) == ("2", 400, True)
+    assert rows["quality"]["roc_auc"] < m["reference_quality"]["roc_auc"] - 0.05
+    out = capsys.readouterr().out
+    assert 'served_versions={"1": 3600, "2": 400} served_version=1 serving_version=2 retired=True' in out
+    assert "retrain_event=no" in out and "no retraining event for v2" in out
+    assert "informative: the 400 joined rows served by the current champion v2" in out
+
+
+def test_the_serving_version_s_labels_still_raise_the_retrain_event(tmp_path: Path, data: dict[str, Path]) -> None:
+    context = _context()
+    verdict = _operator(
+        tmp_path, data, log=data["log_canary"], labels=data["labels_concept_drift"], serving_version="v1"
+    ).execute(context)
+
+    assert verdict["passed"] is False and verdict["concept_drift"] is True
+    (reason,) = verdict["reasons"]
+    assert reason.startswith("concept drift: roc_auc dropped ")
+    m = verdict["metrics"]
+    assert (m["served_version"], m["serving_version"], m["retired"], m["champion_rows"]) == ("1", "1", False, None)
+    (event,) = _events(context)
+    assert event.extra == verdict["retrain_event"] and event.extra["reason"] == reason
+    assert event.extra["kind"] == "quality"
+
+
+def test_without_a_variant_column_the_majority_version_served_and_a_passing_retired_verdict_stays_passed(
+    tmp_path: Path, data: dict[str, Path]
+) -> None:
+    context = _context()
+    op = _operator(tmp_path, data, log=data["log_uri_only"], serving_version=f"models:/{MODEL}/2")
+    verdict = op.execute(context)
+
+    assert verdict["passed"] is True, verdict["reasons"]
+    assert verdict["concept_drift"] is False and verdict["reasons"] == []
+    m = verdict["metrics"]
+    assert m["served_versions"] == {"1": 3600, "2": 400}
+    assert (m["served_version"], m["serving_version"], m["retired"]) == ("1", "2", True)
+    assert m["champion_rows"]["rows"] == 400 and m["champion_rows"]["concept_drift"] is False
+    assert verdict["retrain_event"] is None and _events(context) == []
 
 
 def test_reference_quality_number_and_floors(tmp_path: Path, data: dict[str, Path]) -> None:
@@ -288,3 +367,5 @@ def test_logged_to_mlflow_with_quality_tags(tmp_path: Path, data: dict[str, Path
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id, "quality")}
     assert artifacts == {"quality/quality.html", "quality/quality_verdict.json"}
     assert retry["retrain_event"]["verdict_uri"] == f"{logged.info.artifact_uri}/quality/quality_verdict.json"
+    # The registry has no champion of MODEL: the current champion is unknown, judged as before (event emitted).
+    assert retry["metrics"]["serving_version"] is None and retry["metrics"]["retired"] is False
