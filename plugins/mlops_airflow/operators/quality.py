@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -20,113 +19,34 @@ from mlops_airflow.monitoring.quality_stats import (
     confidence_stats,
     outcome_stats,
 )
-from mlops_airflow.operators._monitoring import (
-    _MonitoringMixin,
-    _open_parquet,
-    _placeholder_report,
-    _read_frame,
-    _retrain_outlet,
-    _with_banner,
+from mlops_airflow.operators._monitoring import _MonitoringMixin, _retrain_outlet
+from mlops_airflow.operators._quality_inputs import (
+    CHAMPION_ALIAS,
+    DEFAULT_PASSTHROUGH,
+    OUTPUT_SUFFIXES,
+    QUALITY_ARTIFACT_DIR,
+    QUALITY_REPORT_FILE,
+    QUALITY_RUN_KIND,
+    QUALITY_VERDICT_FILE,
+    VARIANT_COLUMNS,
+    _parse_reference_quality,
+    _QualityInputsMixin,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-QUALITY_REPORT_FILE = "quality.html"
-QUALITY_VERDICT_FILE = "quality_verdict.json"
-QUALITY_ARTIFACT_DIR = "quality"
-QUALITY_RUN_KIND = "quality"
-#: Inference-log columns that are neither features nor model outputs, accepted without being "unknown".
-DEFAULT_PASSTHROUGH = (
-    "model_uri",
-    "model_version",
-    "model_name",
-    "model_alias",
-    "served_by",
-    "variant",
-    "scored_at",
-    "run_id",
-)
-#: Per-model output columns of shadow/challenger scoring (``<alias>_prediction``, ``<alias>_proba``).
-OUTPUT_SUFFIXES = ("_prediction", "_proba", "_confidence")
-#: Inference-log columns naming the variant that served a row (``BatchScoringOperator`` writes ``served_by``).
-VARIANT_COLUMNS = ("served_by", "variant")
-#: The registry alias of the model that serves (the one a retraining replaces).
-CHAMPION_ALIAS = "champion"
+__all__ = [
+    "DEFAULT_PASSTHROUGH",
+    "OUTPUT_SUFFIXES",
+    "QUALITY_REPORT_FILE",
+    "QUALITY_VERDICT_FILE",
+    "VARIANT_COLUMNS",
+    "QualityCheckOperator",
+]
 
 
-def _version_of(value: Any) -> str | None:
-    """A model version as text: ``3``, ``"v3"`` and ``models:/<name>/3`` -> ``"3"``; other URIs stay whole."""
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    if text in ("", "None", "nan"):
-        return None
-    if text.startswith("models:/"):
-        last = text.rstrip("/").rsplit("/", 1)[-1]
-        return last if last.isdigit() else text
-    if text[:1] in ("v", "V") and text[1:].isdigit():
-        return text[1:]
-    return text
-
-
-def _version_sort_key(version: str) -> tuple[int, int, str]:
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
-
-
-def _parse_reference_quality(value: Any, metric: str) -> dict[str, float] | None:
-    if value is None or value == "" or value == "None":
-        return None
-    if isinstance(value, int | float):
-        return {metric: float(value)}
-    if isinstance(value, dict):
-        return {str(k): float(v) for k, v in value.items() if v is not None}
-    text = str(value).strip()
-    try:
-        return {metric: float(text)}
-    except ValueError:
-        pass
-    from mlops_airflow.operators._common import as_dict
-
-    return {str(k): float(v) for k, v in as_dict(text, "reference_quality").items() if v is not None}
-
-
-def _time_range(series: Any) -> str:
-    try:
-        return f"{series.min()} .. {series.max()}"
-    except Exception:  # noqa: BLE001 - only for a message
-        return "?"
-
-
-def _align_keys(left: Any, right: Any, keys: Sequence[str]) -> None:
-    """Make join-key dtypes comparable in place: timestamps to UTC microseconds, numbers to one numeric type."""
-    import pandas as pd
-    from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
-
-    for key in keys:
-        a, b = left[key], right[key]
-        if is_datetime64_any_dtype(a) or is_datetime64_any_dtype(b):
-            try:
-                left[key] = pd.to_datetime(a, utc=True).astype("datetime64[us, UTC]")
-                right[key] = pd.to_datetime(b, utc=True).astype("datetime64[us, UTC]")
-            except (ValueError, TypeError) as err:
-                raise MonitoringError(
-                    f"join key {key!r} is {a.dtype} in the inference log but {b.dtype} in the labels and cannot be "
-                    f"read as timestamps: {err}; write both as timestamps"
-                ) from err
-        elif is_numeric_dtype(a) and is_numeric_dtype(b) and a.dtype != b.dtype:
-            left[key] = a.astype("float64")
-            right[key] = b.astype("float64")
-        elif is_numeric_dtype(a) != is_numeric_dtype(b):
-            raise MonitoringError(
-                f"join key {key!r} is {a.dtype} in the inference log but {b.dtype} in the labels; write both with "
-                "the same type"
-            )
-
-
-class QualityCheckOperator(_MonitoringMixin, BaseOperator):
+class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
     """Join delayed labels to the inference log and judge the model's quality, confidence and business link.
 
     Inputs (Parquet files or directories): the **inference log** of a window (join keys, the model's features,
@@ -524,312 +444,3 @@ class QualityCheckOperator(_MonitoringMixin, BaseOperator):
                 "recent labelled data"
             )
         return verdict
-
-    # -- inputs --------------------------------------------------------------------------------------------------
-
-    def _read_log(self, path: str, reasons: list[str]) -> tuple[Any, list[str]]:
-        """The inference log (needed columns only) and the model's features; input problems go to ``reasons``."""
-        hint = "check that batch scoring wrote this window's inference log at inference_log_path"
-        dataset = _open_parquet(path, "inference log", hint)
-        names = list(dataset.schema.names)
-        required = [*self.join_keys, self.prediction_column, self.proba_column]
-        missing = [c for c in required if c not in names]
-        if missing:
-            raise MonitoringError(
-                f"inference log {path!r} lacks columns {missing} (has {names}); batch scoring must write the join "
-                f"keys {self.join_keys}, {self.prediction_column!r} and {self.proba_column!r}"
-            )
-        if dataset.count_rows() == 0:
-            raise MonitoringError(
-                f"inference log {path!r} has no rows: nothing was scored in this window, so there is no quality "
-                "to check; check the scoring step (an empty window is never a pass)"
-            )
-        model_column = next((c for c in ("model_uri", "model_version") if c in names), None)
-        features = self._features(path, dataset, model_column)
-        outputs = {self.prediction_column, self.proba_column, self.confidence_column}
-        known = set(features) | set(self.join_keys) | outputs | set(self.passthrough_columns)
-        known |= {self.label_column} | ({self.outcome_column} if self.outcome_column else set())
-        unknown = [c for c in names if c not in known and not c.endswith(OUTPUT_SUFFIXES)]
-        if unknown:
-            reasons.append(
-                f"the inference log has columns the model does not know: {unknown} (model features: {features}); "
-                "the scoring input changed: align the feature pipeline with the model, or retrain with them "
-                "(list non-feature columns in passthrough_columns)"
-            )
-        absent = [c for c in features if c not in names]
-        if absent:
-            reasons.append(
-                f"features {absent} of the model are missing from the inference log {path!r}: predictions were "
-                "not made on the model's inputs; fix the scoring step"
-            )
-        read = [c for c in dict.fromkeys([*required, *[f for f in features if f in names]])]
-        for extra in (self.confidence_column, model_column, self.outcome_column, "model_version", *VARIANT_COLUMNS):
-            if extra and extra in names and extra not in read:
-                read.append(extra)
-        frame = _read_frame(path, "inference log", hint, read)
-        for col in features:
-            if col in frame.columns and frame[col].isna().all():
-                reasons.append(
-                    f"feature {col!r} is entirely null in the inference log ({len(frame)} rows): the model scored "
-                    "without it; fix the upstream feature pipeline"
-                )
-        null_proba = int(frame[self.proba_column].isna().sum())
-        if null_proba:
-            reasons.append(f"{null_proba} of {len(frame)} predictions have no probability ({self.proba_column!r})")
-            frame = frame[frame[self.proba_column].notna()]
-            if frame.empty:
-                raise MonitoringError(f"no prediction in {path!r} has a probability; check the scoring step")
-        return frame, features
-
-    # -- serving versions ----------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _row_versions(frame: Any) -> Any | None:
-        """Each row's model version (``model_version``, else parsed from ``model_uri``); None without either."""
-        found = None
-        for col in ("model_version", "model_uri"):
-            if col in frame.columns:
-                parsed = frame[col].map(_version_of)
-                found = parsed if found is None else found.where(found.notna(), parsed)
-        return found
-
-    def _served_versions(self, joined: Any, row_versions: Any | None) -> tuple[dict[str, int], str | None]:
-        """Joined rows per version, and the version that served them: the champion variant's, else the majority."""
-        if row_versions is None or row_versions.isna().all():
-            return {}, None
-        counts = {str(k): int(v) for k, v in row_versions.value_counts(dropna=True).items()}
-        served = {k: counts[k] for k in sorted(counts, key=_version_sort_key)}
-        basis = counts
-        variant = next((c for c in VARIANT_COLUMNS if c in joined.columns), None)
-        if variant is not None:
-            mask = (joined[variant].astype(str) == CHAMPION_ALIAS) & row_versions.notna()
-            if mask.any():
-                basis = {str(k): int(v) for k, v in row_versions[mask].value_counts().items()}
-        primary = max(basis.items(), key=lambda kv: (kv[1], _version_sort_key(kv[0])))[0]
-        return served, primary
-
-    def _serving_version(self) -> str | None:
-        """The version holding the champion alias now: ``serving_version``, else the registry's (MLflow in use)."""
-        given = _version_of(self.serving_version)
-        if given is not None or not (self.log_to_mlflow and self.model_name):
-            return given
-        try:
-            self.hook.ensure_reachable(attempts=1)
-            mv = self.hook.get_client().get_model_version_by_alias(str(self.model_name), CHAMPION_ALIAS)
-        except Exception as err:  # noqa: BLE001 - unknown is the old behaviour, never a failure
-            self.log.warning(
-                "the current %s of %s is unknown (%s: %s): the labels are judged without checking that the version "
-                "that served them still serves; pass serving_version",
-                CHAMPION_ALIAS,
-                self.model_name,
-                type(err).__name__,
-                err,
-            )
-            return None
-        return _version_of(mv.version)
-
-    def _champion_rows(
-        self, joined: Any, row_versions: Any, serving_version: str, reference_value: Any
-    ) -> dict[str, Any] | None:
-        """Quality of the rows the current champion served itself (informative; None when it served none)."""
-        rows = joined[(row_versions == serving_version).to_numpy()]
-        if rows.empty:
-            return None
-        quality = classification_quality(
-            rows[self.label_column].astype(int).to_numpy(),
-            rows[self.prediction_column].to_numpy(),
-            rows[self.proba_column].to_numpy(),
-        )
-        value = quality.get(self.quality_metric)
-        drop = None
-        if value is not None and reference_value is not None:
-            drop = _quality_drop(self.quality_metric, float(reference_value), float(value))
-        return {
-            "version": serving_version,
-            "rows": len(rows),
-            "quality": quality,
-            "quality_drop": None if drop is None else round(drop, 6),
-            "concept_drift": drop is not None and drop > self.max_quality_drop,
-        }
-
-    def _features(self, path: str, dataset: Any, model_column: str | None) -> list[str]:
-        if self.features is not None:
-            features = self.features
-            if isinstance(features, str):  # rendered from a template
-                text = features.strip()
-                features = json.loads(text) if text.startswith("[") else [f.strip() for f in text.split(",")]
-            return [str(f) for f in features if str(f)]
-        if model_column is None or (model_column == "model_version" and not self.model_name):
-            raise MonitoringError(
-                f"features not given and the inference log {path!r} names no model (model_uri, or model_version "
-                "with model_name) to read them from its metadata; pass features=[...] (the model's input columns)"
-            )
-        values = sorted({str(u) for u in dataset.to_table(columns=[model_column]).column(0).to_pylist() if u})
-        if model_column == "model_version":
-            values = [f"models:/{self.model_name}/{v}" for v in values]
-        return self._features_from_models(values)
-
-    def _features_from_models(self, model_uris: list[str]) -> list[str]:
-        """The ``features`` list the training entrypoint stores in each model's MLflow metadata (all must agree)."""
-        import mlflow
-        from mlflow.models import get_model_info
-
-        found: dict[str, list[str]] = {}
-        previous = mlflow.get_tracking_uri()
-        try:
-            mlflow.set_tracking_uri(self.hook.settings.tracking_uri)
-            for uri in model_uris[:5]:
-                meta = get_model_info(uri).metadata or {}
-                if not isinstance(meta.get("features"), list):
-                    raise MonitoringError(f"model {uri} has no 'features' metadata; pass features=[...]")
-                found[uri] = [str(f) for f in meta["features"]]
-        except MonitoringError:
-            raise
-        except Exception as err:
-            raise MonitoringError(
-                f"cannot read the feature list of {model_uris} from MLflow: {err}; pass features=[...]"
-            ) from err
-        finally:
-            mlflow.set_tracking_uri(previous)
-        distinct = {tuple(v) for v in found.values()}
-        if len(distinct) != 1:
-            raise MonitoringError(f"the models in the window have different features {found}; pass features=[...]")
-        return list(distinct.pop())
-
-    def _read_labels(self, path: str) -> Any:
-        hint = "the delayed labels may not have landed yet: check the labelling step, or run later"
-        dataset = _open_parquet(path, "labels", hint)
-        names = list(dataset.schema.names)
-        needed = [*self.join_keys, self.label_column]
-        missing = [c for c in needed if c not in names]
-        if missing:
-            raise MonitoringError(f"labels {path!r} lack columns {missing} (have {names}); {hint}")
-        read = list(needed)
-        if self.outcome_column and self.outcome_column in names:
-            read.append(self.outcome_column)
-        labels = _read_frame(path, "labels", hint, read)
-        if labels.empty:
-            raise MonitoringError(f"labels {path!r} have no rows: no label arrived for this window; {hint}")
-        null = int(labels[self.label_column].isna().sum())
-        if null:
-            self.log.warning("%d of %d labels are null and are left out", null, len(labels))
-            labels = labels[labels[self.label_column].notna()]
-            if labels.empty:
-                raise MonitoringError(f"every label in {path!r} is null; {hint}")
-        values = set(labels[self.label_column].astype(int).unique().tolist())
-        if not values <= {0, 1}:
-            raise MonitoringError(
-                f"labels {path!r} column {self.label_column!r} holds {sorted(values)}; binary 0/1 labels expected: "
-                "map the labels to 0/1 in the label feed, or point label_column at the binary label"
-            )
-        dup = labels.duplicated(subset=self.join_keys, keep=False)
-        if dup.any():
-            conflicting = labels[dup].groupby(self.join_keys, dropna=False)[self.label_column].nunique()
-            if (conflicting > 1).any():
-                raise MonitoringError(
-                    f"labels {path!r} give different labels to {int((conflicting > 1).sum())} keys "
-                    f"({self.join_keys}); deduplicate them upstream"
-                )
-            labels = labels.drop_duplicates(subset=self.join_keys)
-        return labels
-
-    def _join(self, log_df: Any, labels: Any, log_path: str, labels_path: str, reasons: list[str]) -> Any:
-        keys = self.join_keys
-        left = log_df.copy()
-        right = labels.copy()
-        _align_keys(left, right, keys)
-        if self.outcome_column and self.outcome_column in left.columns and self.outcome_column in right.columns:
-            left = left.drop(columns=[self.outcome_column])
-        try:
-            joined = left.merge(right, on=keys, how="inner", validate="many_to_one")
-        except Exception as err:
-            raise MonitoringError(
-                f"cannot join labels to the inference log on {keys}: {err}; check that the keys have the same "
-                "types on both sides and identify one prediction each (deduplicate the inference log)"
-            ) from err
-        if joined.empty:
-            ts = next((k for k in keys if "time" in k or "date" in k), None)
-            detail = f" (label {ts} {_time_range(right[ts])}; prediction {ts} {_time_range(left[ts])})" if ts else ""
-            raise MonitoringError(
-                f"0 of {len(labels)} labels joined to the {len(log_df)} predictions on {keys}: check keys/timestamps"
-                f"{detail}. Labels {labels_path!r}, inference log {log_path!r}"
-            )
-        if self.outcome_column and self.outcome_column not in joined.columns:
-            raise MonitoringError(
-                f"outcome column {self.outcome_column!r} is in neither the labels nor the inference log; fix "
-                "outcome_column"
-            )
-        rate = len(joined) / len(labels)
-        if rate < self.min_join_rate:
-            reasons.append(
-                f"only {len(joined)} of {len(labels)} labels joined ({rate:.0%} < {self.min_join_rate:.0%}) on "
-                f"{keys}: quality is measured on part of the window; check keys/timestamps"
-            )
-        return joined
-
-    def _read_reference(self) -> Any:
-        path = str(self.reference_path)
-        hint = "point reference_path at a labelled, scored reference window (e.g. the validation set)"
-        gone = (
-            f"reference dataset {path!r} no longer exists; re-create the scored reference window (e.g. score the "
-            "validation set with the champion) or pass reference_quality (e.g. the champion's validation metric)"
-        )
-        columns = [self.label_column, self.prediction_column, self.proba_column]
-        dataset = _open_parquet(path, "reference", hint, missing=gone)
-        try:
-            frame = dataset.to_table().to_pandas()
-        except Exception as err:
-            raise MonitoringError(f"cannot read the reference {path!r}: {err}; {hint}") from err
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise MonitoringError(f"reference {path!r} lacks columns {missing} (has {list(frame.columns)}); {hint}")
-        frame = frame[columns].dropna()
-        if frame.empty:
-            raise MonitoringError(f"reference {path!r} has no labelled, scored row; {hint}")
-        return frame
-
-    # -- report --------------------------------------------------------------------------------------------------
-
-    def _report(self, report_path: Path, joined: Any, reference: Any | None, verdict: dict[str, Any]) -> None:
-        """Evidently's ClassificationPreset on the joined window; a placeholder (never a failure) when it cannot."""
-        cols = [self.label_column, self.prediction_column, self.proba_column]
-        try:
-            from evidently import BinaryClassification, DataDefinition, Dataset, Report
-            from evidently.presets import ClassificationPreset
-
-            definition = DataDefinition(
-                classification=[
-                    BinaryClassification(
-                        target=self.label_column,
-                        prediction_labels=self.prediction_column,
-                        prediction_probas=self.proba_column,
-                        pos_label=1,
-                    )
-                ]
-            )
-
-            def dataset(frame: Any) -> Any:
-                data = frame[cols].copy()
-                data[self.label_column] = data[self.label_column].astype(int)
-                data[self.prediction_column] = data[self.prediction_column].astype(int)
-                return Dataset.from_pandas(data, data_definition=definition)
-
-            snapshot = Report([ClassificationPreset()]).run(
-                dataset(joined), dataset(reference) if reference is not None else None
-            )
-            snapshot.save_html(str(report_path))
-        except Exception as err:  # noqa: BLE001 - the verdict stands without the picture
-            self.log.warning("the Evidently classification report failed (%s); writing a placeholder", err)
-            _placeholder_report(report_path, "Quality: report not rendered", [str(err), *verdict["reasons"]])
-            return
-        q = verdict["metrics"]["quality"]
-        _with_banner(
-            report_path,
-            [
-                f"Verdict: passed={verdict['passed']}, concept drift={verdict['concept_drift']}, "
-                f"{self.quality_metric} drop {verdict['quality_drop']} (allowed {self.max_quality_drop}); "
-                f"{self.quality_metric}={q.get(self.quality_metric)}.",
-                *verdict["reasons"],
-                f"Rows: {verdict['metrics']['rows']}.",
-            ],
-        )
