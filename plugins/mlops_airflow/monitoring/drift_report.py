@@ -50,6 +50,11 @@ def _svg(hist: Mapping[str, Any] | None, width: int = 260, height: int = 64) -> 
         for i, (r, c) in enumerate(zip(ref, cur, strict=True)):
             x = i * slot
             label = html.escape(str(hist["values"][i]))
+            if n <= 12:  # room for the value under its pair of bars
+                parts.append(
+                    f'<text x="{x + bar:.1f}" y="{height + 11}" font-size="8" fill="#5a6776" '
+                    f'text-anchor="middle">{html.escape(str(hist["values"][i])[:6])}</text>'
+                )
             for dx, share, color, side in ((0, r, _REF, "reference"), (bar, c, _CUR, "current")):
                 h = height * share / top
                 parts.append(

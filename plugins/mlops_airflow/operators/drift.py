@@ -41,20 +41,28 @@ class DataDriftOperator(_EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
     """Compare a new batch with a reference dataset, per column as Evidently 0.7's ``DataDriftPreset`` does, and
     return a verdict.
 
-    Returns (XCom) ``{"passed", "reasons", "drifted_columns", "drift_share", "engine", "metrics": {"n_columns",
-    "n_drifted", "per_column": {col: {score, threshold, method, drifted}}, "reference_rows", "current_rows",
-    "excluded_columns", ...}, "evidence_uri", "verdict_uri", "report_path", "mlflow_run_id", "retrain_event"}``.
-    ``passed`` is False on dataset drift (share of drifted columns >= ``drift_share_threshold``) and when a feature
-    is entirely null on either side (that feature is left out of the drift run and named in ``reasons``).
+    Returns (XCom) ``{"passed", "reasons", "drifted_columns", "drift_share", "engine", "unchecked_columns",
+    "metrics": {"n_columns", "n_drifted", "per_column": {col: {score, threshold, method, drifted}}, "column_types",
+    "unchecked_columns", "reference_rows", "current_rows", "excluded_columns", ...}, "evidence_uri", "verdict_uri",
+    "report_path", "mlflow_run_id", "retrain_event"}``. ``passed`` is False on dataset drift (share of drifted
+    columns >= ``drift_share_threshold``) and when a feature is entirely null on either side (that feature is left
+    out of the drift run and named in ``reasons``). ``unchecked_columns`` names, with the reason, every column that
+    was not compared (free text, datetimes, unknown types, columns only one side has); they do not fail the verdict.
+
+    **Column types** are Evidently 0.7's, inferred on the current data (``monitoring.column_types``: an integer
+    with at most 10 distinct values, a boolean or a low-cardinality string is categorical), or declared with
+    ``column_types``. Stattests and thresholds resolve as in ``DataDriftPreset``: per column, else per type, else
+    for all, else Evidently's automatic choice.
 
     **Engines.** ``fast`` (default): ``mlops_airflow.monitoring.drift_engine`` reads one column at a time and
     computes Evidently's stattests itself (same automatic choice per column, same thresholds and comparisons);
     Wasserstein/KS are exact up to ``max_exact_rows`` rows per side and, above, bounded with a guarantee that
-    decides the verdict (see the engine's docs; ``metrics.approximate_columns`` lists bounded scores). The HTML
-    report is Evidently's ``DataDriftPreset`` on a uniform random sample of ``report_sample_rows`` rows per side
-    (seed 0, stated at the top of the report and in ``metrics.report_sample_rows``), so it stays cheap: its charts
-    and scores describe the sample, the verdict all rows. ``evidently``: ``DataDriftPreset`` on all rows (minutes
-    and GBs at millions of rows); the verdict is read from its snapshot.
+    decides the verdict (see the engine's docs; ``metrics.approximate_columns`` lists bounded scores). It imports
+    neither Evidently nor mlflow: the report (``report="engine"``) is drawn from the engine's own statistics on
+    every row (``monitoring.drift_report``), and the run is logged through MLflow's REST API. ``report="evidently"``
+    adds Evidently's ``DataDriftPreset`` report on a uniform random sample of ``report_sample_rows`` rows per side
+    (seed 0, stated at the top of the report). ``evidently``: ``DataDriftPreset`` on all rows (minutes and GBs at
+    millions of rows); the verdict is read from its snapshot.
 
     **Retraining trigger.** On dataset drift, with ``emit_retrain_event`` (default) and a ``model_name`` (or
     ``retrain_asset``), the task emits an asset event on ``mlops://monitoring/<model>`` with extra
