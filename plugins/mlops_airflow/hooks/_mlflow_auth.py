@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mlops_airflow.hooks.mlflow_registry import MlflowSettings
+    from mlops_airflow.hooks._mlflow_settings import MlflowSettings
 
 
 def host_creds_factory(settings: MlflowSettings, uri: str) -> Any:

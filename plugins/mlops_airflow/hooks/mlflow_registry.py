@@ -18,7 +18,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,28 +25,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from mlops_airflow.exceptions import RegistryError
+from mlops_airflow.hooks._mlflow_settings import MlflowSettings
+
+__all__ = ["MlflowHook", "MlflowSettings"]
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from mlops_airflow.hooks.mlflow_rest import MlflowRestClient
-
-
-@dataclass(frozen=True)
-class MlflowSettings:
-    tracking_uri: str
-    registry_uri: str
-    ui_url: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    insecure_tls: bool = False
-
-    def __repr__(self) -> str:  # never show secrets in logs
-        auth = "token" if self.token else ("basic" if self.username else "none")
-        return f"MlflowSettings(tracking_uri={self.tracking_uri!r}, registry_uri={self.registry_uri!r}, auth={auth})"
-
-    __str__ = __repr__
 
 
 class MlflowHook(BaseHook):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlops_airflow.hooks.mlflow_registry import MlflowSettings
+    from mlops_airflow.hooks._mlflow_settings import MlflowSettings
 
 #: ``runs/log-batch`` limits (MLflow's REST API): 1000 metrics, 100 tags per request.
 MAX_METRICS = 1000

@@ -19,9 +19,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.operators._common import safe_part
-from mlops_airflow.operators.training import mlops_conf
 
 if TYPE_CHECKING:
     import logging

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import EvidenceLink, MlflowModelVersionLink, MlflowRunLink
 from mlops_airflow.operators._common import as_dict, run_identity, safe_part
 from mlops_airflow.operators._scoring import file_sha256, score_parquet
-from mlops_airflow.operators.promotion import _registered_model, check_version_usable, now_iso
-from mlops_airflow.operators.training import mlops_conf
+from mlops_airflow.registry.versions import check_version_usable, now_iso
+from mlops_airflow.registry.versions import registered_model as _registered_model
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -30,6 +30,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import MLOpsError, TrainingError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.k8s.validation import (
@@ -43,7 +44,7 @@ from mlops_airflow.k8s.validation import (
 )
 from mlops_airflow.links.mlflow import MlflowRunLink
 from mlops_airflow.operators._common import as_dict
-from mlops_airflow.operators.training import TrainingJobMixin, mlops_conf
+from mlops_airflow.operators._training_job import TrainingJobMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

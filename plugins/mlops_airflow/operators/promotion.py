@@ -35,18 +35,24 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, BaseOperator
 
 from mlops_airflow.assets import model_asset_uri
+from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import EvidenceLink, MlflowModelVersionLink
 from mlops_airflow.operators._common import as_dict, run_identity
-from mlops_airflow.operators.training import mlops_conf
+from mlops_airflow.registry.versions import (  # noqa: F401 - model_artifact_present: re-exported for one release
+    check_version_usable,
+    model_artifact_present,
+    now_iso,
+)
+from mlops_airflow.registry.versions import registered_model as _registered_model
+from mlops_airflow.registry.versions import run_ids as _run_ids
 
 if TYPE_CHECKING:
     import logging
@@ -58,10 +64,6 @@ LEDGER_PREFIX = "mlops.ledger."
 LEDGER_HEAD = "mlops.ledger.head"
 LOCK_SUFFIX = ".promotion-lock"
 APPROVE = "Approve"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------------------- ledger
@@ -93,20 +95,6 @@ def previous_holder(client: Any, model_name: str, alias: str = "champion") -> st
     """The version that held ``alias`` before the current holder (the rollback target), from the ledger."""
     entry = last_entry(read_ledger(client, model_name), alias)
     return entry.get("previous_version") if entry else None
-
-
-def _registered_model(client: Any, model_name: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_registered_model(model_name)
-    except MlflowException as err:
-        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise RegistryError(
-                f"registered model {model_name!r} does not exist; check model_name, or register a version first "
-                "(RegisterModelOperator)"
-            ) from None
-        raise
 
 
 # ----------------------------------------------------------------------------------------- lock
@@ -637,47 +625,6 @@ class PromoteModelOperator(BaseOperator):
                       entry.get("previous_version"), changed, entry.get("seq"), entry.get("approved_by"),
                       entry.get("evidence_uri"), url)
         return result
-
-
-def _run_ids(client: Any, mv: Any) -> tuple[str, str]:
-    return client.get_run(mv.run_id).info.experiment_id, mv.run_id
-
-
-def check_version_usable(hook: MlflowHook, client: Any, model_name: str, version: str) -> Any:
-    """The version exists, is READY, and its model artifact (MLmodel) is present; else a clear error."""
-    from mlflow.exceptions import MlflowException
-
-    _registered_model(client, model_name)
-    try:
-        mv = client.get_model_version(model_name, version)
-    except MlflowException:
-        raise RegistryError(f"{model_name} has no version {version!r}; check the version passed to this task") \
-            from None
-    if mv.status != "READY":
-        raise RegistryError(f"{model_name} v{version} is {mv.status} ({mv.status_message}); only READY versions move")
-    if not model_artifact_present(client, mv):
-        raise RegistryError(
-            f"{model_name} v{version}: the model artifact behind {mv.source} is missing (no MLmodel file); it cannot "
-            "be served. Re-register the version from a run that logged a model, or pick another version"
-        )
-    return mv
-
-
-def model_artifact_present(client: Any, mv: Any) -> bool:
-    """True when the version's source holds an ``MLmodel`` file."""
-    try:
-        source = mv.source or ""
-        model_id = getattr(mv, "model_id", None) or (source.removeprefix("models:/")
-                                                     if source.startswith("models:/m-") else None)
-        if model_id:
-            repo = client._tracking_client._get_artifact_repo(model_id, resource="logged_model")
-            return any(Path(f.path).name == "MLmodel" for f in repo.list_artifacts())
-        if source.startswith("runs:/"):
-            run_id, _, path = source.removeprefix("runs:/").partition("/")
-            return any(Path(f.path).name == "MLmodel" for f in client.list_artifacts(run_id, path or None))
-        return True  # other sources (s3://...): the registry copied them; trust its READY status
-    except Exception:  # noqa: BLE001 - unreadable = missing, reported with the version by the caller
-        return False
 
 
 class RollbackModelOperator(PromoteModelOperator):

@@ -22,8 +22,9 @@ from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowModelVersionLink, MlflowRunLink
 from mlops_airflow.operators._common import as_dict, run_identity
-from mlops_airflow.operators.promotion import emit_model_event, event_extra, model_artifact_present, move_alias, now_iso
+from mlops_airflow.operators.promotion import emit_model_event, event_extra, move_alias
 from mlops_airflow.record import RECORD_ARTIFACT, build_record, record_tags
+from mlops_airflow.registry.versions import model_artifact_present, now_iso
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

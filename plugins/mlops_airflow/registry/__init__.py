@@ -1,0 +1,1 @@
+"""The model registry without Airflow operators: version checks (``versions``)."""
