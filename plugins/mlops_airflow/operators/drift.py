@@ -283,7 +283,12 @@ class DataDriftOperator(_EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
         if self.fail_on_drift and not verdict["passed"]:
             raise MonitoringError(
                 f"{summary}; reasons: {'; '.join(verdict['reasons'])}. Next: inspect the report; the retraining "
-                "trigger fires on this verdict"
+                "trigger fires on this verdict",
+                cause="dataset drift" if dataset_drift else "drift check failed",
+                counts={"n_drifted": verdict["metrics"]["n_drifted"], "n_columns": verdict["metrics"]["n_columns"]},
+                evidence_uri=verdict["evidence_uri"],
+                next_step="inspect the report; the retraining trigger fires on this verdict",
+                drifted_columns=verdict["drifted_columns"],
             )
         return verdict
 
@@ -452,10 +457,18 @@ class DataDriftOperator(_EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
         if current_rows == 0:
             raise MonitoringError(
                 f"current window {current_path!r} has no rows: nothing to compare; check that the upstream "
-                "step landed data for this interval (an empty window is never a pass)"
+                "step landed data for this interval (an empty window is never a pass)",
+                cause="empty current window",
+                counts={"current_rows": 0, "reference_rows": reference_rows},
+                next_step="check that the upstream step landed data for this interval",
+                current_path=current_path,
             )
         if reference_rows == 0:
             raise MonitoringError(
                 f"reference dataset {reference_path!r} has no rows; re-run the training-set step or point "
-                "reference_path at a non-empty training set"
+                "reference_path at a non-empty training set",
+                cause="empty reference",
+                counts={"reference_rows": 0, "current_rows": current_rows},
+                next_step="re-run the training-set step or point reference_path at a non-empty training set",
+                reference_path=reference_path,
             )

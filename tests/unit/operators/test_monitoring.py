@@ -117,8 +117,13 @@ def test_covariate_shift_is_dataset_drift(tmp_path: Path, data: dict[str, Path],
 
 def test_fail_on_drift_raises_with_next_step(tmp_path: Path, data: dict[str, Path]) -> None:
     op = _operator(tmp_path, data["reference"], data["shifted"], fail_on_drift=True, stattest="ks")
-    with pytest.raises(MonitoringError, match=r"passed=False .*inspect the report; the retraining trigger fires"):
+    match = r"passed=False .*inspect the report; the retraining trigger fires"
+    with pytest.raises(MonitoringError, match=match) as err:
         op.execute(_context())
+    # The parts of the message as fields, for callbacks and alerts (as the GX provider's exception has them).
+    assert err.value.cause == "dataset drift" and err.value.counts["n_drifted"] >= 3
+    assert err.value.evidence_uri.endswith("data_drift.html") and "inspect the report" in err.value.next_step
+    assert err.value.as_dict()["details"]["drifted_columns"]
 
 
 def test_explicit_stattest_and_threshold_reach_evidently(tmp_path: Path, data: dict[str, Path]) -> None:
@@ -274,8 +279,9 @@ def test_missing_reference_path(tmp_path: Path, data: dict[str, Path]) -> None:
 
 
 def test_empty_current_window(tmp_path: Path, data: dict[str, Path]) -> None:
-    with pytest.raises(MonitoringError, match=r"current window .*current_empty.parquet.* has no rows"):
+    with pytest.raises(MonitoringError, match=r"current window .*current_empty.parquet.* has no rows") as err:
         _operator(tmp_path, data["reference"], data["empty"]).execute(_context())
+    assert (err.value.cause, err.value.counts["current_rows"]) == ("empty current window", 0)
 
 
 def test_column_missing_on_one_side(tmp_path: Path, data: dict[str, Path]) -> None:
