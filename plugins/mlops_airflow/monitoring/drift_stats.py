@@ -131,7 +131,9 @@ class _Side:
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
         if self.kind == CATEGORICAL:
-            arr = arr.drop_null()
+            # Evidently drops NaN and +-inf of every column first; NaN is not an Arrow null (and never equals
+            # itself, so it would count once per batch).
+            arr = _finite_arrow(arr) if pa.types.is_floating(arr.type) else arr.drop_null()
             self.n += len(arr)
             limit = None
         assert self.counts is not None

@@ -1,21 +1,25 @@
 """Quality on delayed labels: binary-classification metrics, confidence and business-outcome statistics.
 
-No Airflow import (numpy, scipy and scikit-learn inside functions), so the statistics are tested alone.
+No Airflow import (numpy, scipy and scikit-learn inside functions), so the statistics are tested alone. ROC AUC,
+the metric names and their direction come from ``mlops_airflow.stats``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-QUALITY_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-_LOWER_IS_BETTER = frozenset({"log_loss"})
+from mlops_airflow import stats
+
+QUALITY_METRICS = stats.METRIC_NAMES
+_LOWER_IS_BETTER = stats.spellings(stats.LOWER_IS_BETTER)  # log_loss (and its legacy spelling logloss)
 
 
 def classification_quality(labels: Any, predictions: Any, probas: Any | None) -> dict[str, float | None]:
     """Binary classification quality (positive class 1): accuracy, precision, recall, F1, ROC AUC, log loss.
 
-    The numbers Evidently 0.7's ``ClassificationPreset`` reports (it computes them with scikit-learn, as here).
-    ROC AUC and log loss need probabilities; ROC AUC also both classes among the labels (else None).
+    The numbers Evidently 0.7's ``ClassificationPreset`` reports (it computes them with scikit-learn, as here; ROC
+    AUC with ``stats.roc_auc``, the same rank statistic). ROC AUC and log loss need probabilities; ROC AUC also
+    both classes among the labels (else None).
     """
     import numpy as np
     from sklearn import metrics as skm
@@ -33,7 +37,7 @@ def classification_quality(labels: Any, predictions: Any, probas: Any | None) ->
     if probas is not None:
         p = np.clip(np.asarray(probas, dtype=float), 1e-15, 1 - 1e-15)
         if len(np.unique(y)) == 2:
-            out["roc_auc"] = float(skm.roc_auc_score(y, p))
+            out["roc_auc"] = stats.roc_auc(y, p)
         out["log_loss"] = float(skm.log_loss(y, p, labels=[0, 1]))
     return out
 
@@ -80,5 +84,5 @@ def outcome_stats(probas: Any, predictions: Any, outcome: Any) -> dict[str, floa
 
 
 def _quality_drop(metric: str, reference: float, current: float) -> float:
-    """Positive = worse now (log loss: lower is better)."""
-    return current - reference if metric in _LOWER_IS_BETTER else reference - current
+    """Positive = worse now (log loss: lower is better): how much better the reference was."""
+    return stats.improvement(metric, reference, current)

@@ -160,3 +160,16 @@ def test_classify_table() -> None:
     boolean_with_nulls = ct.classify("b", pa.bool_(), null_count=1, count=9, distinct=None)
     assert boolean_with_nulls.kind == "categorical"
     assert "Evidently 0.7 types it unknown" in str(boolean_with_nulls.reason)
+
+
+def test_a_categorical_float_drops_nan_and_inf_whatever_the_batch_size() -> None:
+    """NaN is not an Arrow null and never equals itself: counted as a value it would count once per batch."""
+    ref = {"level": [1.0, 2.0, float("nan"), 2.0, float("inf"), 1.0, 3.0, float("nan")] * 50}
+    cur = {"level": [1.0, 2.0, 2.0, float("nan"), 3.0, 3.0, float("-inf"), 1.0] * 40}
+    results = [
+        detect_drift(ref, cur, column_types={"level": "categorical"}, batch_size=size).columns["level"]
+        for size in (3, 1000)
+    ]
+    assert {r.n_unique for r in results} == {3}
+    assert results[0].score == pytest.approx(results[1].score, abs=1e-15)
+    assert results[0].reference_count == 250 and results[0].current_count == 240
