@@ -87,7 +87,7 @@ def count(source: Any, plan: Any, side: str, *, batch_size: int = 1 << 18) -> di
                 else:
                     if pa.types.is_dictionary(arr.type):
                         arr = arr.dictionary_decode()
-                    arr = arr.drop_null()
+                    arr = _finite_arrow(arr) if pa.types.is_floating(arr.type) else arr.drop_null()
                 n += len(arr)
                 if len(arr):
                     vc = pc.value_counts(arr)

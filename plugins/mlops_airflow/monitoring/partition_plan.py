@@ -189,16 +189,8 @@ def _plan_column(
         "result": None,
     }
     ref_counts, cur_counts = r.kind_counts(kind), c.kind_counts(kind)
-    if kind == CATEGORICAL and r.numeric:
-        # The engine counts a categorical column's non-null values: NaN and +-inf are values there, while a
-        # numerical summary holds the finite ones only. Where a side has any, its values are counted again.
-        non_finite = {s: m.n != m.rows - m.nulls for s, m in (("reference", r), ("current", c))}
-        if non_finite["reference"] or non_finite["current"]:
-            entry["n"] = [r.rows - r.nulls, c.rows - c.nulls]
-            if non_finite["reference"]:
-                ref_counts = None
-            if non_finite["current"]:
-                cur_counts = None
+    # A categorical float column drops NaN and +-inf as the engine (and Evidently) does: the summaries' finite
+    # counts are its counts.
     n_ref, n_cur = entry["n"]
     result.reference_count, result.current_count = n_ref, n_cur
     empty = [role for role, n in (("reference", n_ref), ("current", n_cur)) if n == 0]
