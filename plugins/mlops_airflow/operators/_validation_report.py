@@ -1,0 +1,186 @@
+"""What the data validation gate writes and says: the result JSON, the HTML summary, the evidence link, the message.
+
+``validation_result.json`` (the full GX result plus the batch) and ``validation_summary.html`` go to the run's
+results folder whatever the outcome; the failure message names the batch, the failing expectations and the next
+step. stdlib only at module level.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_airflow.links.mlflow import EvidenceLink
+from mlops_airflow.operators._validation_files import write_atomic
+from mlops_airflow.operators._validation_gx import DOMAIN_KWARGS, domain, examples, exception_message, short
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RESULT_FILE = "validation_result.json"
+SUMMARY_FILE = "validation_summary.html"
+# A failure message names at most this many expectations; the full result file has them all.
+MAX_REASONS_IN_MESSAGE = 8
+
+
+def not_run_result(structural: list[str], suite_name: str) -> dict[str, Any]:
+    """The result document of a batch that failed a structural check (the suite did not run)."""
+    return {
+        "success": False,
+        "structural_failures": structural,
+        "results": [],
+        "statistics": {
+            "evaluated_expectations": 0,
+            "successful_expectations": 0,
+            "unsuccessful_expectations": 0,
+        },
+        "suite_name": suite_name,
+    }
+
+
+def result_metrics(result: dict[str, Any], rows: int) -> dict[str, int]:
+    stats = result.get("statistics") or {}
+    return {
+        "evaluated": int(stats.get("evaluated_expectations") or 0),
+        "successful": int(stats.get("successful_expectations") or 0),
+        "failed": int(stats.get("unsuccessful_expectations") or 0),
+        "rows": rows,
+    }
+
+
+def write_evidence(
+    out_dir: Path,
+    result: dict[str, Any],
+    source: Path,
+    data_md5: str | None,
+    metrics: dict[str, int],
+    reasons: list[str],
+    passed: bool,
+    *,
+    suite_path: str,
+    max_examples: int,
+) -> tuple[Path, Path]:
+    out_dir = out_dir.absolute()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result_path = out_dir / RESULT_FILE
+    summary_path = out_dir / SUMMARY_FILE
+    document = {**result, "batch": {"path": str(source.absolute()), "md5": data_md5, "rows": metrics["rows"]}}
+    write_atomic(result_path, json.dumps(document, indent=2, default=str))
+    write_atomic(
+        summary_path,
+        render_html(
+            result, source, data_md5, metrics, reasons, passed, suite_path=suite_path, max_examples=max_examples
+        ),
+    )
+    return result_path, summary_path
+
+
+def render_html(
+    result: dict[str, Any],
+    source: Path,
+    data_md5: str | None,
+    metrics: dict[str, int],
+    reasons: list[str],
+    passed: bool,
+    *,
+    suite_path: str,
+    max_examples: int,
+) -> str:
+    esc = html.escape
+    rows = []
+    for item in result.get("results", []):
+        config = item.get("expectation_config") or {}
+        kwargs = config.get("kwargs") or {}
+        detail = item.get("result") or {}
+        error = exception_message(item.get("exception_info"))
+        expected = {k: v for k, v in kwargs.items() if k not in DOMAIN_KWARGS}
+        if error:
+            observed = f"error: {error.strip().splitlines()[0]}"
+        elif detail.get("unexpected_count") is not None:
+            observed = f"{detail['unexpected_count']} unexpected ({float(detail.get('unexpected_percent') or 0):.2f}%)"
+        elif "observed_value" in detail:
+            observed = f"observed {short(detail['observed_value'])}"
+        else:
+            observed = ""
+        shown = ", ".join(examples(detail.get("partial_unexpected_list"), max_examples))
+        ok = bool(item.get("success"))
+        rows.append(
+            f'<tr class="{"ok" if ok else "bad"}"><td>{esc(str(config.get("type")))}</td>'
+            f"<td>{esc(domain(kwargs))}</td><td>{esc(short(expected, 200) if expected else '')}</td>"
+            f"<td>{'pass' if ok else 'FAIL'}</td><td>{esc(observed)}</td><td>{esc(shown)}</td></tr>"
+        )
+    table_rows = "\n".join(rows) or '<tr><td colspan="6">not run (structural failure)</td></tr>'
+    reason_items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+    verdict = "PASSED" if passed else "FAILED"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Data validation {esc(verdict)}: {esc(source.name)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; font-size: 0.9em; }}
+tr.bad td {{ background: #fde8e8; }}
+tr.ok td {{ background: #eef8ee; }}
+.verdict {{ font-weight: bold; color: {"#1a7f37" if passed else "#c62828"}; }}
+</style></head><body>
+<h1>Data validation: <span class="verdict">{esc(verdict)}</span></h1>
+<p>Batch <code>{esc(str(source.absolute()))}</code>, md5 <code>{esc(str(data_md5))}</code>, {metrics["rows"]} rows.<br>
+Suite <code>{esc(str(result.get("suite_name", "")))}</code> ({esc(suite_path)}):
+{metrics["evaluated"]} expectations evaluated, {metrics["successful"]} passed, {metrics["failed"]} failed.</p>
+{f"<h2>Reasons</h2><ul>{reason_items}</ul>" if reasons else ""}
+<h2>Expectations</h2>
+<table><tr><th>Expectation</th><th>Column(s)</th><th>Expected</th><th>Result</th><th>Observed</th>
+<th>Examples of unexpected values</th></tr>
+{table_rows}
+</table></body></html>
+"""
+
+
+def persist_link(context: Any, summary_path: Path, results_dir: str, evidence_url_prefix: str | None) -> None:
+    """The "Evidence report" extra link: the HTML summary (under ``evidence_url_prefix`` when given)."""
+    url = summary_path.as_uri()
+    if evidence_url_prefix:
+        try:
+            rel = summary_path.relative_to(Path(results_dir).absolute())
+            url = f"{evidence_url_prefix.rstrip('/')}/{rel.as_posix()}"
+        except ValueError:
+            pass
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is not None and hasattr(ti, "xcom_push"):
+        EvidenceLink.persist(context, url)
+
+
+def failure_message(
+    source: Path,
+    landed: bool,
+    data_md5: str | None,
+    frame: pd.DataFrame | None,
+    metrics: dict[str, int],
+    reasons: list[str],
+    structural: list[str],
+    where: str,
+    result_path: Path,
+    suite_path: str,
+) -> str:
+    facts = []
+    if data_md5:
+        facts.append(f"md5 {data_md5[:12]}")
+    if frame is not None:
+        facts.append(f"{len(frame)} rows")
+    head = f"Data validation failed for {source.name}" + (f" ({', '.join(facts)})" if facts else "")
+    shown = [r.rstrip(".") for r in reasons[:MAX_REASONS_IN_MESSAGE]]
+    more = f"; and {len(reasons) - len(shown)} more (see the full result)" if len(reasons) > len(shown) else ""
+    if structural:
+        body = "; ".join(shown) + more
+        if not landed:
+            step = (
+                f"check that the upstream task wrote {source} (and that the path template rendered as "
+                "expected), then rerun this task."
+            )
+        else:
+            step = "fix the upstream export and re-land the batch."
+    else:
+        body = f"{metrics['failed']} of {metrics['evaluated']} expectations failed - " + "; ".join(shown) + more
+        step = f"fix the upstream export and re-land the batch, or adjust the suite {suite_path} if the data is right."
+    return f"{head}: {body}. {where} Full result: {result_path}. Next step: {step}"

@@ -1,0 +1,47 @@
+"""``FeastApplyOperator``: ``feast apply`` / ``feast plan`` on a feature repository (CI/CD DAGs only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_airflow.hooks.feast_store import FeastHook
+from mlops_airflow.operators._feast_common import announce
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class FeastApplyOperator(BaseOperator):
+    """``feast apply`` on the connection's feature repository (``plan_only=True``: ``feast plan``, no change).
+
+    Belongs in a CI/CD DAG that runs when definitions change, never inside the scheduled
+    materialisation (applying there resets incremental state, feast#2905).
+
+    Returns ``{repo_path, command, changes}`` (``changes``: the CLI's lines that describe a change).
+    """
+
+    ui_color = "#e8734a"
+
+    def __init__(
+        self, *, feast_conn_id: str = FeastHook.default_conn_name, plan_only: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.feast_conn_id = feast_conn_id
+        self.plan_only = plan_only
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = FeastHook(feast_conn_id=self.feast_conn_id)
+        command = "plan" if self.plan_only else "apply"
+        output = hook.plan() if self.plan_only else hook.apply()
+        lines = [line.rstrip() for line in output.strip().splitlines() if line.strip()]
+        for line in lines:
+            self.log.info("feast: %s", line)
+        markers = ("Created", "Deleted", "Updated", "+", "-", "~")
+        changes = [ln.strip() for ln in lines if ln.strip().startswith(markers)]
+        result = {"repo_path": str(hook.repo_path), "command": command, "changes": changes[:200]}
+        if not self.plan_only:
+            announce(self, context, {**result, "changes": len(changes)})
+        self.log.info("SUMMARY feast-%s repo=%s changes=%d", command, hook.repo_path, len(changes))
+        return result
