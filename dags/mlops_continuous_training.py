@@ -17,6 +17,7 @@ from datetime import UTC, timedelta
 
 from airflow.configuration import conf
 from airflow.sdk import DAG, Asset, Param, task
+from mlops_airflow.operators.approval import approval_gate
 from mlops_airflow.operators.data_validation import DataValidationGateOperator
 from mlops_airflow.operators.drift import DataDriftOperator
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
@@ -28,7 +29,7 @@ from mlops_airflow.operators.feast_features import (
     FeastTrainingSetOperator,
     FeatureSkewCheckOperator,
 )
-from mlops_airflow.operators.promotion import PromoteModelOperator, approval_gate
+from mlops_airflow.operators.promotion import PromoteModelOperator
 from mlops_airflow.operators.registry import RegisterModelOperator
 from mlops_airflow.operators.retrain_guard import RetrainGuardOperator
 from mlops_airflow.operators.training import train_model_task

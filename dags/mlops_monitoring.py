@@ -31,8 +31,9 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.configuration import conf
 from airflow.sdk import DAG, Param, task
+from mlops_airflow.operators.approval import approval_gate
 from mlops_airflow.operators.drift import DataDriftOperator
-from mlops_airflow.operators.promotion import PromoteModelOperator, RollbackCanaryOperator, approval_gate
+from mlops_airflow.operators.promotion import PromoteModelOperator, RollbackCanaryOperator
 from mlops_airflow.operators.quality import QualityCheckOperator
 from mlops_airflow.operators.scoring import BatchScoringOperator, ShadowCanaryAnalysisOperator
 

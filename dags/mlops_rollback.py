@@ -18,7 +18,8 @@ from datetime import timedelta
 
 from airflow.configuration import conf
 from airflow.sdk import DAG, Param, task
-from mlops_airflow.operators.promotion import RollbackModelOperator, ValidateRollbackOperator, approval_gate
+from mlops_airflow.operators.approval import approval_gate
+from mlops_airflow.operators.promotion import RollbackModelOperator, ValidateRollbackOperator
 
 DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
 MODEL_NAME = "churn_classifier"

@@ -5,7 +5,7 @@ deprecated stages. This operator gives ``champion`` only to a *first* model, and
 the absolute thresholds (no thresholds configured = no champion: the safe default). When a champion
 exists, the new version becomes ``challenger`` (a candidate: no traffic) and waits for evaluation,
 approval and ``PromoteModelOperator``. Both moves go through the promotion lock and ledger
-(``operators/promotion.py``).
+(``registry/aliases.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowModelVersionLink, MlflowRunLink
 from mlops_airflow.operators._common import as_dict, run_identity
-from mlops_airflow.operators.promotion import emit_model_event, event_extra, move_alias
+from mlops_airflow.operators.promotion import emit_model_event
 from mlops_airflow.record import RECORD_ARTIFACT, build_record, record_tags
+from mlops_airflow.registry.aliases import move_alias
+from mlops_airflow.registry.ledger import event_extra, last_entry, read_ledger
 from mlops_airflow.registry.versions import model_artifact_present, now_iso
 
 if TYPE_CHECKING:
@@ -240,8 +242,6 @@ class RegisterModelOperator(BaseOperator):
         current = aliases.get(self.champion_alias)
         if current is not None:
             if str(current) == version:  # a retry of the task that made this version champion
-                from mlops_airflow.operators.promotion import last_entry, read_ledger
-
                 last = last_entry(read_ledger(client, self.model_name), self.champion_alias) or {}
                 emit_model_event(self, context, self.model_name, event_extra(last, False))
             elif self.challenger_alias:

@@ -3,7 +3,8 @@
 For each registered model of the MLflow registry: the versions behind ``champion``/``challenger``/
 ``canary``/``shadow`` with their data version (DVC rev + md5) and training-set hash, the last drift and
 quality verdicts (runs of the monitoring experiment), the promotion ledger, and links to the MLflow run,
-the model version and the Evidently report.
+the model version and the Evidently report. The data is gathered by :mod:`mlops_airflow.ui.models_data`
+(the ledger through the registry's reader, :mod:`mlops_airflow.registry.ledger`); this module renders it.
 
 - ``GET /mlops/``               server-rendered HTML (every value escaped);
 - ``GET /mlops/api/models``     the same data as JSON;
@@ -22,9 +23,8 @@ import html
 import json
 import re
 import tempfile
-import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,21 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-ALIASES = ("champion", "challenger", "canary", "shadow")
-LEDGER_PREFIX = "mlops.ledger."
-LOCK_SUFFIX = ".promotion-lock"
-DEFAULT_MONITORING_EXPERIMENT = "mlops-monitoring"
-REPORT_ARTIFACTS = {"data_drift": "drift/data_drift.html"}
-MAX_MODELS = 100
+# Re-exported for one release (noqa: F401): the data side moved to ui/models_data.py, the ledger to the registry.
+from mlops_airflow.registry.ledger import LEDGER_PREFIX  # noqa: F401
+from mlops_airflow.ui.models_data import (  # noqa: F401
+    ALIASES,
+    DEFAULT_MONITORING_EXPERIMENT,
+    LOCK_SUFFIX,
+    MAX_MODELS,
+    REPORT_ARTIFACTS,
+    collect,
+    mlflow_conn_id,
+    monitoring_experiment,
+    read_promotion_ledger,
+    snapshot,
+)
+
 MAX_LEDGER_ROWS = 25
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 # The nav icon: a model version stack with a check mark (20x20, currentColor-free so it shows on both themes).
@@ -46,258 +55,6 @@ ICON = (
     'stroke-linecap="round" stroke-linejoin="round"><path d="M12 2 3 7l9 5 9-5-9-5z"/><path d="m3 12 9 5 9-5"/>'
     '<path d="m3 17 9 5 9-5"/></svg>'
 )
-
-
-# ------------------------------------------------------------------------------------------- configuration
-def _conf(key: str, fallback: str) -> str:
-    from airflow.configuration import conf
-
-    return conf.get("mlops", key, fallback=fallback) or fallback
-
-
-def mlflow_conn_id() -> str:
-    return _conf("ui_mlflow_conn_id", "mlflow_default")
-
-
-def monitoring_experiment() -> str:
-    return _conf("monitoring_experiment", DEFAULT_MONITORING_EXPERIMENT)
-
-
-def _public_url(url: str) -> str:
-    """``url`` without credentials (``https://user:secret@host`` -> ``https://host``)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
-
-
-def _ms_to_iso(ms: int | None) -> str | None:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds") if ms else None
-
-
-# ----------------------------------------------------------------------------------------------- the ledger
-def read_promotion_ledger(model_tags: dict[str, str], versions: Iterable[Any]) -> list[dict[str, Any]]:
-    """The promotion history of one model, newest first, from both places a promotion is recorded.
-
-    - the append-only ledger on the registered model (``mlops.ledger.<seq>`` tags, one JSON entry each,
-      written by ``operators/promotion.py``);
-    - the flat ``mlops.promotion.*`` tags on a model version (``alias``, ``at``, ``approved_by``,
-      ``previous``, ``evidence``/``evidence_uri``, ``dag_run``), which is all a first-champion promotion
-      by ``RegisterModelOperator`` writes. A version-tag move already in the ledger is not listed twice.
-
-    Unreadable entries are kept (``action: "unreadable"``) so a gap in the history is visible.
-    """
-    entries: list[dict[str, Any]] = []
-    for key, value in model_tags.items():
-        suffix = key.removeprefix(LEDGER_PREFIX)
-        if not key.startswith(LEDGER_PREFIX) or not suffix.isdigit():
-            continue
-        try:
-            raw = json.loads(value)
-        except json.JSONDecodeError:
-            raw = {"action": "unreadable", "note": value[:200]}
-        if not isinstance(raw, dict):
-            raw = {"action": "unreadable", "note": str(raw)[:200]}
-        airflow = raw.get("airflow") if isinstance(raw.get("airflow"), dict) else {}
-        dag_run = "/".join(str(airflow[k]) for k in ("dag_id", "run_id") if airflow.get(k)) or None
-        entries.append({
-            "seq": int(raw.get("seq") or suffix),
-            "at": raw.get("at"),
-            "alias": raw.get("alias"),
-            "version": _str_or_none(raw.get("version")),
-            "previous_version": _str_or_none(raw.get("previous_version")),
-            "action": raw.get("action") or "promote",
-            "approved_by": raw.get("approved_by"),
-            "evidence_uri": raw.get("evidence_uri"),
-            "dag_run": dag_run,
-            "note": raw.get("note"),
-            "source": "ledger",
-        })
-    recorded = {(e["alias"], e["version"]) for e in entries}
-    for mv in versions:
-        tags = dict(mv.tags or {})
-        alias = tags.get("mlops.promotion.alias")
-        if not alias or (alias, str(mv.version)) in recorded:
-            continue
-        previous = tags.get("mlops.promotion.previous")
-        evidence = tags.get("mlops.promotion.evidence_uri") or tags.get("mlops.promotion.evidence")
-        entries.append({
-            "seq": None,
-            "at": tags.get("mlops.promotion.at"),
-            "alias": alias,
-            "version": str(mv.version),
-            "previous_version": None if previous in (None, "", "none") else previous,
-            "action": tags.get("mlops.promotion.action") or "promote",
-            "approved_by": tags.get("mlops.promotion.approved_by"),
-            "evidence_uri": None if evidence in (None, "", "none") else evidence,
-            "dag_run": tags.get("mlops.promotion.dag_run"),
-            "note": None,
-            "source": "version tags",
-        })
-    return sorted(entries, key=lambda e: (str(e["at"] or ""), e["seq"] or 0), reverse=True)
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
-
-
-# ------------------------------------------------------------------------------------------ data collection
-class _Registry:
-    """One request's view of the registry (caches runs and experiments it has already fetched)."""
-
-    def __init__(self, client: Any, ui_url: str) -> None:
-        self.client, self.ui_url = client, ui_url.rstrip("/")
-        self._runs: dict[str, Any] = {}
-
-    def run(self, run_id: str | None) -> Any | None:
-        if not run_id:
-            return None
-        if run_id not in self._runs:
-            try:
-                self._runs[run_id] = self.client.get_run(run_id)
-            except Exception:  # noqa: BLE001 - a deleted run leaves the version without a run link
-                self._runs[run_id] = None
-        return self._runs[run_id]
-
-    def run_url(self, run: Any | None) -> str | None:
-        if run is None:
-            return None
-        return f"{self.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-
-    def version_url(self, name: str, version: str) -> str:
-        return f"{self.ui_url}/#/models/{urllib.parse.quote(name, safe='')}/versions/{version}"
-
-    def model_url(self, name: str) -> str:
-        return f"{self.ui_url}/#/models/{urllib.parse.quote(name, safe='')}"
-
-
-def _version_view(reg: _Registry, name: str, mv: Any) -> dict[str, Any]:
-    tags = dict(mv.tags or {})
-    run = reg.run(mv.run_id)
-    metrics = dict(run.data.metrics) if run is not None else {}
-    return {
-        "version": str(mv.version),
-        "status": mv.status,
-        "created_at": _ms_to_iso(mv.creation_timestamp),
-        "run_id": mv.run_id,
-        "run_url": reg.run_url(run),
-        "version_url": reg.version_url(name, str(mv.version)),
-        "dataset": {"rev": tags.get("mlops.dataset_rev"), "md5": tags.get("mlops.dataset_md5"),
-                    "path": tags.get("mlops.dataset_path")},
-        "training_set_hash": tags.get("mlops.training_set_hash"),
-        "feature_service": tags.get("mlops.feature_service"),
-        "metrics": {k: metrics[k] for k in sorted(metrics) if not k.startswith("system/")},
-        "dag_run": "/".join(v for v in (tags.get("mlops.dag_id"), tags.get("mlops.run_id")) if v) or None,
-    }
-
-
-def _last_monitoring_run(reg: _Registry, experiment_id: str | None, name: str, kind_filter: str) -> Any | None:
-    if experiment_id is None or "'" in name or "\\" in name:
-        return None
-    runs = reg.client.search_runs(
-        [experiment_id],
-        filter_string=f"{kind_filter} and tags.`mlops.model_name` = '{name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
-
-
-def _verdict_view(reg: _Registry, run: Any | None) -> dict[str, Any] | None:
-    if run is None:
-        return None
-    tags, metrics = dict(run.data.tags), dict(run.data.metrics)
-    passed = tags.get("mlops.passed")
-    kind = tags.get("mlops.kind", "")
-    report = REPORT_ARTIFACTS.get(kind) or tags.get("mlops.report_artifact")
-    return {
-        "kind": kind,
-        "passed": None if passed is None else passed.lower() == "true",
-        "status": run.info.status,
-        "at": _ms_to_iso(run.info.start_time),
-        "run_id": run.info.run_id,
-        "run_url": reg.run_url(run),
-        "report_url": f"reports/{run.info.run_id}" if report else None,
-        "metrics": {k: metrics[k] for k in sorted(metrics) if not k.startswith(("drift_score.", "system/"))},
-        "threshold": tags.get("mlops.drift_share_threshold"),
-        "dag_run": "/".join(v for v in (tags.get("mlops.dag_id"), tags.get("mlops.run_id")) if v) or None,
-    }
-
-
-def collect(client: Any, ui_url: str, experiment_name: str) -> list[dict[str, Any]]:
-    """Everything the page shows, as JSON-ready dicts (one per registered model, sorted by name)."""
-    reg = _Registry(client, ui_url)
-    experiment = client.get_experiment_by_name(experiment_name)
-    experiment_id = experiment.experiment_id if experiment is not None else None
-    models = []
-    registered = client.search_registered_models(max_results=MAX_MODELS, order_by=["name ASC"])
-    for rm in registered:
-        if rm.name.endswith(LOCK_SUFFIX):
-            continue
-        name = rm.name
-        versions = client.search_model_versions(f"name = '{name}'", max_results=200) if "'" not in name else []
-        by_version = {str(v.version): v for v in versions}
-        aliases: dict[str, Any] = {}
-        for alias, version in sorted(dict(rm.aliases or {}).items(),
-                                     key=lambda kv: (ALIASES.index(kv[0]) if kv[0] in ALIASES else 99, kv[0])):
-            mv = by_version.get(str(version)) or client.get_model_version(name, str(version))
-            aliases[alias] = _version_view(reg, name, mv)
-        drift = _last_monitoring_run(reg, experiment_id, name, "tags.`mlops.kind` = 'data_drift'")
-        quality = _last_monitoring_run(reg, experiment_id, name, "tags.`mlops.kind` LIKE '%quality%'")
-        latest = max(versions, key=lambda v: int(v.version)) if versions else None
-        models.append({
-            "name": name,
-            "description": rm.description or "",
-            "url": reg.model_url(name),
-            "versions": len(versions),
-            "latest_version": str(latest.version) if latest else None,
-            "aliases": aliases,
-            "monitoring": {"drift": _verdict_view(reg, drift), "quality": _verdict_view(reg, quality)},
-            "ledger": [{**entry, "evidence_url": _evidence_url(reg, entry.get("evidence_uri"))}
-                       for entry in read_promotion_ledger(dict(rm.tags or {}), versions)],
-        })
-    return models
-
-
-def _evidence_url(reg: _Registry, uri: str | None) -> str | None:
-    """``runs:/<run>/<path>`` -> the artifact in the MLflow UI; http(s) as is; anything else has no link."""
-    if not uri:
-        return None
-    if uri.startswith(("http://", "https://")):
-        return uri
-    if uri.startswith("runs:/"):
-        run_id, _, path = uri.removeprefix("runs:/").partition("/")
-        url = reg.run_url(reg.run(run_id))
-        return f"{url}/artifacts/{urllib.parse.quote(path)}" if url and path else url
-    return None
-
-
-def snapshot() -> dict[str, Any]:
-    """The page's data, read now from the MLflow connection; an ``error`` (cause + next step) instead on failure."""
-    from mlops_airflow.hooks.mlflow_registry import MlflowHook
-
-    conn_id = mlflow_conn_id()
-    started = time.monotonic()
-    result: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                              "mlflow_conn_id": conn_id, "mlflow_url": None, "models": [], "error": None}
-    try:
-        hook = MlflowHook(mlflow_conn_id=conn_id)
-        ui_url = _public_url(hook.settings.ui_url)
-        result["mlflow_url"] = ui_url
-    except Exception as err:  # noqa: BLE001 - shown on the page, with the next step
-        result["error"] = (f"connection {conn_id!r} is not usable ({type(err).__name__}: {err}). Define it "
-                           "(AIRFLOW_CONN_MLFLOW_DEFAULT or the Connections page) or set [mlops] ui_mlflow_conn_id")
-        return result
-    try:
-        result["models"] = collect(hook.get_client(), ui_url, monitoring_experiment())
-    except Exception as err:  # noqa: BLE001
-        result["error"] = (f"MLflow at {ui_url} (connection {conn_id!r}) did not answer: {type(err).__name__}: "
-                           f"{str(err)[:300]}. Check that the server is up and the connection's tracking URI")
-    result["elapsed_s"] = round(time.monotonic() - started, 2)
-    return result
 
 
 # --------------------------------------------------------------------------------------------------- HTML
