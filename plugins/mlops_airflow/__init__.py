@@ -22,8 +22,8 @@ _LAZY: dict[str, str] = {
     "MlflowHook": "mlops_airflow.hooks.mlflow_registry",
     "DvcVersionDatasetOperator": "mlops_airflow.operators.dvc_version",
     "DataValidationGateOperator": "mlops_airflow.operators.data_validation",
-    "FeastMaterializeOperator": "mlops_airflow.operators.feast_features",
-    "FeastTrainingSetOperator": "mlops_airflow.operators.feast_features",
+    "FeastMaterializeOperator": "mlops_airflow.operators.feast_materialize",
+    "FeastTrainingSetOperator": "mlops_airflow.operators.feast_training_set",
     "LocalTrainingOperator": "mlops_airflow.operators.training",
     "train_model_task": "mlops_airflow.operators.training",
     "RegisterModelOperator": "mlops_airflow.operators.registry",
@@ -36,8 +36,8 @@ _LAZY: dict[str, str] = {
     "PromoteModelOperator": "mlops_airflow.operators.promotion",
     "RollbackModelOperator": "mlops_airflow.operators.promotion",
     "ValidateRollbackOperator": "mlops_airflow.operators.promotion",
-    "ModelApprovalOperator": "mlops_airflow.operators.promotion",
-    "AutoApproveOperator": "mlops_airflow.operators.promotion",
+    "ModelApprovalOperator": "mlops_airflow.operators.approval",
+    "AutoApproveOperator": "mlops_airflow.operators.approval",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -67,12 +67,17 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "MLflow", "python-modules": [
                 "mlops_airflow.operators.registry", "mlops_airflow.operators.evaluation",
-                "mlops_airflow.operators.promotion", "mlops_airflow.operators.training",
+                "mlops_airflow.operators.approval", "mlops_airflow.operators.promotion",
+                "mlops_airflow.operators.training",
                 "mlops_airflow.operators.gpu_training", "mlops_airflow.operators.scoring",
                 "mlops_airflow.operators.monitoring", "mlops_airflow.operators.drift",
+                "mlops_airflow.operators.drift_partitioned",
                 "mlops_airflow.operators.quality", "mlops_airflow.operators.retrain_guard"]},
             {"integration-name": "DVC", "python-modules": ["mlops_airflow.operators.dvc_version"]},
-            {"integration-name": "Feast", "python-modules": ["mlops_airflow.operators.feast_features"]},
+            {"integration-name": "Feast", "python-modules": [
+                "mlops_airflow.operators.feast_apply", "mlops_airflow.operators.feast_materialize",
+                "mlops_airflow.operators.feast_training_set", "mlops_airflow.operators.feast_skew",
+                "mlops_airflow.operators.feast_features"]},
             {"integration-name": "Great Expectations", "python-modules": ["mlops_airflow.operators.data_validation"]},
         ],
         "sensors": [{"integration-name": "DVC", "python-modules": ["mlops_airflow.sensors.dvc"]}],

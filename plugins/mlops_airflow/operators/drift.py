@@ -327,13 +327,28 @@ class DataDriftOperator(_EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
                 f"drift check on columns {columns} failed: {err}. Reference {reference_path!r}, current "
                 f"{current_path!r}; fix the producing step's schema or the operator's columns/stattest"
             ) from err
+        return self._verdict_from_result(
+            result, not_common, report_path, reference_path, current_path, (reference, current)
+        )
+
+    def _verdict_from_result(
+        self,
+        result: Any,
+        not_common: dict[str, str],
+        report_path: Path,
+        reference_label: str,
+        current_label: str,
+        sources: tuple[Any, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The verdict, report and metrics from an engine result (single pass or map-reduce)."""
+        import dataclasses
 
         reasons: list[str] = []
         excluded: list[str] = []
         for col, res in result.columns.items():
             if res.empty_side is None:
                 continue
-            for role, rows in (("reference", reference.rows), ("current window", current.rows)):
+            for role, rows in (("reference", result.reference_rows), ("current window", result.current_rows)):
                 if role.split()[0] in res.empty_side:
                     reasons.append(
                         f"feature {col!r} is entirely null in the {role} ({rows} rows): excluded from the "
@@ -376,21 +391,20 @@ class DataDriftOperator(_EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
         )
         sample_rows = {"reference": 0, "current": 0}
         self._types = dict(result.types)
-        if self.report == "evidently":
-            sample_rows = self._sampled_report(report_path, reference, current, compared, verdict, reasons)
+        if self.report == "evidently" and sources is not None:
+            sample_rows = self._sampled_report(report_path, sources[0], sources[1], compared, verdict, reasons)
         else:
             from mlops_airflow.monitoring.drift_report import render
 
-            if self.report == "none":
-                result.columns = {}
+            shown = dataclasses.replace(result, columns={}) if self.report == "none" else result
             report_path.write_text(
-                render(result, verdict, reference=reference_path, current=current_path, title="Data drift"),
+                render(shown, verdict, reference=reference_label, current=current_label, title="Data drift"),
                 encoding="utf-8",
             )
         verdict["metrics"].update(
             {
-                "reference_rows": reference.rows,
-                "current_rows": current.rows,
+                "reference_rows": result.reference_rows,
+                "current_rows": result.current_rows,
                 "excluded_columns": excluded,
                 "drift_share_threshold": self.drift_share_threshold,
                 "engine_seconds": round(result.seconds, 3),
