@@ -17,6 +17,7 @@ from mlops_airflow.monitoring.verdict import (
     verdict_from_columns,
 )
 from mlops_airflow.operators._drift_evidently import _EvidentlyDriftMixin, drift_verdict_from_snapshot
+from mlops_airflow.operators._drift_inputs import _DriftInputsMixin
 from mlops_airflow.operators._monitoring import (
     _UNSAFE_METRIC_KEY,
     _MonitoringMixin,
@@ -37,7 +38,7 @@ REPORTS = ("engine", "evidently", "none")
 __all__ = ["ENGINES", "REPORTS", "REPORT_FILE", "VERDICT_FILE", "DataDriftOperator", "drift_verdict_from_snapshot"]
 
 
-class DataDriftOperator(_EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
+class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
     """Compare a new batch with a reference dataset, per column as Evidently 0.7's ``DataDriftPreset`` does, and
     return a verdict.
 
@@ -416,73 +417,3 @@ class DataDriftOperator(_EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
         return verdict
 
     # -- inputs --------------------------------------------------------------------------------------------------
-
-    def _select_columns(
-        self, ref_schema: Any, cur_schema: Any, reference_path: str, current_path: str
-    ) -> tuple[list[str], dict[str, str]]:
-        """The compared columns (explicit, or every column on both sides but the excluded ones) and the columns
-        left out because only one side has them (with the reason), or a ``MonitoringError``."""
-        if self.columns is not None:
-            columns = list(dict.fromkeys(self.columns))
-            missing_ref = [c for c in columns if c not in ref_schema.names]
-            missing_cur = [c for c in columns if c not in cur_schema.names]
-            if missing_ref or missing_cur:
-                parts = []
-                if missing_ref:
-                    parts.append(f"missing from the reference {reference_path!r}: {missing_ref}")
-                if missing_cur:
-                    parts.append(f"missing from the current window {current_path!r}: {missing_cur}")
-                raise MonitoringError(
-                    f"drift columns {'; '.join(parts)}. Reference has {ref_schema.names}, current has "
-                    f"{cur_schema.names}; fix the producing step's schema or the operator's columns"
-                )
-            return columns, {}
-        skip = set(self.exclude_columns) | set(self.prediction_columns)
-        skip |= {self.label_column} if self.label_column else set()
-        columns = [name for name in cur_schema.names if name not in skip and name in ref_schema.names]
-        one_side = {
-            name: f"only in the {role} data: nothing to compare it with"
-            for role, schema, other in (("reference", ref_schema, cur_schema), ("current", cur_schema, ref_schema))
-            for name in schema.names
-            if name not in skip and name not in other.names
-        }
-        if not columns:
-            raise MonitoringError(
-                f"no column is common to the reference {reference_path!r} ({ref_schema.names}) and the current "
-                f"window {current_path!r} ({cur_schema.names}) after excluding {sorted(skip)}; pass columns "
-                "explicitly"
-            )
-        return columns, one_side
-
-    def _overrides(self) -> dict[str, Any]:
-        """The per-column / per-type stattest and threshold options and the declared types, for the engine."""
-        return {
-            "cat_stattest": self.cat_stattest,
-            "num_stattest": self.num_stattest,
-            "per_column_stattest": self.per_column_stattest or None,
-            "cat_threshold": self.cat_threshold,
-            "num_threshold": self.num_threshold,
-            "per_column_threshold": self.per_column_threshold or None,
-            "column_types": self.column_types or None,
-        }
-
-    @staticmethod
-    def _check_rows(reference_rows: int, current_rows: int, reference_path: str, current_path: str) -> None:
-        if current_rows == 0:
-            raise MonitoringError(
-                f"current window {current_path!r} has no rows: nothing to compare; check that the upstream "
-                "step landed data for this interval (an empty window is never a pass)",
-                cause="empty current window",
-                counts={"current_rows": 0, "reference_rows": reference_rows},
-                next_step="check that the upstream step landed data for this interval",
-                current_path=current_path,
-            )
-        if reference_rows == 0:
-            raise MonitoringError(
-                f"reference dataset {reference_path!r} has no rows; re-run the training-set step or point "
-                "reference_path at a non-empty training set",
-                cause="empty reference",
-                counts={"reference_rows": 0, "current_rows": current_rows},
-                next_step="re-run the training-set step or point reference_path at a non-empty training set",
-                reference_path=reference_path,
-            )
