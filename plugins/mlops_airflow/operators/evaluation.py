@@ -14,11 +14,12 @@ Pass rule:
   with ``require_significance`` (default), the lower bound of its paired-bootstrap confidence interval
   is above 0. McNemar's exact test on the two models' classification errors is reported as evidence;
 - without a champion: the absolute thresholds alone decide.
+
+The statistics (ROC AUC, bootstrap, McNemar, thresholds) are in ``mlops_airflow.stats``; the names below stay.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow import stats
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -39,137 +41,50 @@ from mlops_airflow.registry.versions import registered_model as _registered_mode
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-LOWER_IS_BETTER = frozenset({"logloss"})
-EPS = 1e-7
+# The statistics live in mlops_airflow.stats; these names stay importable from here.
+LOWER_IS_BETTER = stats.spellings(stats.LOWER_IS_BETTER)  # logloss, log_loss
+EPS = stats.LOG_LOSS_EPS
+PRIMARY_METRICS = ("auc", "accuracy", "logloss")
+roc_auc = stats.roc_auc
+improvement = stats.improvement
 
 
 # ----------------------------------------------------------------------------------- statistics
-def roc_auc(y: Any, p: Any) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN with one class only."""
-    import numpy as np
-
-    y = np.asarray(y, dtype=np.int64)
-    p = np.asarray(p, dtype=np.float64)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(p, kind="mergesort")
-    sorted_p = p[order]
-    ranks = np.empty(len(p), dtype=np.float64)
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2.0 + 1.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def binary_metrics(y: Any, proba: Any, threshold: float = 0.5) -> dict[str, float]:
-    """AUC, accuracy and log loss of probabilities ``proba`` for labels ``y`` (0/1)."""
+    """AUC, accuracy and log loss of probabilities ``proba`` for labels ``y`` (0/1), under their verdict keys."""
     import numpy as np
 
-    y = np.asarray(y, dtype=np.int64)
     p = np.clip(np.asarray(proba, dtype=np.float64), EPS, 1 - EPS)
-    pred = (p >= threshold).astype(np.int64)
     return {
-        "auc": round(roc_auc(y, p), 6),
-        "accuracy": round(float((pred == y).mean()), 6),
-        "logloss": round(float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()), 6),
+        "auc": round(stats.roc_auc(y, p), 6),
+        "accuracy": round(stats.accuracy(y, p, threshold), 6),
+        "logloss": round(stats.log_loss(y, p, EPS), 6),
     }
-
-
-def _metric(name: str, y: Any, p: Any) -> float:
-    import numpy as np
-
-    if name == "auc":
-        return roc_auc(y, p)
-    if name == "accuracy":
-        return float(((p >= 0.5).astype(np.int64) == y).mean())
-    if name == "logloss":
-        q = np.clip(p, EPS, 1 - EPS)
-        return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
-    raise ValueError(f"unknown metric {name!r}; use auc, accuracy or logloss")
-
-
-def improvement(name: str, challenger: float, champion: float) -> float:
-    """Positive = the challenger is better (sign-aware for lower-is-better metrics)."""
-    return champion - challenger if name in LOWER_IS_BETTER else challenger - champion
 
 
 def paired_bootstrap(y: Any, p_challenger: Any, p_champion: Any, *, metric: str = "auc", n_boot: int = 1000,
                      seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
-    """Paired bootstrap of the improvement: both models are scored on the *same* resampled rows.
-
-    Returns the point estimate, the percentile CI ``[alpha/2, 1 - alpha/2]`` and the share of
-    resamples where the challenger was not better.
-    """
-    import numpy as np
-
-    y = np.asarray(y, dtype=np.int64)
-    a = np.asarray(p_challenger, dtype=np.float64)
-    b = np.asarray(p_champion, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    deltas = np.empty(n_boot, dtype=np.float64)
-    for i in range(n_boot):
-        idx = rng.integers(0, n, n)
-        yi = y[idx]
-        deltas[i] = improvement(metric, _metric(metric, yi, a[idx]), _metric(metric, yi, b[idx]))
-    deltas = deltas[np.isfinite(deltas)]
-    point = improvement(metric, _metric(metric, y, a), _metric(metric, y, b))
-    if len(deltas) == 0:
-        return {"delta": point, "ci": [None, None], "p_not_better": None, "n_boot": n_boot, "seed": seed}
-    lo, hi = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
-    return {"delta": round(float(point), 6), "ci": [round(float(lo), 6), round(float(hi), 6)],
-            "p_not_better": round(float((deltas <= 0).mean()), 6), "n_boot": n_boot, "seed": seed, "alpha": alpha}
+    """Paired bootstrap of the challenger's improvement over the champion (``stats.paired_bootstrap``)."""
+    return stats.paired_bootstrap(y, p_challenger, p_champion, metric=metric, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
 def mcnemar(y: Any, pred_challenger: Any, pred_champion: Any) -> dict[str, Any]:
-    """McNemar's exact test on paired classification errors.
+    """McNemar's exact test on the two models' classification errors (:func:`mlops_airflow.stats.mcnemar`).
 
-    ``b`` = rows the champion gets right and the challenger wrong, ``c`` = the reverse; under H0 the
-    discordant rows split 50/50, so ``p = P(Binomial(b + c, 0.5) as extreme as min(b, c))`` two-sided.
+    ``b`` = rows the champion gets right and the challenger wrong, ``c`` = the reverse; p-value to 6 digits.
     """
     import numpy as np
 
     y = np.asarray(y, dtype=np.int64)
-    chal_ok = np.asarray(pred_challenger) == y
-    champ_ok = np.asarray(pred_champion) == y
-    b = int((champ_ok & ~chal_ok).sum())
-    c = int((~champ_ok & chal_ok).sum())
-    n = b + c
-    if n == 0:
-        p = 1.0
-    else:
-        try:
-            from scipy.stats import binomtest
-
-            p = float(binomtest(min(b, c), n, 0.5).pvalue)
-        except ImportError:  # exact binomial by hand (scipy is optional)
-            k = min(b, c)
-            p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
-    return {"b_champion_only_correct": b, "c_challenger_only_correct": c, "p_value": float(f"{p:.6g}")}
+    test = stats.mcnemar(np.asarray(pred_challenger) != y, np.asarray(pred_champion) != y)
+    return {"b_champion_only_correct": test["only_a_wrong"], "c_challenger_only_correct": test["only_b_wrong"],
+            "p_value": float(f"{test['p_value']:.6g}")}
 
 
 def check_absolute(metrics: dict[str, float], min_metrics: dict[str, Any] | None,
                    max_metrics: dict[str, Any] | None = None) -> tuple[bool, list[str]]:
-    """Absolute thresholds. None/empty thresholds never pass (the safe default)."""
-    if not min_metrics and not max_metrics:
-        return False, ["no absolute thresholds configured (min_metrics/max_metrics): never promoted without them"]
-    reasons = []
-    for name, minimum in sorted((min_metrics or {}).items()):
-        value = metrics.get(name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            reasons.append(f"metric {name} is not available (known: {sorted(metrics)})")
-        elif value < float(minimum):
-            reasons.append(f"{name}={value:.4f} < minimum {float(minimum)}")
-    for name, maximum in sorted((max_metrics or {}).items()):
-        value = metrics.get(name)
-        if value is None:
-            reasons.append(f"metric {name} is not available (known: {sorted(metrics)})")
-        elif value > float(maximum):
-            reasons.append(f"{name}={value:.4f} > maximum {float(maximum)}")
-    return not reasons, reasons
+    """Absolute thresholds (:func:`mlops_airflow.stats.check_thresholds`). None/empty never pass (safe default)."""
+    return stats.check_thresholds(metrics, min_metrics, max_metrics)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -253,8 +168,8 @@ class EvaluateChallengerOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if primary_metric not in ("auc", "accuracy", "logloss"):
-            raise ValueError(f"primary_metric={primary_metric!r} is not one of: auc, accuracy, logloss")
+        if primary_metric not in PRIMARY_METRICS:
+            raise ValueError(f"primary_metric={primary_metric!r} is not one of: {', '.join(PRIMARY_METRICS)}")
         self.model_name, self.holdout_path, self.challenger = model_name, holdout_path, challenger
         self.min_metrics, self.max_metrics, self.min_improvement = min_metrics, max_metrics, min_improvement
         self.primary_metric, self.n_boot, self.seed, self.alpha = primary_metric, int(n_boot), int(seed), alpha

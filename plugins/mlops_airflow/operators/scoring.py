@@ -7,6 +7,8 @@ into one inference log (Parquet, content-addressed path): features, served predi
 confidence, serving model version, timestamp, and one ``<alias>_prediction/_proba`` pair per
 shadow model. Labels are never part of the log: they arrive later (``QualityCheckOperator``).
 
+The statistics (McNemar's and Fisher's exact tests) live in ``mlops_airflow.stats``.
+
 Models load in the training environment (``score.py`` through ``_scoring.score_parquet``); torch is
 never imported into the Airflow worker.
 """
@@ -26,6 +28,7 @@ from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowModelVersionLink
 from mlops_airflow.operators._common import run_identity
+from mlops_airflow.stats import fisher_exact, mcnemar  # mcnemar: importable from here as before
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -187,29 +190,13 @@ class BatchScoringOperator(BaseOperator):
         return summary
 
 
-def mcnemar(errors_a: Any, errors_b: Any) -> dict[str, float]:
-    """Exact McNemar test on paired classification errors (binomial test on the discordant pairs)."""
-    import numpy as np
-    from scipy.stats import binomtest
-
-    a, b = np.asarray(errors_a, bool), np.asarray(errors_b, bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    n = only_a + only_b
-    p = 1.0 if n == 0 else float(binomtest(only_a, n, 0.5).pvalue)
-    return {"only_a_wrong": only_a, "only_b_wrong": only_b, "p_value": p}
-
-
 def canary_test(correct_canary: int, n_canary: int, correct_champion: int, n_champion: int) -> dict[str, Any]:
     """Fisher's exact test (two-sided) of the canary's accuracy against the champion's on *different* rows.
 
     The canary and the champion serve disjoint entities, so the paired McNemar test does not apply; the 2x2 table
-    is (correct, wrong) x (canary, champion).
+    is (correct, wrong) x (canary, champion). See :func:`mlops_airflow.stats.fisher_exact`.
     """
-    from scipy.stats import fisher_exact
-
-    table = [[correct_canary, n_canary - correct_canary], [correct_champion, n_champion - correct_champion]]
-    _, p = fisher_exact(table, alternative="two-sided")
-    return {"table": table, "p_value": float(p)}
+    return fisher_exact(correct_canary, n_canary, correct_champion, n_champion)
 
 
 class ShadowCanaryAnalysisOperator(BaseOperator):
