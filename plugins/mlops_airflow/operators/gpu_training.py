@@ -19,14 +19,15 @@ The result comes from MLflow, not from the XCom sidecar: the job tags its run wi
 identity; after the pod succeeds the operator reads that run back, and a retry first adopts a
 FINISHED run with those tags instead of starting another pod.
 
-The provider's operator module imports ``kubernetes`` at import time, and DAG files must stay
-cheap to parse, so the class is built on first access (PEP 562 module ``__getattr__``):
-``from mlops_airflow.operators.gpu_training import GpuTrainingPodOperator`` works as usual.
+The provider's operator module imports ``kubernetes`` at import time, and every module of the pack
+must import without it (tests/dags/test_parse_imports.py imports each one in a fresh interpreter:
+what a DAG file may pull in), so the class is built on first access (PEP 562 module ``__getattr__``):
+``from mlops_airflow.operators.gpu_training import GpuTrainingPodOperator`` works as usual. The pod
+helpers (GPU preset, env contract, secret references, API errors) are in ``operators/_gpu_pod.py``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,20 @@ from mlops_airflow.k8s.validation import (
 )
 from mlops_airflow.links.mlflow import MlflowRunLink
 from mlops_airflow.operators._common import as_dict
+from mlops_airflow.operators._gpu_pod import (
+    CREDENTIAL_ENV,
+    DEFAULT_GPU_NODE_LABEL,
+    DEFAULT_IMAGE,
+    DEFAULT_SECRET_KEYS,
+    IMAGE_ENTRYPOINT,
+    SHM_VOLUME,
+    api_error_message,
+    apply_gpu_preset,
+    check_gpu_type,
+    image_reference_digest,
+    pod_env,
+    termination_message,
+)
 from mlops_airflow.operators._training_job import TrainingJobMixin
 
 if TYPE_CHECKING:
@@ -51,17 +66,9 @@ if TYPE_CHECKING:
 
     from mlops_airflow.k8s.diagnose import Diagnosis
 
-DEFAULT_IMAGE = "mlops-training:0.1.0"
-DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
-IMAGE_ENTRYPOINT = "/opt/training/train.py"
-SHM_VOLUME = "dshm"
-CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
-DEFAULT_SECRET_KEYS = {
-    "MLFLOW_TRACKING_USERNAME": "username",
-    "MLFLOW_TRACKING_PASSWORD": "password",
-    "MLFLOW_TRACKING_TOKEN": "token",
-}
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+# The pod helpers live in operators/_gpu_pod.py; their constants stay importable from here.
+__all__ = ["CREDENTIAL_ENV", "DEFAULT_GPU_NODE_LABEL", "DEFAULT_IMAGE", "DEFAULT_SECRET_KEYS", "IMAGE_ENTRYPOINT",
+           "SHM_VOLUME", "image_reference_digest"]  # GpuTrainingPodOperator: built on first access (__getattr__)
 
 
 def __getattr__(name: str) -> Any:
@@ -70,11 +77,6 @@ def __getattr__(name: str) -> Any:
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def image_reference_digest(image: str) -> str:
-    """What the job records as its image before the pod runs: the digest when pinned, else the reference."""
-    return image.split("@", 1)[1] if "@sha256:" in image else image
 
 
 def _build_operator_class() -> type:
@@ -213,14 +215,7 @@ def _build_operator_class() -> type:
             self._result: dict[str, Any] | None = None
 
         # ------------------------------------------------------------------ the pod
-        @staticmethod
-        def _check_gpu_type(gpu_type: str) -> None:
-            if not _LABEL_VALUE.match(gpu_type):
-                raise ValueError(
-                    f"gpu_type {gpu_type!r} is not a valid Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .); use "
-                    "the value of the GPU node label as `kubectl get nodes -L nvidia.com/gpu.product` shows it, "
-                    "e.g. NVIDIA-H200"
-                )
+        _check_gpu_type = staticmethod(check_gpu_type)
 
         def _job_description(self) -> str:
             try:
@@ -229,80 +224,6 @@ def _build_operator_class() -> type:
                 dataset = {}
             return (f"experiment {self.experiment_name!r}, dataset rev {dataset.get('rev', '?')} "
                     f"md5 {dataset.get('md5', '?')}")
-
-        def _apply_gpu_preset(self, gpus: int, template: k8s.V1Pod | None) -> None:
-            """Put the GPU preset into the provider's own arguments (idempotent: build may run twice).
-
-            The provider merges a template with the operator's pod field by field, and a non-empty
-            operator field replaces the template's (tolerations, node selector, security context), so
-            the template's values are folded in here rather than lost.
-            """
-            tspec = template.spec if template is not None and template.spec else k8s.V1PodSpec(containers=[])
-            tbase = (tspec.containers or [None])[0]
-            resources = self.container_resources or k8s.V1ResourceRequirements()
-            if isinstance(resources, dict):
-                resources = k8s.V1ResourceRequirements(**resources)
-            limits, requests = dict(resources.limits or {}), dict(resources.requests or {})
-            if tbase is not None and tbase.resources is not None and self.container_resources is None:
-                limits = {**(tbase.resources.limits or {}), **limits}
-                requests = {**(tbase.resources.requests or {}), **requests}
-            limits[GPU_RESOURCE] = requests[GPU_RESOURCE] = str(gpus)
-            if self.cpu:
-                requests["cpu"] = str(self.cpu)
-            if self.memory:
-                requests["memory"] = limits["memory"] = str(self.memory)
-            self.container_resources = k8s.V1ResourceRequirements(
-                limits={k: str(v) for k, v in limits.items()}, requests={k: str(v) for k, v in requests.items()},
-                claims=resources.claims,
-            )
-            selector = {**(tspec.node_selector or {}), **(self.node_selector or {})}
-            if self.gpu_type:
-                self._check_gpu_type(str(self.gpu_type))
-                selector[self.gpu_node_label] = str(self.gpu_type)
-            self.node_selector = selector
-            tolerations: dict[tuple, k8s.V1Toleration] = {}
-            for tol in [*(tspec.tolerations or []), *self.tolerations]:
-                tolerations.setdefault((tol.key, tol.operator, tol.value, tol.effect), tol)
-            if not any(key == GPU_RESOURCE for key, *_ in tolerations):
-                tolerations[(GPU_RESOURCE, "Exists", None, "NoSchedule")] = k8s.V1Toleration(
-                    key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-            self.tolerations = list(tolerations.values())
-            names = {v.get("name") if isinstance(v, dict) else getattr(v, "name", None)
-                     for v in [*self.volumes, *(tspec.volumes or [])]}
-            mounts = {m.mount_path for m in (tbase.volume_mounts or [])} if tbase is not None else set()
-            if self.shm_size and SHM_VOLUME not in names and "/dev/shm" not in mounts:
-                self.volumes = [*self.volumes, k8s.V1Volume(
-                    name=SHM_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=self.shm_size))]
-                self.volume_mounts = [*self.volume_mounts, k8s.V1VolumeMount(name=SHM_VOLUME, mount_path="/dev/shm")]
-            if not self.security_context and tspec.security_context is None:
-                self.security_context = k8s.V1PodSecurityContext(
-                    run_as_non_root=True, run_as_user=1000, run_as_group=1000, fs_group=1000,
-                    seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-                )
-            if self.container_security_context is None and (tbase is None or tbase.security_context is None):
-                self.container_security_context = k8s.V1SecurityContext(
-                    run_as_non_root=True, run_as_user=1000, allow_privilege_escalation=False,
-                    capabilities=k8s.V1Capabilities(drop=["ALL"]),
-                )
-
-        def _credential_refs(self, settings: Any) -> list[k8s.V1EnvVar]:
-            wanted = (["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"] if settings.username else [])
-            wanted += ["MLFLOW_TRACKING_TOKEN"] if settings.token else []
-            if not wanted:
-                return []
-            if not self.mlflow_secret_name:
-                raise PodSpecError(
-                    f"MLflow connection {self.mlflow_conn_id!r} has credentials, but no Kubernetes secret holds them "
-                    f"for the training pod: create one (kubectl -n {self.namespace or '<namespace>'} create secret "
-                    "generic mlflow-credentials --from-literal=username=... --from-literal=password=... or "
-                    "--from-literal=token=...) and set mlflow_secret_name= or [mlops] training_mlflow_secret. "
-                    "Credentials never go into a pod as plain env values"
-                )
-            return [
-                k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(
-                    name=self.mlflow_secret_name, key=self.mlflow_secret_keys[name])))
-                for name in wanted
-            ]
 
         def _pod_env(self, context: Context | None, *, dry_run: bool) -> list[k8s.V1EnvVar]:
             """The env contract as plain values, credentials as secret refs, then the user's own env vars."""
@@ -313,23 +234,8 @@ def _build_operator_class() -> type:
                 if not dry_run:
                     raise
                 return convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
-            uri = self.mlflow_tracking_uri or settings.tracking_uri
-            registry = settings.registry_uri if settings.registry_uri != settings.tracking_uri else uri
-            contract = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": registry, **contract,
-                        "MLOPS_IMAGE_DIGEST": image_reference_digest(str(self.image)), "PYTHONUNBUFFERED": "1"}
-            managed = {*contract, *CREDENTIAL_ENV}
             user = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
-            for var in user:
-                if var.name in CREDENTIAL_ENV and var.value is not None:
-                    raise PodSpecError(
-                        f"env_vars sets {var.name} as a plain value; pass MLflow credentials through the Kubernetes "
-                        "secret named by mlflow_secret_name instead (they would be visible in the pod spec)"
-                    )
-            return [
-                *(k8s.V1EnvVar(name=k, value=str(v)) for k, v in contract.items()),
-                *self._credential_refs(settings),
-                *(v for v in user if v.name not in managed),
-            ]
+            return pod_env(self, contract, settings, user)
 
         def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
             try:
@@ -340,7 +246,7 @@ def _build_operator_class() -> type:
             if self.pod_template_file or self.pod_template_dict:
                 data = validate_pod_template(self.pod_template_file or self.pod_template_dict, self.kubernetes_version)
                 template = PodGenerator.deserialize_model_dict(data)
-            self._apply_gpu_preset(gpus, template)
+            apply_gpu_preset(self, gpus, template)  # folded into the provider's own arguments (idempotent)
             self.env_vars = self._pod_env(context, dry_run=dry_run)
             pod = super().build_pod_request_obj(context, dry_run=dry_run)
             self._check_built_pod(pod, gpus)
@@ -433,10 +339,7 @@ def _build_operator_class() -> type:
                 self.log.warning("Could not inspect pod %s/%s after its failure: %s", namespace, name, err)
 
         def _termination_message(self, data: dict[str, Any]) -> str | None:
-            for status in (data.get("status") or {}).get("containerStatuses") or []:
-                if status.get("name") == self.base_container_name:
-                    return ((status.get("state") or {}).get("terminated") or {}).get("message")
-            return None
+            return termination_message(data, self.base_container_name)
 
         def _reraise_explained(self, exc: Exception) -> None:
             explained = self._explain(exc)
@@ -476,22 +379,7 @@ def _build_operator_class() -> type:
             return error
 
         def _api_error(self, exc: ApiException, ref: str) -> str:
-            import json
-
-            try:
-                detail = json.loads(exc.body or "{}").get("message") or exc.reason
-            except (ValueError, AttributeError):
-                detail = exc.reason
-            namespace = ref.split("/", 1)[0]
-            step = {
-                403: f"grant the worker's Kubernetes identity the pod-launcher role in namespace {namespace}, or set "
-                     "namespace= / [mlops] training_namespace",
-                404: f"create namespace {namespace} or set namespace= / [mlops] training_namespace",
-                409: "a pod with that name exists; delete it or keep random_name_suffix=True",
-                422: "fix the pod spec (gpu_count, container_resources, pod template) and clear the task",
-            }.get(exc.status or 0, "check the cluster connection (kubernetes_conn_id) and retry")
-            return (f"the Kubernetes API rejected training pod {ref} ({exc.status} {exc.reason}: {detail}) "
-                    f"[{self._job_description()}]; {step}")
+            return api_error_message(exc, ref, self._job_description())
 
         # ------------------------------------------------------------------ the result
         def _after_pod(self, context: Context) -> dict[str, Any]:

@@ -1,0 +1,193 @@
+"""The pod that ``GpuTrainingPodOperator`` asks for: GPU preset, env contract with secret references, API errors.
+
+Helpers of ``operators/gpu_training.py``, apart so the operator reads as its lifecycle (build, run, diagnose,
+result). ``kubernetes`` is imported inside the functions: importing this module stays cheap, like every module
+of the pack (tests/dags/test_parse_imports.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from mlops_airflow.k8s.validation import GPU_RESOURCE, PodSpecError
+
+if TYPE_CHECKING:
+    from kubernetes.client import models as k8s
+    from kubernetes.client.exceptions import ApiException
+
+DEFAULT_IMAGE = "mlops-training:0.1.0"
+DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
+IMAGE_ENTRYPOINT = "/opt/training/train.py"
+SHM_VOLUME = "dshm"
+CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+DEFAULT_SECRET_KEYS = {
+    "MLFLOW_TRACKING_USERNAME": "username",
+    "MLFLOW_TRACKING_PASSWORD": "password",
+    "MLFLOW_TRACKING_TOKEN": "token",
+}
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def image_reference_digest(image: str) -> str:
+    """What the job records as its image before the pod runs: the digest when pinned, else the reference."""
+    return image.split("@", 1)[1] if "@sha256:" in image else image
+
+
+def check_gpu_type(gpu_type: str) -> None:
+    if not _LABEL_VALUE.match(gpu_type):
+        raise ValueError(
+            f"gpu_type {gpu_type!r} is not a valid Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .); use "
+            "the value of the GPU node label as `kubectl get nodes -L nvidia.com/gpu.product` shows it, "
+            "e.g. NVIDIA-H200"
+        )
+
+
+def apply_gpu_preset(op: Any, gpus: int, template: k8s.V1Pod | None) -> None:
+    """Put the GPU preset into the operator's (the provider's) own arguments; idempotent: build may run twice.
+
+    The provider merges a template with the operator's pod field by field, and a non-empty operator field
+    replaces the template's (tolerations, node selector, security context), so the template's values are
+    folded in here rather than lost.
+    """
+    from kubernetes.client import models as k8s
+
+    tspec = template.spec if template is not None and template.spec else k8s.V1PodSpec(containers=[])
+    tbase = (tspec.containers or [None])[0]
+    resources = op.container_resources or k8s.V1ResourceRequirements()
+    if isinstance(resources, dict):
+        resources = k8s.V1ResourceRequirements(**resources)
+    limits, requests = dict(resources.limits or {}), dict(resources.requests or {})
+    if tbase is not None and tbase.resources is not None and op.container_resources is None:
+        limits = {**(tbase.resources.limits or {}), **limits}
+        requests = {**(tbase.resources.requests or {}), **requests}
+    limits[GPU_RESOURCE] = requests[GPU_RESOURCE] = str(gpus)
+    if op.cpu:
+        requests["cpu"] = str(op.cpu)
+    if op.memory:
+        requests["memory"] = limits["memory"] = str(op.memory)
+    op.container_resources = k8s.V1ResourceRequirements(
+        limits={k: str(v) for k, v in limits.items()},
+        requests={k: str(v) for k, v in requests.items()},
+        claims=resources.claims,
+    )
+    selector = {**(tspec.node_selector or {}), **(op.node_selector or {})}
+    if op.gpu_type:
+        check_gpu_type(str(op.gpu_type))
+        selector[op.gpu_node_label] = str(op.gpu_type)
+    op.node_selector = selector
+    tolerations: dict[tuple, k8s.V1Toleration] = {}
+    for tol in [*(tspec.tolerations or []), *op.tolerations]:
+        tolerations.setdefault((tol.key, tol.operator, tol.value, tol.effect), tol)
+    if not any(key == GPU_RESOURCE for key, *_ in tolerations):
+        tolerations[(GPU_RESOURCE, "Exists", None, "NoSchedule")] = k8s.V1Toleration(
+            key=GPU_RESOURCE, operator="Exists", effect="NoSchedule"
+        )
+    op.tolerations = list(tolerations.values())
+    names = {
+        v.get("name") if isinstance(v, dict) else getattr(v, "name", None)
+        for v in [*op.volumes, *(tspec.volumes or [])]
+    }
+    mounts = {m.mount_path for m in (tbase.volume_mounts or [])} if tbase is not None else set()
+    if op.shm_size and SHM_VOLUME not in names and "/dev/shm" not in mounts:
+        op.volumes = [
+            *op.volumes,
+            k8s.V1Volume(
+                name=SHM_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit=op.shm_size)
+            ),
+        ]
+        op.volume_mounts = [*op.volume_mounts, k8s.V1VolumeMount(name=SHM_VOLUME, mount_path="/dev/shm")]
+    if not op.security_context and tspec.security_context is None:
+        op.security_context = k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=1000,
+            run_as_group=1000,
+            fs_group=1000,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        )
+    if op.container_security_context is None and (tbase is None or tbase.security_context is None):
+        op.container_security_context = k8s.V1SecurityContext(
+            run_as_non_root=True,
+            run_as_user=1000,
+            allow_privilege_escalation=False,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        )
+
+
+def credential_refs(op: Any, settings: Any) -> list[k8s.V1EnvVar]:
+    """The MLflow credentials of the connection as references to the Kubernetes secret, never as values."""
+    from kubernetes.client import models as k8s
+
+    wanted = ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"] if settings.username else []
+    wanted += ["MLFLOW_TRACKING_TOKEN"] if settings.token else []
+    if not wanted:
+        return []
+    if not op.mlflow_secret_name:
+        raise PodSpecError(
+            f"MLflow connection {op.mlflow_conn_id!r} has credentials, but no Kubernetes secret holds them "
+            f"for the training pod: create one (kubectl -n {op.namespace or '<namespace>'} create secret "
+            "generic mlflow-credentials --from-literal=username=... --from-literal=password=... or "
+            "--from-literal=token=...) and set mlflow_secret_name= or [mlops] training_mlflow_secret. "
+            "Credentials never go into a pod as plain env values"
+        )
+    return [
+        k8s.V1EnvVar(
+            name=name,
+            value_from=k8s.V1EnvVarSource(
+                secret_key_ref=k8s.V1SecretKeySelector(name=op.mlflow_secret_name, key=op.mlflow_secret_keys[name])
+            ),
+        )
+        for name in wanted
+    ]
+
+
+def pod_env(op: Any, contract: dict[str, str], settings: Any, user: list[k8s.V1EnvVar]) -> list[k8s.V1EnvVar]:
+    """The env contract as plain values, credentials as secret refs, then the user's own env vars."""
+    from kubernetes.client import models as k8s
+
+    uri = op.mlflow_tracking_uri or settings.tracking_uri
+    registry = settings.registry_uri if settings.registry_uri != settings.tracking_uri else uri
+    contract = {
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": registry,
+        **contract,
+        "MLOPS_IMAGE_DIGEST": image_reference_digest(str(op.image)),
+        "PYTHONUNBUFFERED": "1",
+    }
+    managed = {*contract, *CREDENTIAL_ENV}
+    for var in user:
+        if var.name in CREDENTIAL_ENV and var.value is not None:
+            raise PodSpecError(
+                f"env_vars sets {var.name} as a plain value; pass MLflow credentials through the Kubernetes "
+                "secret named by mlflow_secret_name instead (they would be visible in the pod spec)"
+            )
+    return [
+        *(k8s.V1EnvVar(name=k, value=str(v)) for k, v in contract.items()),
+        *credential_refs(op, settings),
+        *(v for v in user if v.name not in managed),
+    ]
+
+
+def termination_message(data: dict[str, Any], container: str) -> str | None:
+    for status in (data.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == container:
+            return ((status.get("state") or {}).get("terminated") or {}).get("message")
+    return None
+
+
+def api_error_message(exc: ApiException, ref: str, job: str) -> str:
+    """One on-call sentence for a Kubernetes API error about training pod ``ref`` (``namespace/name``)."""
+    try:
+        detail = json.loads(exc.body or "{}").get("message") or exc.reason
+    except (ValueError, AttributeError):
+        detail = exc.reason
+    namespace = ref.split("/", 1)[0]
+    step = {
+        403: f"grant the worker's Kubernetes identity the pod-launcher role in namespace {namespace}, or set "
+        "namespace= / [mlops] training_namespace",
+        404: f"create namespace {namespace} or set namespace= / [mlops] training_namespace",
+        409: "a pod with that name exists; delete it or keep random_name_suffix=True",
+        422: "fix the pod spec (gpu_count, container_resources, pod template) and clear the task",
+    }.get(exc.status or 0, "check the cluster connection (kubernetes_conn_id) and retry")
+    return f"the Kubernetes API rejected training pod {ref} ({exc.status} {exc.reason}: {detail}) [{job}]; {step}"
