@@ -31,6 +31,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
+from mlops_airflow._io import file_md5  # noqa: F401 - re-exported: callers import it from here
 from mlops_airflow.exceptions import DatasetVersionError
 
 GIT_IDENTITY = ["-c", "user.name=airflow-mlops", "-c", "user.email=airflow-mlops@localhost"]
@@ -72,16 +73,6 @@ def dir_md5(entries: list[dict[str, str]]) -> str:
 
     digest = hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8"), usedforsecurity=False)
     return digest.hexdigest() + ".dir"
-
-
-def file_md5(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 RETRY_HINT = "; fix the cause these lines name, then retry the task"

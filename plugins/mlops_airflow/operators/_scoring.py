@@ -12,13 +12,13 @@ cached under ``output_dir``: a retry, or a second evaluation on the same holdout
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow._io import file_sha256  # noqa: F401 - re-exported: callers import it from here
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.operators._common import safe_part
@@ -48,14 +48,6 @@ def scoring_entrypoint(explicit: str | None = None) -> str:
 
     include = mlops_conf("include_dir") or str(Path(conf.get("core", "dags_folder")).resolve().parent / "include")
     return str(Path(include) / "training" / "score.py")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def score_parquet(

@@ -1,29 +1,7 @@
-"""File helpers of the data validation gate: md5 of a file, fsync of a folder, atomic text writes (stdlib only)."""
+"""File helpers of the data validation gate; they live in ``mlops_airflow._io`` (one implementation)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
+from mlops_airflow._io import file_md5, fsync_dir, write_atomic
 
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+__all__ = ["file_md5", "fsync_dir", "write_atomic"]

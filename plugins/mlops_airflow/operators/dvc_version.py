@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
+from mlops_airflow._io import copy_atomic
 from mlops_airflow.exceptions import DatasetVersionError
 from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
 from mlops_airflow.operators._common import parquet_rows, run_identity
@@ -114,10 +114,7 @@ class DvcVersionDatasetOperator(BaseOperator):
                     "Land the batch under a new name, or set overwrite=True if replacing it is intended "
                     "(the old content stays reachable at its earlier DVC revision)."
                 )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(dest)
+        copy_atomic(source, dest)
 
 
 class DvcResolveVersionOperator(BaseOperator):

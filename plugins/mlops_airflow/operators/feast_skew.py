@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._io import write_atomic
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.hooks.dvc_repo import DvcHook
 from mlops_airflow.hooks.feast_store import FeastHook
@@ -270,9 +271,8 @@ class FeatureSkewCheckOperator(BaseOperator):
             "project": store.project,
             "feature_service": self.feature_service,
         }
-        tmp = evidence.with_name(evidence.name + ".tmp")
-        tmp.write_text(json.dumps({**verdict, "examples": examples, "entity_keys": keys}, indent=2, default=str))
-        tmp.replace(evidence)
+        evidence_doc = {**verdict, "examples": examples, "entity_keys": keys}
+        write_atomic(evidence, json.dumps(evidence_doc, indent=2, default=str))
         ti = context.get("ti") if hasattr(context, "get") else None
         if ti is not None and hasattr(ti, "xcom_push"):
             EvidenceLink.persist(context, evidence.as_uri())

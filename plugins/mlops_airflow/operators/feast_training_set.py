@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._io import copy_atomic, write_atomic
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.hooks.dvc_repo import DvcHook
 from mlops_airflow.hooks.feast_store import FeastHook
@@ -218,10 +219,7 @@ class FeastTrainingSetOperator(BaseOperator):
         digest = frame_hash(df)
         out = Path(self.output_dir) / self.feature_service / f"{digest[:16]}.parquet"
         if not out.exists():
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp")
-            df.to_parquet(tmp, index=False)
-            tmp.replace(out)
+            write_atomic(out, lambda tmp: df.to_parquet(tmp, index=False))
         result = {
             "uri": str(out),
             "hash": digest,
@@ -251,9 +249,7 @@ class FeastTrainingSetOperator(BaseOperator):
 
     def _track(self, out: Path, digest: str) -> dict[str, Any]:
         """Version the training set in the data repository (content-addressed path: a retry adds nothing)."""
-        import shutil
 
-        from mlops_airflow.hooks.dvc_repo import file_md5
 
         dvc = DvcHook(dvc_conn_id=self.dvc_conn_id)
         repo = dvc.ensure_repo()
@@ -263,11 +259,9 @@ class FeastTrainingSetOperator(BaseOperator):
             # Same frame hash = same rows and values; keep the bytes already versioned (a newer Parquet writer
             # may encode the same frame differently, which would otherwise make a new version of equal data).
             if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(f".{dest.name}.tmp")
-                shutil.copyfile(out, tmp)
-                if file_md5(tmp) != file_md5(out):
-                    raise FeatureStoreError(f"copy of {out} into {dest} is corrupt (md5 differs); retry the task")
-                tmp.replace(dest)
+                try:
+                    copy_atomic(out, dest, verify=True)
+                except OSError as err:
+                    raise FeatureStoreError(f"{err}; retry the task") from err
             version = dvc.version_path(rel, f"training set {self.feature_service} {digest[:16]}")
         return {k: version[k] for k in ("repo", "rev", "path", "md5", "new_commit")}

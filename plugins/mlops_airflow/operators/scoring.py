@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._io import write_atomic
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowModelVersionLink
@@ -164,9 +165,7 @@ class BatchScoringOperator(BaseOperator):
         digest = hashlib.sha256(pd.util.hash_pandas_object(log, index=False).values.tobytes()).hexdigest()
         out = work / f"{digest[:16]}.parquet"
         if not out.exists():
-            tmp = out.with_name(f".{out.name}.tmp")
-            log.to_parquet(tmp, index=False)
-            tmp.replace(out)
+            write_atomic(out, lambda tmp: log.to_parquet(tmp, index=False))
         ident = run_identity(context)
         summary = {
             "uri": str(out),
