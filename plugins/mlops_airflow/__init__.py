@@ -13,7 +13,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The distribution's version: ``pyproject.toml`` is the one place it is written."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("airflow-provider-mlops")
+    except PackageNotFoundError:  # the package folder used without installing it (plugins path only)
+        return "0+unknown"
+
+
+__version__ = _version()
 
 # Public name -> module that defines it. Resolved on first access only.
 _LAZY: dict[str, str] = {

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlops_airflow import __version__
+
 # [mlops] options: name -> (description, example, default). Env: AIRFLOW__MLOPS__<NAME>.
 _OPTIONS: dict[str, tuple[str, str, str | None]] = {
     "data_root": ("Folder for landed batches, quarantine, validation results, training sets, reports.",
@@ -20,10 +22,12 @@ _OPTIONS: dict[str, tuple[str, str, str | None]] = {
                         "/opt/train-venv/bin/python", None),
     "training_entrypoint": ("Path of include/training/train.py for the local backend.",
                             "/opt/airflow/include/training/train.py", None),
+    "scoring_entrypoint": ("Path of the batch-scoring entrypoint (default: include_dir/training/score.py).",
+                           "/opt/airflow/include/training/score.py", None),
     "approval_policy": ("hitl: an ApprovalOperator gates every promotion; auto: logged auto-approval (demo only).",
                         "hitl", "hitl"),
     "training_image": ("Training image of the Kubernetes backend (pin by digest).",
-                       "registry.example.com/mlops-training@sha256:...", "mlops-training:0.1.0"),
+                       "registry.example.com/mlops-training@sha256:...", f"mlops-training:{__version__}"),
     "training_namespace": ("Namespace of training pods (else the kubernetes connection's).", "ml-training", None),
     "training_gpu_count": ("Whole GPUs per training pod (limit = request).", "1", "1"),
     "training_gpu_type": ("Value of the GPU node label, e.g. NVIDIA-H200.", "NVIDIA-H200", None),
@@ -51,7 +55,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "MLOps (continuous training)",
         "description": "DVC, Great Expectations, Feast, GPU training, MLflow registry and "
         "Evidently monitoring joined into one continuous-training loop.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "integrations": [
             {"integration-name": "MLflow", "external-doc-url": "https://mlflow.org/docs/latest/", "tags": ["software"]},
             {"integration-name": "DVC", "external-doc-url": "https://dvc.org/doc", "tags": ["software"]},

@@ -44,11 +44,10 @@ def _sha256(path: Path) -> str | None:
 
 
 def project_root() -> Path:
-    """The deployed project (parent of the DAGs folder), where the locks and include/ live."""
-    from airflow.configuration import conf
+    """The deployed project, where the locks and include/ live (``config.project_root``)."""
+    from mlops_airflow.config import project_root as configured_root
 
-    configured = conf.get("mlops", "project_root", fallback=None)
-    return Path(configured or Path(conf.get("core", "dags_folder")).resolve().parent)
+    return configured_root()
 
 
 def code_revision(root: Path) -> str | None:

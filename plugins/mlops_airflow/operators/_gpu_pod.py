@@ -11,13 +11,14 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow import __version__
 from mlops_airflow.k8s.validation import GPU_RESOURCE, PodSpecError
 
 if TYPE_CHECKING:
     from kubernetes.client import models as k8s
     from kubernetes.client.exceptions import ApiException
 
-DEFAULT_IMAGE = "mlops-training:0.1.0"
+DEFAULT_IMAGE = f"mlops-training:{__version__}"
 DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
 IMAGE_ENTRYPOINT = "/opt/training/train.py"
 SHM_VOLUME = "dshm"

@@ -44,10 +44,9 @@ def scoring_entrypoint(explicit: str | None = None) -> str:
     configured = explicit or mlops_conf("scoring_entrypoint")
     if configured:
         return configured
-    from airflow.configuration import conf
+    from mlops_airflow.config import include_dir
 
-    include = mlops_conf("include_dir") or str(Path(conf.get("core", "dags_folder")).resolve().parent / "include")
-    return str(Path(include) / "training" / "score.py")
+    return str(include_dir() / "training" / "score.py")
 
 
 def score_parquet(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.config import mlops_conf
@@ -25,9 +24,9 @@ def default_entrypoint() -> str:
     configured = mlops_conf("training_entrypoint")
     if configured:
         return configured
-    from airflow.configuration import conf
+    from mlops_airflow.config import include_dir
 
-    return str(Path(conf.get("core", "dags_folder")).resolve().parent / "include" / "training" / "train.py")
+    return str(include_dir() / "training" / "train.py")
 
 
 class TrainingJobMixin:

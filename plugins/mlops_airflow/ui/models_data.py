@@ -31,9 +31,9 @@ read_promotion_ledger = promotion_history
 
 # ------------------------------------------------------------------------------------------- configuration
 def _conf(key: str, fallback: str) -> str:
-    from airflow.configuration import conf
+    from mlops_airflow.config import mlops_conf
 
-    return conf.get("mlops", key, fallback=fallback) or fallback
+    return mlops_conf(key, fallback) or fallback
 
 
 def mlflow_conn_id() -> str:
