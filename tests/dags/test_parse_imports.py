@@ -38,6 +38,7 @@ def test_package_modules_import_no_heavy_library():
         ".".join(p.relative_to(ROOT / "plugins").with_suffix("").parts)
         for p in (ROOT / "plugins" / "mlops_airflow").rglob("*.py")
         if not p.name.startswith("_mlflow")
+        and p.name != "gpu_training.py"  # the KPO subclass: imports kubernetes by design, never at DAG parse
     )
     code = (
         "import importlib, json, sys\n"

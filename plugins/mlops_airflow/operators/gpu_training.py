@@ -19,10 +19,10 @@ The result comes from MLflow, not from the XCom sidecar: the job tags its run wi
 identity; after the pod succeeds the operator reads that run back, and a retry first adopts a
 FINISHED run with those tags instead of starting another pod.
 
-The provider's operator module imports ``kubernetes`` at import time, and every module of the pack
-must import without it (tests/dags/test_parse_imports.py imports each one in a fresh interpreter:
-what a DAG file may pull in), so the class is built on first access (PEP 562 module ``__getattr__``):
-``from mlops_airflow.operators.gpu_training import GpuTrainingPodOperator`` works as usual. The pod
+A normal module: it imports the provider's KubernetesPodOperator (hence ``kubernetes``) at import time,
+the one module of the pack that does (a per-file opt-out of the heavy-import ban, as astronomer-cosmos
+has for its leaf modules). DAG files never import it while they parse: ``train_model_task`` imports it
+only when ``[mlops] training_backend=kubernetes`` (tests/dags/test_parse_imports.py checks both). The pod
 helpers (GPU preset, env contract, secret references, API errors) are in ``operators/_gpu_pod.py``.
 """
 
@@ -30,6 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import convert_env_vars_or_raise_error
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+from kubernetes.client import models as k8s
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import MLOpsError, TrainingError
@@ -67,355 +75,376 @@ if TYPE_CHECKING:
     from mlops_airflow.k8s.diagnose import Diagnosis
 
 # The pod helpers live in operators/_gpu_pod.py; their constants stay importable from here.
-__all__ = ["CREDENTIAL_ENV", "DEFAULT_GPU_NODE_LABEL", "DEFAULT_IMAGE", "DEFAULT_SECRET_KEYS", "IMAGE_ENTRYPOINT",
-           "SHM_VOLUME", "image_reference_digest"]  # GpuTrainingPodOperator: built on first access (__getattr__)
+__all__ = [
+    "CREDENTIAL_ENV",
+    "DEFAULT_GPU_NODE_LABEL",
+    "DEFAULT_IMAGE",
+    "DEFAULT_SECRET_KEYS",
+    "IMAGE_ENTRYPOINT",
+    "SHM_VOLUME",
+    "GpuTrainingPodOperator",
+    "image_reference_digest",
+]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "GpuTrainingPodOperator":
-        cls = _build_operator_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
+    """Train ``include/training/train.py`` in a GPU pod; the result is read back from MLflow.
 
+    Same arguments as :class:`~mlops_airflow.operators.training.LocalTrainingOperator`:
 
-def _build_operator_class() -> type:
-    from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
-        convert_env_vars_or_raise_error,
+    :param training_set: upstream training set ``{uri, hash, features, label}`` (templated / XCom).
+        The pod must be able to read ``uri`` (an object-store URI in production).
+    :param dataset_version: upstream DVC version ``{repo, rev, path, md5}`` (templated / XCom).
+    :param experiment_name: MLflow experiment (templated).
+    :param training_config: hyper-parameters, merged over the defaults (templated).
+    :param python: interpreter *inside the image* (default: the image's ENTRYPOINT).
+    :param entrypoint: training script *inside the image* (default ``/opt/training/train.py``).
+    :param extra_tags: more MLflow run tags.
+    :param mlflow_conn_id: MLflow connection; its credentials reach the pod only as secret references.
+
+    GPU preset (defaults from ``[mlops]``; every other KubernetesPodOperator argument passes through):
+
+    :param gpu_count: whole GPUs, limit = request (templated; ``training_gpu_count``, default 1).
+    :param gpu_type: node label value of the GPU type, e.g. ``NVIDIA-H200`` (templated;
+        ``training_gpu_type``); None schedules on any node with free GPUs.
+    :param gpu_node_label: node label carrying the GPU type (``training_gpu_node_label``,
+        default ``nvidia.com/gpu.product`` from NVIDIA GPU feature discovery).
+    :param image: training image (``training_image``, default ``mlops-training:0.1.0``);
+        pin it by digest in production.
+    :param namespace: namespace of the pod (``training_namespace``, else the connection's).
+    :param shm_size: size of the memory-backed ``/dev/shm`` (None: no shm volume).
+    :param cpu: CPU request, e.g. ``"8"``.
+    :param memory: memory request = limit, e.g. ``"64Gi"`` (a memory-backed /dev/shm counts against it).
+    :param mlflow_secret_name: Kubernetes secret holding the MLflow credentials
+        (``training_mlflow_secret``); required when the MLflow connection has credentials.
+    :param mlflow_secret_keys: env var -> key in that secret (default username/password/token).
+    :param mlflow_tracking_uri: tracking URI as the pod reaches it, when it differs from the
+        worker's (``training_mlflow_tracking_uri``, e.g. an in-cluster service).
+    :param pod_template_file: base pod template (templated; ``training_pod_template``), validated
+        strictly before use.
+    :param kubernetes_version: Kubernetes version whose schema validates pods (``kubernetes_version``).
+    """
+
+    template_fields: Sequence[str] = (
+        *KubernetesPodOperator.template_fields,
+        "training_set",
+        "dataset_version",
+        "training_config",
+        "experiment_name",
+        "gpu_count",
+        "gpu_type",
     )
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
-    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
-    from kubernetes.client import models as k8s
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#76b900"
 
-    class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
-        """Train ``include/training/train.py`` in a GPU pod; the result is read back from MLflow.
-
-        Same arguments as :class:`~mlops_airflow.operators.training.LocalTrainingOperator`:
-
-        :param training_set: upstream training set ``{uri, hash, features, label}`` (templated / XCom).
-            The pod must be able to read ``uri`` (an object-store URI in production).
-        :param dataset_version: upstream DVC version ``{repo, rev, path, md5}`` (templated / XCom).
-        :param experiment_name: MLflow experiment (templated).
-        :param training_config: hyper-parameters, merged over the defaults (templated).
-        :param python: interpreter *inside the image* (default: the image's ENTRYPOINT).
-        :param entrypoint: training script *inside the image* (default ``/opt/training/train.py``).
-        :param extra_tags: more MLflow run tags.
-        :param mlflow_conn_id: MLflow connection; its credentials reach the pod only as secret references.
-
-        GPU preset (defaults from ``[mlops]``; every other KubernetesPodOperator argument passes through):
-
-        :param gpu_count: whole GPUs, limit = request (templated; ``training_gpu_count``, default 1).
-        :param gpu_type: node label value of the GPU type, e.g. ``NVIDIA-H200`` (templated;
-            ``training_gpu_type``); None schedules on any node with free GPUs.
-        :param gpu_node_label: node label carrying the GPU type (``training_gpu_node_label``,
-            default ``nvidia.com/gpu.product`` from NVIDIA GPU feature discovery).
-        :param image: training image (``training_image``, default ``mlops-training:0.1.0``);
-            pin it by digest in production.
-        :param namespace: namespace of the pod (``training_namespace``, else the connection's).
-        :param shm_size: size of the memory-backed ``/dev/shm`` (None: no shm volume).
-        :param cpu: CPU request, e.g. ``"8"``.
-        :param memory: memory request = limit, e.g. ``"64Gi"`` (a memory-backed /dev/shm counts against it).
-        :param mlflow_secret_name: Kubernetes secret holding the MLflow credentials
-            (``training_mlflow_secret``); required when the MLflow connection has credentials.
-        :param mlflow_secret_keys: env var -> key in that secret (default username/password/token).
-        :param mlflow_tracking_uri: tracking URI as the pod reaches it, when it differs from the
-            worker's (``training_mlflow_tracking_uri``, e.g. an in-cluster service).
-        :param pod_template_file: base pod template (templated; ``training_pod_template``), validated
-            strictly before use.
-        :param kubernetes_version: Kubernetes version whose schema validates pods (``kubernetes_version``).
-        """
-
-        template_fields: Sequence[str] = (
-            *KubernetesPodOperator.template_fields,
-            "training_set", "dataset_version", "training_config", "experiment_name", "gpu_count", "gpu_type",
+    def __init__(
+        self,
+        *,
+        training_set: dict[str, Any] | str,
+        dataset_version: dict[str, Any] | str,
+        experiment_name: str,
+        training_config: dict[str, Any] | str | None = None,
+        python: str | None = None,
+        entrypoint: str | None = None,
+        extra_tags: dict[str, str] | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        gpu_count: int | str | None = None,
+        gpu_type: str | None = None,
+        gpu_node_label: str | None = None,
+        image: str | None = None,
+        namespace: str | None = None,
+        shm_size: str | None = "8Gi",
+        cpu: str | None = None,
+        memory: str | None = None,
+        mlflow_secret_name: str | None = None,
+        mlflow_secret_keys: dict[str, str] | None = None,
+        mlflow_tracking_uri: str | None = None,
+        pod_template_file: str | None = None,
+        kubernetes_version: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("do_xcom_push"):
+            raise ValueError(
+                f"{kwargs.get('task_id')}: do_xcom_push=True would add the XCom sidecar; GpuTrainingPodOperator "
+                "reads its result from MLflow instead. Remove do_xcom_push"
+            )
+        # The provider reuses do_xcom_push for its sidecar; it stays False and this operator pushes
+        # the MLflow result itself (see _complete).
+        kwargs["do_xcom_push"] = False
+        if entrypoint or python:
+            kwargs.setdefault("cmds", [python or "python", entrypoint or IMAGE_ENTRYPOINT])
+        kwargs["labels"] = {
+            "app.kubernetes.io/component": "training",
+            "app.kubernetes.io/part-of": "airflow-provider-mlops",
+            **(kwargs.get("labels") or {}),
+        }
+        kwargs.setdefault("get_logs", True)
+        kwargs.setdefault("container_logs", True)
+        kwargs.setdefault("log_events_on_failure", True)
+        kwargs.setdefault("log_pod_spec_on_failure", False)  # the diagnosis says what matters
+        kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
+        kwargs.setdefault("image_pull_policy", "IfNotPresent")
+        kwargs.setdefault("schedule_timeout_seconds", int(mlops_conf("training_schedule_timeout", "600") or 600))
+        kwargs.setdefault("startup_timeout_seconds", 900)  # multi-GB CUDA images take minutes to pull
+        super().__init__(
+            image=image or mlops_conf("training_image") or DEFAULT_IMAGE,
+            namespace=namespace or mlops_conf("training_namespace"),
+            pod_template_file=pod_template_file or mlops_conf("training_pod_template"),
+            **kwargs,
         )
-        operator_extra_links = (MlflowRunLink(),)
-        ui_color = "#76b900"
+        self.training_set = training_set
+        self.dataset_version = dataset_version
+        self.experiment_name = experiment_name
+        self.training_config = training_config or {}
+        self.python = python
+        self.entrypoint = entrypoint
+        self.extra_tags = extra_tags
+        self.mlflow_conn_id = mlflow_conn_id
+        self.gpu_count = gpu_count if gpu_count is not None else mlops_conf("training_gpu_count", "1")
+        self.gpu_type = gpu_type if gpu_type is not None else mlops_conf("training_gpu_type")
+        self.gpu_node_label = gpu_node_label or mlops_conf("training_gpu_node_label") or DEFAULT_GPU_NODE_LABEL
+        self.shm_size = shm_size
+        self.cpu = cpu
+        self.memory = memory
+        self.mlflow_secret_name = mlflow_secret_name or mlops_conf("training_mlflow_secret")
+        self.mlflow_secret_keys = {**DEFAULT_SECRET_KEYS, **(mlflow_secret_keys or {})}
+        self.mlflow_tracking_uri = mlflow_tracking_uri or mlops_conf("training_mlflow_tracking_uri")
+        self.kubernetes_version = kubernetes_version or mlops_conf("kubernetes_version")
+        # Literal values are checked at parse time; templated ones when the task runs.
+        if not is_template(self.gpu_count):
+            parse_gpu_count(self.gpu_count)
+        if self.gpu_type and not is_template(self.gpu_type):
+            self._check_gpu_type(self.gpu_type)
+        self._diagnosis: Diagnosis | None = None
+        self._image_id: str | None = None
+        self._result: dict[str, Any] | None = None
 
-        def __init__(
-            self,
-            *,
-            training_set: dict[str, Any] | str,
-            dataset_version: dict[str, Any] | str,
-            experiment_name: str,
-            training_config: dict[str, Any] | str | None = None,
-            python: str | None = None,
-            entrypoint: str | None = None,
-            extra_tags: dict[str, str] | None = None,
-            mlflow_conn_id: str = MlflowHook.default_conn_name,
-            gpu_count: int | str | None = None,
-            gpu_type: str | None = None,
-            gpu_node_label: str | None = None,
-            image: str | None = None,
-            namespace: str | None = None,
-            shm_size: str | None = "8Gi",
-            cpu: str | None = None,
-            memory: str | None = None,
-            mlflow_secret_name: str | None = None,
-            mlflow_secret_keys: dict[str, str] | None = None,
-            mlflow_tracking_uri: str | None = None,
-            pod_template_file: str | None = None,
-            kubernetes_version: str | None = None,
-            **kwargs: Any,
-        ) -> None:
-            if kwargs.get("do_xcom_push"):
-                raise ValueError(
-                    f"{kwargs.get('task_id')}: do_xcom_push=True would add the XCom sidecar; GpuTrainingPodOperator "
-                    "reads its result from MLflow instead. Remove do_xcom_push"
-                )
-            # The provider reuses do_xcom_push for its sidecar; it stays False and this operator pushes
-            # the MLflow result itself (see _complete).
-            kwargs["do_xcom_push"] = False
-            if entrypoint or python:
-                kwargs.setdefault("cmds", [python or "python", entrypoint or IMAGE_ENTRYPOINT])
-            kwargs["labels"] = {"app.kubernetes.io/component": "training",
-                                "app.kubernetes.io/part-of": "airflow-provider-mlops", **(kwargs.get("labels") or {})}
-            kwargs.setdefault("get_logs", True)
-            kwargs.setdefault("container_logs", True)
-            kwargs.setdefault("log_events_on_failure", True)
-            kwargs.setdefault("log_pod_spec_on_failure", False)  # the diagnosis says what matters
-            kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
-            kwargs.setdefault("image_pull_policy", "IfNotPresent")
-            kwargs.setdefault("schedule_timeout_seconds", int(mlops_conf("training_schedule_timeout", "600") or 600))
-            kwargs.setdefault("startup_timeout_seconds", 900)  # multi-GB CUDA images take minutes to pull
-            super().__init__(
-                image=image or mlops_conf("training_image") or DEFAULT_IMAGE,
-                namespace=namespace or mlops_conf("training_namespace"),
-                pod_template_file=pod_template_file or mlops_conf("training_pod_template"),
-                **kwargs,
+    # ------------------------------------------------------------------ the pod
+    _check_gpu_type = staticmethod(check_gpu_type)
+
+    def _job_description(self) -> str:
+        try:
+            dataset = as_dict(self.dataset_version, "dataset_version")
+        except (ValueError, SyntaxError):
+            dataset = {}
+        return (
+            f"experiment {self.experiment_name!r}, dataset rev {dataset.get('rev', '?')} md5 {dataset.get('md5', '?')}"
+        )
+
+    def _pod_env(self, context: Context | None, *, dry_run: bool) -> list[k8s.V1EnvVar]:
+        """The env contract as plain values, credentials as secret refs, then the user's own env vars."""
+        try:
+            contract = self.job_env(context)
+            settings = self.mlflow_hook.settings
+        except (ValueError, SyntaxError, AirflowNotFoundException):
+            if not dry_run:
+                raise
+            return convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+        user = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+        return pod_env(self, contract, settings, user)
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        try:
+            gpus = parse_gpu_count(self.gpu_count)
+        except ValueError as err:
+            raise PodSpecError(f"{self.task_id}: {err}") from None
+        template = None
+        if self.pod_template_file or self.pod_template_dict:
+            data = validate_pod_template(self.pod_template_file or self.pod_template_dict, self.kubernetes_version)
+            template = PodGenerator.deserialize_model_dict(data)
+        apply_gpu_preset(self, gpus, template)  # folded into the provider's own arguments (idempotent)
+        self.env_vars = self._pod_env(context, dry_run=dry_run)
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        self._check_built_pod(pod, gpus)
+        return pod
+
+    def _check_built_pod(self, pod: k8s.V1Pod, gpus: int) -> None:
+        data = pod_to_dict(pod)
+        problems = pod_problems(data, self.kubernetes_version)
+        base = [c for c in data["spec"]["containers"] if c.get("name") == self.base_container_name]
+        limit = ((base[0].get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE) if base else None
+        if str(limit) != str(gpus):
+            problems.append(f"container {self.base_container_name} has {GPU_RESOURCE} limit {limit!r}, expected {gpus}")
+        if problems:
+            raise PodSpecError(
+                f"training pod {pod.metadata.name} would be invalid: "
+                + "; ".join(problems)
+                + ". Fix the pod template or the operator arguments (gpu_count, container_resources)"
             )
-            self.training_set = training_set
-            self.dataset_version = dataset_version
-            self.experiment_name = experiment_name
-            self.training_config = training_config or {}
-            self.python = python
-            self.entrypoint = entrypoint
-            self.extra_tags = extra_tags
-            self.mlflow_conn_id = mlflow_conn_id
-            self.gpu_count = gpu_count if gpu_count is not None else mlops_conf("training_gpu_count", "1")
-            self.gpu_type = gpu_type if gpu_type is not None else mlops_conf("training_gpu_type")
-            self.gpu_node_label = gpu_node_label or mlops_conf("training_gpu_node_label") or DEFAULT_GPU_NODE_LABEL
-            self.shm_size = shm_size
-            self.cpu = cpu
-            self.memory = memory
-            self.mlflow_secret_name = mlflow_secret_name or mlops_conf("training_mlflow_secret")
-            self.mlflow_secret_keys = {**DEFAULT_SECRET_KEYS, **(mlflow_secret_keys or {})}
-            self.mlflow_tracking_uri = mlflow_tracking_uri or mlops_conf("training_mlflow_tracking_uri")
-            self.kubernetes_version = kubernetes_version or mlops_conf("kubernetes_version")
-            # Literal values are checked at parse time; templated ones when the task runs.
-            if not is_template(self.gpu_count):
-                parse_gpu_count(self.gpu_count)
-            if self.gpu_type and not is_template(self.gpu_type):
-                self._check_gpu_type(self.gpu_type)
-            self._diagnosis: Diagnosis | None = None
-            self._image_id: str | None = None
-            self._result: dict[str, Any] | None = None
 
-        # ------------------------------------------------------------------ the pod
-        _check_gpu_type = staticmethod(check_gpu_type)
-
-        def _job_description(self) -> str:
-            try:
-                dataset = as_dict(self.dataset_version, "dataset_version")
-            except (ValueError, SyntaxError):
-                dataset = {}
-            return (f"experiment {self.experiment_name!r}, dataset rev {dataset.get('rev', '?')} "
-                    f"md5 {dataset.get('md5', '?')}")
-
-        def _pod_env(self, context: Context | None, *, dry_run: bool) -> list[k8s.V1EnvVar]:
-            """The env contract as plain values, credentials as secret refs, then the user's own env vars."""
-            try:
-                contract = self.job_env(context)
-                settings = self.mlflow_hook.settings
-            except (ValueError, SyntaxError, AirflowNotFoundException):
-                if not dry_run:
-                    raise
-                return convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
-            user = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
-            return pod_env(self, contract, settings, user)
-
-        def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
-            try:
-                gpus = parse_gpu_count(self.gpu_count)
-            except ValueError as err:
-                raise PodSpecError(f"{self.task_id}: {err}") from None
-            template = None
-            if self.pod_template_file or self.pod_template_dict:
-                data = validate_pod_template(self.pod_template_file or self.pod_template_dict, self.kubernetes_version)
-                template = PodGenerator.deserialize_model_dict(data)
-            apply_gpu_preset(self, gpus, template)  # folded into the provider's own arguments (idempotent)
-            self.env_vars = self._pod_env(context, dry_run=dry_run)
-            pod = super().build_pod_request_obj(context, dry_run=dry_run)
-            self._check_built_pod(pod, gpus)
-            return pod
-
-        def _check_built_pod(self, pod: k8s.V1Pod, gpus: int) -> None:
-            data = pod_to_dict(pod)
-            problems = pod_problems(data, self.kubernetes_version)
-            base = [c for c in data["spec"]["containers"] if c.get("name") == self.base_container_name]
-            limit = ((base[0].get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE) if base else None
-            if str(limit) != str(gpus):
-                problems.append(f"container {self.base_container_name} has {GPU_RESOURCE} limit {limit!r}, "
-                                f"expected {gpus}")
-            if problems:
-                raise PodSpecError(
-                    f"training pod {pod.metadata.name} would be invalid: " + "; ".join(problems)
-                    + ". Fix the pod template or the operator arguments (gpu_count, container_resources)"
-                )
-
-        # ------------------------------------------------------------------ running it
-        def execute(self, context: Context) -> dict[str, Any] | None:
-            self._diagnosis, self._image_id, self._result = None, None, None
-            run = self.find_job_run(context)
-            if run is not None:
-                self.log.info("Adopting MLflow run %s: this task already trained (earlier try); no pod is started",
-                              run.info.run_id)
-                return self._complete(context, run, adopted=True)
-            try:
-                super().execute(context)  # sync: runs the pod; deferrable: raises TaskDeferred (a BaseException)
-            except Exception as exc:  # noqa: BLE001 - always re-raised, explained
-                self._reraise_explained(exc)
-            if self._result is not None:  # the pod was already done: the provider skipped deferral
-                return self._result
-            return self._after_pod(context)
-
-        def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
-            try:
-                super().trigger_reentry(context, event)
-            except Exception as exc:  # noqa: BLE001 - always re-raised, explained
-                self._reraise_explained(exc)
-            self._result = self._after_pod(context)
-            return self._result
-
-        def cleanup(self, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, xcom_result: dict | None = None,
-                    context: Context | None = None) -> None:
-            # Runs before the provider deletes the pod: the last chance to read its state and events.
-            if not self._killed and remote_pod is not None:
-                self._inspect(pod, remote_pod)
-            super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
-
-        def _inspect(self, pod: k8s.V1Pod, last_seen: k8s.V1Pod) -> None:
-            """Record the image digest of a succeeded pod, or diagnose a failed one (never raises)."""
-            from mlops_airflow.k8s.diagnose import diagnose
-
-            name, namespace = pod.metadata.name, pod.metadata.namespace
-            try:
-                try:
-                    remote = self.client.read_namespaced_pod(name, namespace)
-                except ApiException as err:
-                    if err.status != 404:
-                        raise
-                    remote = None
-                data = pod_to_dict(remote) if remote is not None else None
-                if (pod_to_dict(last_seen).get("status") or {}).get("phase") == "Succeeded" and data is None:
-                    return  # gone already (garbage-collected), but it had succeeded
-                if data and (data.get("status") or {}).get("phase") == "Succeeded":
-                    for status in (data["status"].get("containerStatuses") or []):
-                        if status.get("name") == self.base_container_name:
-                            self._image_id = status.get("imageID")
-                    return
-                events = pod_to_dict(self.pod_manager.read_pod_events(pod)).get("items") or []
-                try:
-                    nodes = pod_to_dict(self.client.list_node()).get("items") or []
-                except ApiException as err:  # a namespaced service account may not list nodes
-                    self.log.info("Cannot list nodes (%s %s); diagnosing from the pod events only", err.status,
-                                  err.reason)
-                    nodes = None
-                log_tail = None
-                if data and not self._termination_message(data):
-                    try:
-                        log_tail = self.client.read_namespaced_pod_log(
-                            name, namespace, container=self.base_container_name, tail_lines=40)
-                    except ApiException:
-                        log_tail = None
-                self._diagnosis = diagnose(data, events, nodes, container=self.base_container_name,
-                                           job=self._job_description(), log_tail=log_tail,
-                                           pod_ref=f"{namespace}/{name}")
-                self.log.error("%s", self._diagnosis.message)
-            except (ApiException, HTTPError) as err:
-                self.log.warning("Could not inspect pod %s/%s after its failure: %s", namespace, name, err)
-
-        def _termination_message(self, data: dict[str, Any]) -> str | None:
-            return termination_message(data, self.base_container_name)
-
-        def _reraise_explained(self, exc: Exception) -> None:
-            explained = self._explain(exc)
-            if explained is exc:
-                raise exc
-            # With a diagnosis the provider's own traceback adds nothing for on-call: keep the log short.
-            raise explained from (None if self._diagnosis is not None else exc)
-
-        def _explain(self, exc: Exception) -> BaseException:
-            """The exception the task fails with: the diagnosis when there is one, else the cause named."""
-            if isinstance(exc, AirflowSkipException):
-                return exc
-            pod = self.pod or self.pod_request_obj
-            ref = f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None else self.task_id
-            if isinstance(exc, MLOpsError):  # already says what to do (invalid spec, missing secret ...)
-                if not getattr(exc, "_mlops_summary_logged", False):
-                    self.log.error("SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s",
-                                   type(exc).__name__, ref, self.gpu_count)
-                    exc._mlops_summary_logged = True  # type: ignore[attr-defined]
-                return exc
-            if self._diagnosis is not None:
-                message, cause = self._diagnosis.message, self._diagnosis.cause
-                self.log.info("Provider error behind it: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
-            elif isinstance(exc, ApiException):
-                message, cause = self._api_error(exc, ref), f"api_{exc.status}"
-            elif isinstance(exc, HTTPError):
-                host = self.hook.api_client.configuration.host
-                message = (f"cannot reach the Kubernetes API at {host} for pod {ref} ({exc}); check "
-                           f"kubernetes_conn_id={self.kubernetes_conn_id!r} (kubeconfig / in-cluster) and retry")
-                cause = "api_unreachable"
-            else:
-                return exc
-            self.log.error("SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s", cause, ref,
-                           self.gpu_count)
-            error = TrainingError(message)
-            error._mlops_summary_logged = True  # type: ignore[attr-defined]  # trigger_reentry may run in execute
-            return error
-
-        def _api_error(self, exc: ApiException, ref: str) -> str:
-            return api_error_message(exc, ref, self._job_description())
-
-        # ------------------------------------------------------------------ the result
-        def _after_pod(self, context: Context) -> dict[str, Any]:
-            run = self.find_job_run(context)
-            if run is None:
-                pod = self.pod or self.pod_request_obj
-                raise TrainingError(
-                    f"training pod {pod.metadata.namespace if pod else '?'}/{pod.metadata.name if pod else '?'} "
-                    f"succeeded but no FINISHED MLflow run tagged with this task exists in experiment "
-                    f"{self.experiment_name!r} at {self.mlflow_hook.settings.tracking_uri}; the pod must reach the "
-                    "same MLflow server as Airflow (set [mlops] training_mlflow_tracking_uri to an address the pod "
-                    "can resolve) and its image must run include/training/train.py"
-                )
-            if self._image_id and "sha256:" in self._image_id and not str(
-                run.data.tags.get("mlops.image_digest", "")
-            ).startswith("sha256:"):
-                digest = self._image_id.split("://", 1)[-1]
-                self.mlflow_hook.get_client().set_tag(run.info.run_id, "mlops.image_digest", digest)
-                run.data.tags["mlops.image_digest"] = digest
-            return self._complete(context, run, adopted=False)
-
-        def _complete(self, context: Context, run: Any, *, adopted: bool) -> dict[str, Any]:
-            result = self.result_from_run(run, backend="kubernetes", adopted=adopted)
-            MlflowRunLink.persist(context, result["run_url"])
-            # do_xcom_push stays False (it means "sidecar" to the provider), so push the return value here.
-            context["ti"].xcom_push(key="return_value", value=result)
-            pod = self.pod or self.pod_request_obj
+    # ------------------------------------------------------------------ running it
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        self._diagnosis, self._image_id, self._result = None, None, None
+        run = self.find_job_run(context)
+        if run is not None:
             self.log.info(
-                "SUMMARY train backend=kubernetes run_id=%s model=%s metrics=%s adopted=%s pod=%s gpus=%s gpu_type=%s "
-                "image=%s url=%s", result["run_id"], result["model_uri"], result["metrics"], adopted,
-                f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None and not adopted else "-",
-                self.gpu_count, self.gpu_type or "any", run.data.tags.get("mlops.image_digest", self.image),
-                result["run_url"],
+                "Adopting MLflow run %s: this task already trained (earlier try); no pod is started", run.info.run_id
             )
-            return result
+            return self._complete(context, run, adopted=True)
+        try:
+            super().execute(context)  # sync: runs the pod; deferrable: raises TaskDeferred (a BaseException)
+        except Exception as exc:  # noqa: BLE001 - always re-raised, explained
+            self._reraise_explained(exc)
+        if self._result is not None:  # the pod was already done: the provider skipped deferral
+            return self._result
+        return self._after_pod(context)
 
-    GpuTrainingPodOperator.__module__ = __name__
-    GpuTrainingPodOperator.__qualname__ = "GpuTrainingPodOperator"
-    return GpuTrainingPodOperator
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        try:
+            super().trigger_reentry(context, event)
+        except Exception as exc:  # noqa: BLE001 - always re-raised, explained
+            self._reraise_explained(exc)
+        self._result = self._after_pod(context)
+        return self._result
+
+    def cleanup(
+        self, pod: k8s.V1Pod, remote_pod: k8s.V1Pod, xcom_result: dict | None = None, context: Context | None = None
+    ) -> None:
+        # Runs before the provider deletes the pod: the last chance to read its state and events.
+        if not self._killed and remote_pod is not None:
+            self._inspect(pod, remote_pod)
+        super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
+
+    def _inspect(self, pod: k8s.V1Pod, last_seen: k8s.V1Pod) -> None:
+        """Record the image digest of a succeeded pod, or diagnose a failed one (never raises)."""
+        from mlops_airflow.k8s.diagnose import diagnose
+
+        name, namespace = pod.metadata.name, pod.metadata.namespace
+        try:
+            try:
+                remote = self.client.read_namespaced_pod(name, namespace)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                remote = None
+            data = pod_to_dict(remote) if remote is not None else None
+            if (pod_to_dict(last_seen).get("status") or {}).get("phase") == "Succeeded" and data is None:
+                return  # gone already (garbage-collected), but it had succeeded
+            if data and (data.get("status") or {}).get("phase") == "Succeeded":
+                for status in data["status"].get("containerStatuses") or []:
+                    if status.get("name") == self.base_container_name:
+                        self._image_id = status.get("imageID")
+                return
+            events = pod_to_dict(self.pod_manager.read_pod_events(pod)).get("items") or []
+            try:
+                nodes = pod_to_dict(self.client.list_node()).get("items") or []
+            except ApiException as err:  # a namespaced service account may not list nodes
+                self.log.info("Cannot list nodes (%s %s); diagnosing from the pod events only", err.status, err.reason)
+                nodes = None
+            log_tail = None
+            if data and not self._termination_message(data):
+                try:
+                    log_tail = self.client.read_namespaced_pod_log(
+                        name, namespace, container=self.base_container_name, tail_lines=40
+                    )
+                except ApiException:
+                    log_tail = None
+            self._diagnosis = diagnose(
+                data,
+                events,
+                nodes,
+                container=self.base_container_name,
+                job=self._job_description(),
+                log_tail=log_tail,
+                pod_ref=f"{namespace}/{name}",
+            )
+            self.log.error("%s", self._diagnosis.message)
+        except (ApiException, HTTPError) as err:
+            self.log.warning("Could not inspect pod %s/%s after its failure: %s", namespace, name, err)
+
+    def _termination_message(self, data: dict[str, Any]) -> str | None:
+        return termination_message(data, self.base_container_name)
+
+    def _reraise_explained(self, exc: Exception) -> None:
+        explained = self._explain(exc)
+        if explained is exc:
+            raise exc
+        # With a diagnosis the provider's own traceback adds nothing for on-call: keep the log short.
+        raise explained from (None if self._diagnosis is not None else exc)
+
+    def _explain(self, exc: Exception) -> BaseException:
+        """The exception the task fails with: the diagnosis when there is one, else the cause named."""
+        if isinstance(exc, AirflowSkipException):
+            return exc
+        pod = self.pod or self.pod_request_obj
+        ref = f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None else self.task_id
+        if isinstance(exc, MLOpsError):  # already says what to do (invalid spec, missing secret ...)
+            if not getattr(exc, "_mlops_summary_logged", False):
+                self.log.error(
+                    "SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s",
+                    type(exc).__name__,
+                    ref,
+                    self.gpu_count,
+                )
+                exc._mlops_summary_logged = True  # type: ignore[attr-defined]
+            return exc
+        if self._diagnosis is not None:
+            message, cause = self._diagnosis.message, self._diagnosis.cause
+            self.log.info("Provider error behind it: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
+        elif isinstance(exc, ApiException):
+            message, cause = self._api_error(exc, ref), f"api_{exc.status}"
+        elif isinstance(exc, HTTPError):
+            host = self.hook.api_client.configuration.host
+            message = (
+                f"cannot reach the Kubernetes API at {host} for pod {ref} ({exc}); check "
+                f"kubernetes_conn_id={self.kubernetes_conn_id!r} (kubeconfig / in-cluster) and retry"
+            )
+            cause = "api_unreachable"
+        else:
+            return exc
+        self.log.error(
+            "SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s", cause, ref, self.gpu_count
+        )
+        error = TrainingError(message)
+        error._mlops_summary_logged = True  # type: ignore[attr-defined]  # trigger_reentry may run in execute
+        return error
+
+    def _api_error(self, exc: ApiException, ref: str) -> str:
+        return api_error_message(exc, ref, self._job_description())
+
+    # ------------------------------------------------------------------ the result
+    def _after_pod(self, context: Context) -> dict[str, Any]:
+        run = self.find_job_run(context)
+        if run is None:
+            pod = self.pod or self.pod_request_obj
+            raise TrainingError(
+                f"training pod {pod.metadata.namespace if pod else '?'}/{pod.metadata.name if pod else '?'} "
+                f"succeeded but no FINISHED MLflow run tagged with this task exists in experiment "
+                f"{self.experiment_name!r} at {self.mlflow_hook.settings.tracking_uri}; the pod must reach the "
+                "same MLflow server as Airflow (set [mlops] training_mlflow_tracking_uri to an address the pod "
+                "can resolve) and its image must run include/training/train.py"
+            )
+        if (
+            self._image_id
+            and "sha256:" in self._image_id
+            and not str(run.data.tags.get("mlops.image_digest", "")).startswith("sha256:")
+        ):
+            digest = self._image_id.split("://", 1)[-1]
+            self.mlflow_hook.get_client().set_tag(run.info.run_id, "mlops.image_digest", digest)
+            run.data.tags["mlops.image_digest"] = digest
+        return self._complete(context, run, adopted=False)
+
+    def _complete(self, context: Context, run: Any, *, adopted: bool) -> dict[str, Any]:
+        result = self.result_from_run(run, backend="kubernetes", adopted=adopted)
+        MlflowRunLink.persist(context, result["run_url"])
+        # do_xcom_push stays False (it means "sidecar" to the provider), so push the return value here.
+        context["ti"].xcom_push(key="return_value", value=result)
+        pod = self.pod or self.pod_request_obj
+        self.log.info(
+            "SUMMARY train backend=kubernetes run_id=%s model=%s metrics=%s adopted=%s pod=%s gpus=%s gpu_type=%s "
+            "image=%s url=%s",
+            result["run_id"],
+            result["model_uri"],
+            result["metrics"],
+            adopted,
+            f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None and not adopted else "-",
+            self.gpu_count,
+            self.gpu_type or "any",
+            run.data.tags.get("mlops.image_digest", self.image),
+            result["run_url"],
+        )
+        return result
+
+
+GpuTrainingPodOperator.__module__ = __name__
+GpuTrainingPodOperator.__qualname__ = "GpuTrainingPodOperator"
