@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     status = 0
     for name, module in sorted(benches.items()):
+        if getattr(module, "PART_OF", None) in benches:  # a part that its parent benchmark runs
+            continue
         print(f"== bench {name}", flush=True)
         status |= int(module.main(argv) or 0)
     return status

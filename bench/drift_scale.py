@@ -527,6 +527,10 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: run by `python -m bench drift` (after the task-level table), not again by `python -m bench` on its own.
+PART_OF = "drift"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench drift_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000_000, help="current rows (100,000,000)")
