@@ -231,12 +231,7 @@ class _MonitoringMixin:
         run_id: str | None = None
         try:
             experiment_id = rest.experiment_id(str(self.experiment_name))
-            keys = {
-                "mlops.kind": kind,
-                "mlops.dag_id": ident["dag_id"],
-                "mlops.run_id": ident["run_id"],
-                "mlops.task_id": ident["task_id"],
-            }
+            keys = self._run_keys(kind, ident)
             run = self._find_rest_run(rest, experiment_id, keys)
             if run is None:
                 run = rest.create_run(experiment_id, {**keys, "mlflow.runName": run_name}, run_name=run_name)
@@ -251,9 +246,7 @@ class _MonitoringMixin:
                     kind, run_name, ident, verdict, report_path, verdict_path, artifact_dir, metrics, tags
                 )
                 return
-            all_tags = {"mlops.try_number": ident["try_number"], "mlops.passed": str(verdict["passed"]).lower(), **tags}
-            if self.model_name:
-                all_tags["mlops.model_name"] = str(self.model_name)
+            all_tags = self._run_tags(ident, verdict, tags)
             self._fill_uris(verdict, f"{artifact_uri.rstrip('/')}/{artifact_dir}", run_id, report_path, verdict_path)
             rest.log_batch(
                 run_id,
@@ -271,6 +264,22 @@ class _MonitoringMixin:
                 f"could not log the {kind} evidence to MLflow ({uri}, experiment {self.experiment_name!r}): {err}. "
                 f"The HTML report is at {report_path}; check the MLflow connection, or set log_to_mlflow=False"
             ) from err
+
+    @staticmethod
+    def _run_keys(kind: str, ident: dict[str, str]) -> dict[str, str]:
+        """The tags that identify the run of one (kind, dag, run, task): a retry finds it by them."""
+        return {
+            "mlops.kind": kind,
+            "mlops.dag_id": ident["dag_id"],
+            "mlops.run_id": ident["run_id"],
+            "mlops.task_id": ident["task_id"],
+        }
+
+    def _run_tags(self, ident: dict[str, str], verdict: dict[str, Any], tags: dict[str, str]) -> dict[str, str]:
+        out = {"mlops.try_number": ident["try_number"], "mlops.passed": str(verdict["passed"]).lower(), **tags}
+        if self.model_name:
+            out["mlops.model_name"] = str(self.model_name)
+        return out
 
     @staticmethod
     def _fill_uris(verdict: dict[str, Any], base: str, run_id: str, report_path: Path, verdict_path: Path) -> None:
@@ -317,12 +326,7 @@ class _MonitoringMixin:
         try:
             client = self.hook.get_client()
             experiment_id = self._experiment_id(client, str(self.experiment_name))
-            keys = {
-                "mlops.kind": kind,
-                "mlops.dag_id": ident["dag_id"],
-                "mlops.run_id": ident["run_id"],
-                "mlops.task_id": ident["task_id"],
-            }
+            keys = self._run_keys(kind, ident)
             run = self._find_run(client, experiment_id, keys)
             if run is None:
                 run = client.create_run(experiment_id, tags={**keys, "mlflow.runName": run_name})
@@ -330,9 +334,7 @@ class _MonitoringMixin:
             else:
                 self.log.info("retry: reusing MLflow run %s (status %s)", run.info.run_id, run.info.status)
             run_id = run.info.run_id
-            all_tags = {"mlops.try_number": ident["try_number"], "mlops.passed": str(verdict["passed"]).lower(), **tags}
-            if self.model_name:
-                all_tags["mlops.model_name"] = str(self.model_name)
+            all_tags = self._run_tags(ident, verdict, tags)
             for key, value in all_tags.items():
                 client.set_tag(run_id, key, value)
             self._fill_uris(

@@ -33,17 +33,16 @@ if TYPE_CHECKING:
 
 
 def check_thresholds(metrics: dict[str, float], min_metrics: dict[str, float] | None) -> tuple[bool, list[str]]:
-    """Absolute thresholds (``metric >= minimum``). None/empty thresholds never pass (safe default)."""
-    if not min_metrics:
-        return False, ["no absolute thresholds configured: a model is never made champion without them"]
-    reasons = []
-    for name, minimum in sorted(min_metrics.items()):
-        value = metrics.get(name)
-        if value is None:
-            reasons.append(f"metric {name} missing from the training run")
-        elif value < minimum:
-            reasons.append(f"{name}={value:.4f} < minimum {minimum}")
-    return not reasons, reasons
+    """Absolute thresholds (``metric >= minimum``) of a first model (``stats.check_thresholds``). None/empty
+    thresholds never pass (safe default)."""
+    from mlops_airflow.stats import check_thresholds as _check
+
+    return _check(
+        metrics,
+        min_metrics,
+        unconfigured="no absolute thresholds configured: a model is never made champion without them",
+        missing="metric {name} missing from the training run",
+    )
 
 
 class RegisterModelOperator(BaseOperator):
