@@ -31,8 +31,11 @@ No Airflow, numpy or pandas import: the counts come from the caller (the drift e
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from mlops_airflow.monitoring.drift_sources import DriftEngineError, _as_source
 
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
@@ -162,3 +165,54 @@ def current_counts(source: Any, column: str, arrow_type: Any, batch_size: int = 
             if integer and len(seen) > INTEGER_CARDINALITY_LIMIT:
                 return nulls, count, len(seen)  # numerical whatever the rest holds
     return nulls, count, (len(seen) if want_distinct else None)
+
+
+def type_columns(
+    reference: Any,
+    current: Any,
+    columns: Sequence[str] | None = None,
+    column_types: Mapping[str, str] | None = None,
+    batch_size: int = 1 << 18,
+) -> dict[str, Any]:
+    """Each column's ``column_types.ColumnType`` (Evidently 0.7's inference on the current data, or the declared
+    type), after checking that every column exists on both sides with compatible types.
+
+    :param columns: None = every column present on both sides.
+    :param column_types: ``{column: "numerical" | "categorical"}`` declared types (Evidently's ``DataDefinition``).
+    :raises DriftEngineError: a column missing from a side, a declared type that does not fit, a column numeric on
+        one side and not on the other.
+    """
+    import pyarrow as pa
+
+    ref_src, cur_src = _as_source(reference), _as_source(current)
+    if columns is None:
+        columns = [name for name in cur_src.schema.names if name in ref_src.schema.names]
+    declared = dict(column_types or {})
+    unknown = sorted(set(declared) - set(columns))
+    if unknown:
+        raise DriftEngineError(f"column_types names columns that are not compared: {unknown}")
+
+    def numeric(t: Any) -> bool:
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+
+    out: dict[str, Any] = {}
+    for col in dict.fromkeys(columns):
+        missing = [role for role, src in (("reference", ref_src), ("current", cur_src)) if col not in src.schema.names]
+        if missing:
+            raise DriftEngineError(f"column {col!r} is missing from the {' and '.join(missing)} data")
+        ref_type, cur_type = ref_src.schema.field(col).type, cur_src.schema.field(col).type
+        if numeric(ref_type) != numeric(cur_type) and not pa.types.is_null(ref_type) and not pa.types.is_null(cur_type):
+            raise DriftEngineError(
+                f"column {col!r} is {ref_type} in the reference but {cur_type} in the current data; fix the "
+                "producing step's schema"
+            )
+        nulls, count, distinct = (0, 0, None)
+        if declared.get(col) is None and (needs_distinct(cur_type) or pa.types.is_boolean(cur_type)):
+            nulls, count, distinct = current_counts(cur_src, col, cur_type, batch_size)
+        try:
+            out[col] = classify(
+                col, cur_type, null_count=nulls, count=count, distinct=distinct, override=declared.get(col)
+            )
+        except ValueError as err:
+            raise DriftEngineError(str(err)) from err
+    return out

@@ -49,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow.monitoring.column_types import type_columns  # noqa: F401 - re-exported
 from mlops_airflow.monitoring.drift_sources import (  # noqa: F401 - re-exported: the engine's public names
     CATEGORICAL,
     NUMERICAL,
@@ -85,6 +86,7 @@ from mlops_airflow.monitoring.drift_stats import (  # noqa: F401 - re-exported f
     _wasserstein_merged,
     _z_test,
     default_stattest,
+    resolve_stattest,
 )
 
 if TYPE_CHECKING:
@@ -339,88 +341,6 @@ def _certified(
     result.exact = score_low == score_high
     result.certain = spec.drifted(score_low, threshold) == spec.drifted(score_high, threshold)
     result.drifted = spec.drifted(result.score, threshold)
-
-
-def resolve_stattest(
-    column: str,
-    kind: str,
-    *,
-    stattest: str | None = None,
-    cat_stattest: str | None = None,
-    num_stattest: str | None = None,
-    per_column_stattest: Mapping[str, str] | None = None,
-    threshold: float | None = None,
-    cat_threshold: float | None = None,
-    num_threshold: float | None = None,
-    per_column_threshold: Mapping[str, float] | None = None,
-) -> tuple[str | None, float | None]:
-    """``(stattest, threshold)`` of one column as Evidently 0.7's ``DataDriftPreset`` resolves its options
-    (``evidently.legacy.utils.data_drift_utils``): the stattest per column, else per type, else for all; the
-    threshold per column, else per type, else for all. None = the automatic choice / the stattest's default."""
-    method = stattest
-    type_method = cat_stattest if kind == CATEGORICAL else num_stattest
-    method = method if type_method is None else type_method
-    if per_column_stattest:
-        method = per_column_stattest.get(column, method)
-    if per_column_threshold and column in per_column_threshold:
-        return method, per_column_threshold[column]
-    type_threshold = cat_threshold if kind == CATEGORICAL else num_threshold
-    if type_threshold is not None:
-        return method, type_threshold
-    return method, threshold
-
-
-def type_columns(
-    reference: Any,
-    current: Any,
-    columns: Sequence[str] | None = None,
-    column_types: Mapping[str, str] | None = None,
-    batch_size: int = 1 << 18,
-) -> dict[str, Any]:
-    """Each column's ``column_types.ColumnType`` (Evidently 0.7's inference on the current data, or the declared
-    type), after checking that every column exists on both sides with compatible types.
-
-    :param columns: None = every column present on both sides.
-    :param column_types: ``{column: "numerical" | "categorical"}`` declared types (Evidently's ``DataDefinition``).
-    :raises DriftEngineError: a column missing from a side, a declared type that does not fit, a column numeric on
-        one side and not on the other.
-    """
-    import pyarrow as pa
-
-    from mlops_airflow.monitoring import column_types as ct
-
-    ref_src, cur_src = _as_source(reference), _as_source(current)
-    if columns is None:
-        columns = [name for name in cur_src.schema.names if name in ref_src.schema.names]
-    declared = dict(column_types or {})
-    unknown = sorted(set(declared) - set(columns))
-    if unknown:
-        raise DriftEngineError(f"column_types names columns that are not compared: {unknown}")
-
-    def numeric(t: Any) -> bool:
-        return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
-
-    out: dict[str, Any] = {}
-    for col in dict.fromkeys(columns):
-        missing = [role for role, src in (("reference", ref_src), ("current", cur_src)) if col not in src.schema.names]
-        if missing:
-            raise DriftEngineError(f"column {col!r} is missing from the {' and '.join(missing)} data")
-        ref_type, cur_type = ref_src.schema.field(col).type, cur_src.schema.field(col).type
-        if numeric(ref_type) != numeric(cur_type) and not pa.types.is_null(ref_type) and not pa.types.is_null(cur_type):
-            raise DriftEngineError(
-                f"column {col!r} is {ref_type} in the reference but {cur_type} in the current data; fix the "
-                "producing step's schema"
-            )
-        nulls, count, distinct = (0, 0, None)
-        if declared.get(col) is None and (ct.needs_distinct(cur_type) or pa.types.is_boolean(cur_type)):
-            nulls, count, distinct = ct.current_counts(cur_src, col, cur_type, batch_size)
-        try:
-            out[col] = ct.classify(
-                col, cur_type, null_count=nulls, count=count, distinct=distinct, override=declared.get(col)
-            )
-        except ValueError as err:
-            raise DriftEngineError(str(err)) from err
-    return out
 
 
 def detect_drift(

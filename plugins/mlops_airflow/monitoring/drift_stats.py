@@ -418,3 +418,32 @@ def _values_histogram(ref_counts: Mapping[Any, int], cur_counts: Mapping[Any, in
         ref.append(max(0.0, 1.0 - sum(ref)))
         cur.append(max(0.0, 1.0 - sum(cur)))
     return {"kind": "values", "values": labels, "reference": ref, "current": cur}
+
+
+def resolve_stattest(
+    column: str,
+    kind: str,
+    *,
+    stattest: str | None = None,
+    cat_stattest: str | None = None,
+    num_stattest: str | None = None,
+    per_column_stattest: Mapping[str, str] | None = None,
+    threshold: float | None = None,
+    cat_threshold: float | None = None,
+    num_threshold: float | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
+) -> tuple[str | None, float | None]:
+    """``(stattest, threshold)`` of one column as Evidently 0.7's ``DataDriftPreset`` resolves its options
+    (``evidently.legacy.utils.data_drift_utils``): the stattest per column, else per type, else for all; the
+    threshold per column, else per type, else for all. None = the automatic choice / the stattest's default."""
+    method = stattest
+    type_method = cat_stattest if kind == CATEGORICAL else num_stattest
+    method = method if type_method is None else type_method
+    if per_column_stattest:
+        method = per_column_stattest.get(column, method)
+    if per_column_threshold and column in per_column_threshold:
+        return method, per_column_threshold[column]
+    type_threshold = cat_threshold if kind == CATEGORICAL else num_threshold
+    if type_threshold is not None:
+        return method, type_threshold
+    return method, threshold
