@@ -371,9 +371,11 @@ def run_size(
             run.pop("out", None)
     if "evidently" in entry:
         entry["ratio_wall"] = round(entry["evidently"]["wall_s"] / entry["task"]["wall_s"], 2)
+        entry["ratio_worker"] = round(entry["evidently"]["worker_s"] / entry["task"]["worker_s"], 2)
         entry["memory_ratio"] = round(entry["task"]["peak_rss_mb"] / entry["evidently"]["peak_rss_mb"], 3)
         entry["required_ratio"] = required_ratio(rows)
-        entry["meets_target"] = entry["ratio_wall"] >= entry["required_ratio"]
+        entry["meets_target"] = entry["ratio_worker"] >= entry["required_ratio"]
+        entry["meets_target_fresh_process"] = entry["ratio_wall"] >= entry["required_ratio"]
         entry["agreement_task_vs_evidently"] = agreement(entry["task"]["per_column"], entry["evidently"]["per_column"])
         if "engine" in entry:
             entry["agreement_engine_vs_evidently"] = agreement(
@@ -454,14 +456,16 @@ TITLES = (
     "ours s",
     "ratio",
     "target",
+    "fresh: evid s",
+    "ours s",
+    "ratio",
     "evid RSS MiB",
     "ours RSS MiB",
     "agree",
-    "ours import s",
     "execute s",
     "engine s",
 )
-WIDTHS = (11, 11, 8, 7, 8, 12, 12, 6, 13, 9, 8)
+WIDTHS = (11, 11, 8, 7, 8, 13, 8, 7, 12, 12, 6, 9, 8)
 
 
 def _num(value: float | None, spec: str, suffix: str = "") -> str:
@@ -486,20 +490,26 @@ def print_table(results: dict[str, Any]) -> None:
             target = f">={entry['required_ratio']:g} " + ("ok" if entry["meets_target"] else "NO")
         cells = [
             f"{entry['rows']:,}",
+            _num(ev and ev.get("worker_s"), ".2f"),
+            _num(task.get("worker_s"), ".2f"),
+            _num(ev and entry.get("ratio_worker"), ".1f", "x"),
+            target,
             _num(ev and ev["wall_s"], ".2f"),
             _num(task["wall_s"], ".2f"),
             _num(ev and entry["ratio_wall"], ".1f", "x"),
-            target,
             _num(ev and ev["peak_rss_mb"], ".0f"),
             _num(task["peak_rss_mb"], ".0f"),
             f"{agree['same_verdict']}/{agree['columns']}" if agree else "-",
-            _num(task["import_s"], ".2f"),
             _num(task["execute_s"], ".2f"),
             _num(eng and eng["wall_s"], ".2f"),
         ]
         print(" ".join(cell.rjust(width) for cell, width in zip(cells, WIDTHS, strict=True)))
     notes = [
-        "wall = parent-side, fresh interpreter start to exit (interpreter, all imports, read, compute, write).",
+        "evidently s / ours s / ratio (the item-1 target): the cost in an Airflow worker, measured inside the process "
+        "from the first import the work needs to its end; Airflow's Task SDK is already loaded there (the "
+        "supervisor forks the task process), so our task's clock starts after it; Evidently needs no Airflow.",
+        "fresh: parent-side wall of a fresh interpreter, start to exit (interpreter, all imports, Airflow's Task SDK "
+        "included for ours, read, compute, write).",
         "evidently = import evidently, pyarrow -> pandas, Report([DataDriftPreset()], include_tests=True).run on "
         "auto-inferred Dataset.from_pandas, snapshot.dict(); its HTML is NOT saved (conservative: favours Evidently).",
         "ours = import mlops_airflow.operators.drift + DataDriftOperator(...).execute: verdict, HTML report, "

@@ -57,10 +57,11 @@ def test_ratio_table_and_scale_pass_through(monkeypatch, capsys):
     theirs = {"a": col, "b": {**col, "drifted": False}}
     entry = {
         "rows": 1_000_000,
-        "evidently": {"wall_s": 150.0, "peak_rss_mb": 5000.0},
-        "task": {"wall_s": 5.0, "peak_rss_mb": 400.0, "import_s": 3.0, "execute_s": 1.5},
+        "evidently": {"wall_s": 150.0, "worker_s": 149.0, "peak_rss_mb": 5000.0},
+        "task": {"wall_s": 5.0, "worker_s": 4.0, "peak_rss_mb": 400.0, "import_s": 3.0, "execute_s": 1.5},
         "engine": {"wall_s": 2.0},
         "ratio_wall": 30.0,
+        "ratio_worker": 37.25,
         "required_ratio": drift.required_ratio(1_000_000),
         "meets_target": True,
         "agreement_task_vs_evidently": drift.agreement({"a": col, "b": col}, theirs),
@@ -78,7 +79,8 @@ def test_ratio_table_and_scale_pass_through(monkeypatch, capsys):
     }
     drift.print_table(results)
     printed = capsys.readouterr().out
-    assert "30.0x" in printed and ">=20 ok" in printed and "1/2" in printed and "item 1 ratios: MET" in printed
+    assert "37.2x" in printed and "30.0x" in printed and ">=20 ok" in printed
+    assert "1/2" in printed and "item 1 ratios: MET" in printed
 
     calls = []
     fake = SimpleNamespace(run_mapreduce=lambda rows=100_000_000: calls.append(rows) or {"rows": rows, "wall_s": 1.0})
