@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlops_airflow.hooks._mlflow_settings import MlflowSettings
 
-#: ``runs/log-batch`` limits (MLflow's REST API): 1000 metrics, 100 tags per request.
+#: ``runs/log-batch`` limits (MLflow's REST API): 1000 metrics, 100 tags, and 1000 entries in all, per request.
 MAX_METRICS = 1000
 MAX_TAGS = 100
+MAX_ENTRIES = 1000
 
 
 class MlflowRestError(RuntimeError):
@@ -152,9 +153,10 @@ class MlflowRestClient:
         metric_rows = [{"key": k, "value": float(v), "timestamp": now, "step": 0} for k, v in (metrics or {}).items()]
         tag_rows = [{"key": k, "value": str(v)} for k, v in (tags or {}).items()]
         while metric_rows or tag_rows:
-            body = {"run_id": run_id, "metrics": metric_rows[:MAX_METRICS], "tags": tag_rows[:MAX_TAGS]}
-            metric_rows, tag_rows = metric_rows[MAX_METRICS:], tag_rows[MAX_TAGS:]
-            self.call("POST", "runs/log-batch", body)
+            tags_now = tag_rows[:MAX_TAGS]
+            metrics_now = metric_rows[: min(MAX_METRICS, MAX_ENTRIES - len(tags_now))]
+            tag_rows, metric_rows = tag_rows[len(tags_now) :], metric_rows[len(metrics_now) :]
+            self.call("POST", "runs/log-batch", {"run_id": run_id, "metrics": metrics_now, "tags": tags_now})
 
     def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
         self.call("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})

@@ -144,8 +144,12 @@ def schema_errors(data: dict[str, Any], kubernetes_version: str | None = None) -
     except kubernetes_validate.ValidationError as err:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.path).lstrip(".") or "."
         return [f"{where}: {err.message} (Kubernetes {err.version} schema, strict)"]
-    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.VersionNotSupportedError) as err:
-        return [f"cannot validate: {err.message}"]
+    except (
+        kubernetes_validate.SchemaNotFoundError,
+        kubernetes_validate.utils.VersionNotSupportedError,  # only in .utils (kubernetes-validate 1.x)
+        kubernetes_validate.utils.InvalidSchemaError,
+    ) as err:
+        return [f"cannot validate: {getattr(err, 'message', err)}"]
     return []
 
 

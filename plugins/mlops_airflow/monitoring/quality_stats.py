@@ -35,9 +35,10 @@ def classification_quality(labels: Any, predictions: Any, probas: Any | None) ->
         "log_loss": None,
     }
     if probas is not None:
-        p = np.clip(np.asarray(probas, dtype=float), 1e-15, 1 - 1e-15)
+        raw = np.asarray(probas, dtype=float)
+        p = np.clip(raw, 1e-15, 1 - 1e-15)  # for log loss only: clipping would tie tiny scores in the AUC
         if len(np.unique(y)) == 2:
-            out["roc_auc"] = stats.roc_auc(y, p)
+            out["roc_auc"] = stats.roc_auc(y, raw)
         out["log_loss"] = float(skm.log_loss(y, p, labels=[0, 1]))
     return out
 

@@ -49,6 +49,9 @@ def _git(argv: list[str], cwd: str | Path | None = None, what: str = "git") -> s
         )
     except subprocess.TimeoutExpired:
         raise DatasetVersionError(f"{what} timed out after {GIT_TIMEOUT_S}s; is the git server reachable?") from None
+    except OSError as err:  # a missing working copy (cwd) or no git binary: retryable like any git failure
+        raise DatasetVersionError(f"{what} could not run in {cwd}: {err}; check repo_path and that git is installed") \
+            from None
     if proc.returncode != 0:
         tail = " | ".join(ln for ln in (proc.stderr or proc.stdout).strip().splitlines()[-3:] if ln.strip())
         raise DatasetVersionError(f"{what} failed (exit {proc.returncode}): {tail}")
@@ -227,7 +230,7 @@ class DvcNewVersionTrigger(BaseEventTrigger):
                 self.log.warning("poll failed, retrying in %ss: %s", self.poll_interval, err)
             else:
                 md5 = known.get("md5") if known else None
-                if first and baseline is None:
+                if baseline is None:  # the first successful poll sets it, even after failed ones
                     baseline = md5 or ""
                     self.log.info("baseline %s at %s", md5, (known or {}).get("rev"))
                 elif md5 and md5 != baseline:

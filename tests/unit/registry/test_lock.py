@@ -1,0 +1,116 @@
+"""The promotion lock, held in a real MLflow registry: exclusive across clients, released, broken when expired,
+and never released by someone who does not hold it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from mlops_airflow.exceptions import RegistryError
+from mlops_airflow.registry.lock import LOCK_SUFFIX, PromotionLock, lock_owner
+
+pytestmark = pytest.mark.unit
+
+IDENT = {"dag_id": "ct", "run_id": "run1", "task_id": "promote_model", "try_number": "2"}
+
+
+def _exists(client, name: str) -> bool:
+    return bool(client.search_registered_models(f"name = '{name}'"))
+
+
+def test_lock_owner_names_the_task_and_the_host():
+    assert lock_owner(IDENT) == f"ct/run1/promote_model#2@{socket.gethostname()}"
+
+
+def test_the_lock_is_a_registered_model_for_the_time_of_the_move(registry_client, model_name):
+    lock_name = f"{model_name}{LOCK_SUFFIX}"
+    with PromotionLock(registry_client, model_name, "me@host", ttl_s=600) as lock:
+        assert lock.name == lock_name
+        held = registry_client.get_registered_model(lock_name)
+        assert held.tags["mlops.lock.token"] == lock.token and held.tags["mlops.lock.owner"] == "me@host"
+        expires = datetime.fromisoformat(held.tags["mlops.lock.expires_at"]) - datetime.now(UTC)
+        assert timedelta(seconds=590) < expires <= timedelta(seconds=600)
+        assert "Promotion in progress" in held.description
+    assert not _exists(registry_client, lock_name)
+    with pytest.raises(ValueError, match="boom"), PromotionLock(registry_client, model_name, "me@host"):
+        raise ValueError("boom")
+    assert not _exists(registry_client, lock_name)  # released on errors too
+
+
+def test_a_held_lock_times_out_naming_its_owner(registry_client, model_name):
+    with PromotionLock(registry_client, model_name, "first@host"):
+        started = time.monotonic()
+        held_by_first = (
+            rf"another promotion of {model_name} holds the lock '{model_name}.promotion-lock' \(owner first@host\) "
+            r"for over 1s; nothing was moved"
+        )
+        with (
+            pytest.raises(RegistryError, match=held_by_first),
+            PromotionLock(registry_client, model_name, "second@host", timeout_s=1),
+        ):
+            pass
+        assert time.monotonic() - started >= 1
+        assert _exists(registry_client, f"{model_name}{LOCK_SUFFIX}")  # the holder's lock is untouched
+
+
+def test_an_expired_lock_of_a_dead_worker_is_broken(registry_client, model_name, caplog):
+    lock_name = f"{model_name}{LOCK_SUFFIX}"
+    registry_client.create_registered_model(
+        lock_name,
+        tags={
+            "mlops.lock.token": "dead",
+            "mlops.lock.owner": "ct/old/promote#1@gone",
+            "mlops.lock.expires_at": "2000-01-01T00:00:00+00:00",
+        },
+    )
+    log = logging.getLogger("test.lock")
+    caplog.set_level(logging.WARNING, logger="test.lock")
+    with PromotionLock(registry_client, model_name, "new@host", timeout_s=30, log=log) as lock:
+        assert registry_client.get_registered_model(lock_name).tags["mlops.lock.token"] == lock.token
+    assert f"Breaking expired promotion lock {lock_name} held by ct/old/promote#1@gone" in caplog.text
+    assert not _exists(registry_client, lock_name)
+
+
+def test_exit_leaves_a_lock_it_does_not_hold(registry_client, model_name):
+    lock_name = f"{model_name}{LOCK_SUFFIX}"
+    lock = PromotionLock(registry_client, model_name, "me@host", ttl_s=600)
+    with lock:
+        # Our lock expired and a peer took a new one meanwhile: leaving must not delete the peer's.
+        registry_client.delete_registered_model(lock_name)
+        registry_client.create_registered_model(lock_name, tags={"mlops.lock.token": "peer"})
+    assert registry_client.get_registered_model(lock_name).tags["mlops.lock.token"] == "peer"
+    registry_client.delete_registered_model(lock_name)
+    with lock:
+        registry_client.delete_registered_model(lock_name)  # gone already (deleted by hand): exit is quiet
+    assert not _exists(registry_client, lock_name)
+
+
+def test_two_workers_never_hold_it_at_once(registry, model_name):
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
+    inside, overlaps, errors = [], [], []
+
+    def worker(n: int) -> None:
+        client = MlflowHook(tracking_uri=registry.hook.settings.tracking_uri).get_client()  # its own client
+        try:
+            for _ in range(2):
+                with PromotionLock(client, model_name, f"w{n}@host", timeout_s=60):
+                    inside.append(n)
+                    if len(inside) > 1:
+                        overlaps.append(tuple(inside))
+                    time.sleep(0.1)
+                    inside.remove(n)
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not overlaps
+    assert not _exists(registry.client, f"{model_name}{LOCK_SUFFIX}")
