@@ -230,7 +230,7 @@ def diagnose(
     :param pod: the pod as JSON (None when it is gone).
     :param events: the pod's events as JSON.
     :param nodes: the cluster's nodes as JSON, or None when they cannot be listed.
-    :param job: what was being trained, e.g. ``experiment 'churn', dataset rev abc md5 123``.
+    :param job: what was being trained, e.g. ``experiment 'my_model', dataset rev abc md5 123``.
     :param log_tail: the last lines of the container log, when the termination message is empty.
     """
     events = events or []

@@ -90,7 +90,7 @@ def _parse_snapshot(snapshot_dict: dict[str, Any]) -> tuple[dict[str, dict[str, 
              "config": {"type": "evidently:metric_v2:DriftedColumnsCount", "columns": [...], "drift_share": 0.5},
              "value": {"count": 3.0, "share": 0.6}},
             {"id": "<metric id>",
-             "config": {"type": "evidently:metric_v2:ValueDrift", "column": "monthly_charges",
+             "config": {"type": "evidently:metric_v2:ValueDrift", "column": "feature_a",
                         "method": "Wasserstein distance (normed)" | "ks" | ..., "threshold": 0.1},
              "value": 0.41},                          # the drift score (a distance or a p-value)
             ...],
