@@ -14,6 +14,8 @@ them into ``os.environ`` of the (shared) worker process.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import tempfile
 import time
 import urllib.error
@@ -33,6 +35,24 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from mlops_airflow.hooks.mlflow_rest import MlflowRestClient
+
+
+def route_mlflow_logging() -> None:
+    """Send MLflow's log records through Python logging (the task log, at their own level) and turn its progress
+    bars off, before ``mlflow`` is first imported in this process.
+
+    Left alone, ``import mlflow`` installs its own handler that writes INFO lines to stderr, and artifact downloads
+    draw tqdm progress bars on stderr; Airflow 3 records a task's stderr at ERROR, so every successful
+    registration showed red ERROR lines to the on-call engineer. An explicit setting in the environment wins.
+    """
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow_logger = logging.getLogger("mlflow")
+    if mlflow_logger.level == logging.NOTSET:
+        mlflow_logger.setLevel(logging.WARNING)  # MLflow's INFO chatter (e.g. "Registered model ...") is ours to say
+
+
+route_mlflow_logging()  # every operator that talks to MLflow imports this module before it imports mlflow
 
 
 class MlflowHook(BaseHook):
@@ -106,6 +126,7 @@ class MlflowHook(BaseHook):
 
     def get_client(self) -> MlflowClient:
         """An ``MlflowClient`` bound to this connection's tracking and registry URIs."""
+        route_mlflow_logging()
         from mlflow import MlflowClient
 
         s = self.settings

@@ -25,7 +25,7 @@ class DvcNewVersionSensor(BaseSensorOperator):
     Deferrable by default: the wait runs in the triggerer as ``DvcNewVersionTrigger`` (no worker slot held).
     For event-driven scheduling without a running DAG, put the same trigger in an ``AssetWatcher`` instead.
 
-    :param dataset_path: the tracked path inside the repository (templated), e.g. ``data/customer_events``.
+    :param dataset_path: the tracked path inside the repository (templated), e.g. ``data/events``.
     :param since_md5: the already-known version (templated); None = the version present at start.
     :param dvc_conn_id: connection of type ``dvc`` (``extra.repo_url`` is watched when set, else ``repo_path``).
     :param branch: branch to watch (default: the connection's, else ``main``).

@@ -2,7 +2,7 @@
 
 ``DvcNewVersionTrigger`` is a ``BaseEventTrigger``, so it serves both ways Airflow 3 waits for data:
 
-- in an ``AssetWatcher`` (``Asset("dvc://data_repo/data/customer_events", watchers=[AssetWatcher(name=...,
+- in an ``AssetWatcher`` (``Asset("dvc://data_repo/data/events", watchers=[AssetWatcher(name=...,
   trigger=DvcNewVersionTrigger(...))])``): it runs in the triggerer for as long as a DAG is scheduled on the
   asset and turns every new version into an asset event whose extra is ``{"from_trigger": True, "payload":
   {repo, path, rev, md5, size, nfiles, previous_md5}}``; the last md5 it announced is kept in the asset's
@@ -118,7 +118,7 @@ def probe_dataset(
 class DvcNewVersionTrigger(BaseEventTrigger):
     """Fires when ``<dataset_path>.dvc`` on the branch records a content hash other than the last one seen.
 
-    :param dataset_path: the tracked path inside the data repository, e.g. ``data/customer_events``.
+    :param dataset_path: the tracked path inside the data repository, e.g. ``data/events``.
     :param dvc_conn_id: connection of type ``dvc`` (``extra.repo_url`` / ``repo_path`` / ``branch``), read in
         the triggerer.
     :param repo_url: explicit git URL to watch (wins over the connection).
