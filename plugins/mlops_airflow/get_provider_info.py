@@ -86,21 +86,68 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "DVC", "python-modules": ["mlops_airflow.sensors.dvc"]}],
         "triggers": [{"integration-name": "DVC", "python-modules": ["mlops_airflow.triggers.dvc"]}],
+        # Connection forms, declared (Airflow >= 3.2 renders these without importing the hooks): the fields are
+        # keys of the connection's extra JSON, read by the hooks under the same names.
         "connection-types": [
             {
                 "connection-type": "mlflow",
                 "hook-class-name": "mlops_airflow.hooks.mlflow_registry.MlflowHook",
                 "hook-name": "MLflow",
+                "conn-fields": {
+                    "tracking_uri": {"label": "Tracking URI", "description": "e.g. https://mlflow.example.com; "
+                                     "wins over host/port/scheme", "schema": {"type": ["string", "null"]}},
+                    "registry_uri": {"label": "Registry URI", "description": "a separate model registry (default: "
+                                     "the tracking URI)", "schema": {"type": ["string", "null"]}},
+                    "ui_url": {"label": "UI URL", "description": "the address people open in a browser, when it "
+                               "differs from the tracking URI", "schema": {"type": ["string", "null"]}},
+                    "token": {"label": "Token", "description": "bearer token (or login/password for basic auth)",
+                              "schema": {"type": ["string", "null"], "format": "password"}},
+                    "insecure_tls": {"label": "Skip TLS verification", "description": "test servers only",
+                                     "schema": {"type": ["boolean", "null"], "default": False}},
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": [],
+                    "relabeling": {"host": "Tracking server host", "schema": "Scheme (http/https)"},
+                    "placeholders": {"host": "mlflow.example.com", "tracking_uri": "https://mlflow.example.com"},
+                },
             },
             {
                 "connection-type": "dvc",
                 "hook-class-name": "mlops_airflow.hooks.dvc_repo.DvcHook",
                 "hook-name": "DVC repository",
+                "conn-fields": {
+                    "repo_path": {"label": "Working copy path", "description": "a local clone (default: the host "
+                                  "field)", "schema": {"type": ["string", "null"]}},
+                    "repo_url": {"label": "Git URL", "description": "the data repository to clone and push to",
+                                 "schema": {"type": ["string", "null"]}},
+                    "branch": {"label": "Branch", "schema": {"type": ["string", "null"], "default": "main"}},
+                    "remote": {"label": "DVC remote name", "schema": {"type": ["string", "null"]}},
+                    "remote_url": {"label": "DVC remote URL", "description": "e.g. s3://bucket/dvc",
+                                   "schema": {"type": ["string", "null"]}},
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {"host": "Working copy path", "login": "Remote access key",
+                                   "password": "Remote secret"},
+                    "placeholders": {"repo_path": "/data/repo", "repo_url": "git@host:org/data.git",
+                                     "remote": "storage", "remote_url": "s3://bucket/dvc"},
+                },
             },
             {
                 "connection-type": "feast",
                 "hook-class-name": "mlops_airflow.hooks.feast_store.FeastHook",
                 "hook-name": "Feast feature store",
+                "conn-fields": {
+                    "repo_path": {"label": "Feature repository path", "description": "the folder with "
+                                  "feature_store.yaml", "schema": {"type": ["string", "null"]}},
+                    "feature_store_yaml": {"label": "Store configuration file", "schema": {
+                        "type": ["string", "null"], "default": "feature_store.yaml"}},
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "password"],
+                    "relabeling": {"host": "Feature repository path"},
+                    "placeholders": {"repo_path": "/opt/feature_repo"},
+                },
             },
         ],
         "asset-uris": [

@@ -44,14 +44,6 @@ class FeastHook(BaseHook):
         self.feast_conn_id = feast_conn_id
         self._explicit_repo_path = repo_path
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port", "login", "password"],
-            "relabeling": {"host": "Feature repository path"},
-            "placeholders": {"extra": '{"repo_path": "/opt/feature_repo", "feature_store_yaml": "feature_store.yaml"}'},
-        }
-
     @cached_property
     def _extra(self) -> dict[str, Any]:
         try:

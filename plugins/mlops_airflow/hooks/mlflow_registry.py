@@ -75,17 +75,6 @@ class MlflowHook(BaseHook):
     def __repr__(self) -> str:
         return f"MlflowHook(mlflow_conn_id={self.mlflow_conn_id!r})"
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": [],
-            "relabeling": {"host": "Tracking server host", "schema": "Scheme (http/https)"},
-            "placeholders": {
-                "host": "mlflow.example.com",
-                "extra": '{"tracking_uri": "https://mlflow.example.com", "registry_uri": null, "ui_url": null}',
-            },
-        }
-
     @cached_property
     def settings(self) -> MlflowSettings:
         if self._explicit_tracking_uri:
