@@ -26,6 +26,10 @@ _OPTIONS: dict[str, tuple[str, str, str | None]] = {
                            "/opt/airflow/include/training/score.py", None),
     "approval_policy": ("hitl: an ApprovalOperator gates every promotion; auto: logged auto-approval (demo only).",
                         "hitl", "hitl"),
+    "approvers": ("Users assigned to approve promotions (HITL), comma-separated Airflow user ids; empty = anyone "
+                  "with access to the DAG.", "alice,bob", ""),
+    "approval_timeout_hours": ("Hours a promotion waits for a person; then it is rejected (nothing promoted).",
+                               "72", "72"),
     "training_image": ("Training image of the Kubernetes backend (pin by digest).",
                        "registry.example.com/mlops-training@sha256:...", f"mlops-training:{__version__}"),
     "training_namespace": ("Namespace of training pods (else the kubernetes connection's).", "ml-training", None),

@@ -190,7 +190,49 @@ class MlflowHook(BaseHook):
             local = client.download_artifacts(run_id, artifact_file, tmp)
             return json.loads(Path(local).read_text())
 
+    def latest_run(self, experiment_name: str, filter_string: str, client: MlflowClient | None = None) -> Any | None:
+        """The newest run of ``experiment_name`` matching ``filter_string`` (None: no such experiment or run)."""
+        client = client or self.get_client()
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            return None
+        runs = client.search_runs([experiment.experiment_id], filter_string=filter_string,
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+
     # Links people open from the Airflow UI.
+    def artifact_url(self, uri: str | None, client: MlflowClient | None = None,
+                     run_url: str | None = None) -> str | None:
+        """A link a browser opens for an artifact URI (None when there is none).
+
+        ``runs:/<run>/<path>`` and ``mlflow-artifacts:/<experiment>/<run>/artifacts/<path>`` (what the tracking
+        server's proxied store returns) become the artifact's page in the MLflow UI; http(s) stays as is. Raw
+        artifact URIs are what ``mlflow`` reads, not what a person can open. A ``runs:/`` URI needs the run's
+        experiment: from ``run_url`` (that run's page) when given, else one ``get_run`` through ``client``; with
+        neither, None (no network call is made without a client).
+        """
+        from urllib.parse import quote
+
+        if not uri:
+            return None
+        if uri.startswith(("http://", "https://")):
+            return uri
+        if uri.startswith("mlflow-artifacts:"):
+            parts = uri.removeprefix("mlflow-artifacts:").lstrip("/").split("/", 3)
+            if len(parts) >= 3 and parts[2] == "artifacts":
+                path = parts[3] if len(parts) == 4 else ""
+                return f"{self.run_url(parts[0], parts[1])}/artifacts/{quote(path)}".rstrip("/")
+            return None
+        if uri.startswith("runs:/"):
+            run_id, _, path = uri.removeprefix("runs:/").partition("/")
+            if run_url and run_url.rstrip("/").endswith(f"/runs/{run_id}"):
+                return f"{run_url.rstrip('/')}/artifacts/{quote(path)}".rstrip("/")
+            if client is None:
+                return None
+            run = client.get_run(run_id)
+            return f"{self.run_url(run.info.experiment_id, run_id)}/artifacts/{quote(path)}".rstrip("/")
+        return None
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.settings.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 

@@ -20,12 +20,24 @@ from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.operators._common import as_dict
+from mlops_airflow.registry.evidence import approval_markdown, degenerate_holdout
 from mlops_airflow.registry.versions import now_iso
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 APPROVE = "Approve"
+REJECT = "Reject"
+
+
+def configured_approvers() -> list[str]:
+    """``[mlops] approvers``: the Airflow user ids assigned to approval requests (empty: anyone may answer)."""
+    return [u.strip() for u in (mlops_conf("approvers", "") or "").split(",") if u.strip()]
+
+
+def approval_timeout() -> timedelta:
+    """``[mlops] approval_timeout_hours`` (default 72): then the request is rejected and nothing is promoted."""
+    return timedelta(hours=float(mlops_conf("approval_timeout_hours", "72") or 72))
 
 
 def approval_policy() -> str:
@@ -34,66 +46,6 @@ def approval_policy() -> str:
     if policy not in ("hitl", "auto"):
         raise ValueError(f"[mlops] approval_policy={policy!r} is not one of: hitl, auto")
     return policy
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) else str(value)
-
-
-def approval_markdown(
-    *,
-    model_name: str,
-    version: str,
-    alias: str,
-    verdict: dict[str, Any],
-    dataset_version: dict[str, Any] | None,
-    drift: dict[str, Any] | None,
-    links: dict[str, str],
-) -> tuple[str, str]:
-    """Subject and Markdown body shown to the approver (and logged by the auto policy)."""
-    metrics = verdict.get("metrics") or {}
-    champ = verdict.get("champion_version")
-    subject = f"Promote {model_name} v{version} to '{alias}'" + (
-        f" (replacing v{champ})" if champ else " (first champion)"
-    )
-    lines = [f"### {subject}", "", f"**Evaluation verdict:** {'PASSED' if verdict.get('passed') else 'FAILED'}"]
-    lines += [f"- {r}" for r in verdict.get("reasons") or []]
-    names = sorted(set(metrics.get("challenger") or {}) | set(metrics.get("champion") or {}))
-    if names:
-        lines += [
-            "",
-            f"| metric | challenger v{version} | champion {('v' + str(champ)) if champ else '-'} |",
-            "|---|---|---|",
-        ]
-        for name in names:
-            lines.append(
-                f"| {name} | {_fmt((metrics.get('challenger') or {}).get(name, '-'))} | "
-                f"{_fmt((metrics.get('champion') or {}).get(name, '-'))} |"
-            )
-    if metrics.get("delta") is not None:
-        ci = metrics.get("ci") or [None, None]
-        lines += [
-            "",
-            f"**{metrics.get('primary_metric', 'metric')} improvement:** {_fmt(metrics['delta'])} "
-            f"(95% paired-bootstrap CI [{_fmt(ci[0])}, {_fmt(ci[1])}], n_boot={metrics.get('n_boot')}); "
-            f"McNemar p = {_fmt(metrics.get('mcnemar_p'))} on {metrics.get('holdout_rows')} holdout rows",
-        ]
-    if dataset_version:
-        lines += [
-            "",
-            f"**Data version:** `{dataset_version.get('path')}` rev `{str(dataset_version.get('rev'))[:12]}` "
-            f"md5 `{dataset_version.get('md5')}`",
-        ]
-    if drift:
-        status = "no drift" if drift.get("passed") else "DRIFT"
-        lines += [
-            "",
-            f"**Drift status:** {status} (share {_fmt(drift.get('drift_share'), 2)}, columns "
-            f"{drift.get('drifted_columns') or []})",
-        ]
-    lines += ["", f"**Evidence:** `{verdict.get('evidence_uri')}`"]
-    lines += [f"- [{name}]({url})" for name, url in links.items() if url]
-    return subject, "\n".join(lines)
 
 
 class _GateInputs:
@@ -105,32 +57,72 @@ class _GateInputs:
     verdict: Any
     dataset_version: Any
     drift: Any
+    training_set: Any
     mlflow_conn_id: str
 
-    def evidence(self) -> tuple[str, dict[str, Any], str, str]:
+    def evidence(self, context: Context | None = None) -> tuple[str, dict[str, Any], str, str, list[str]]:
+        """Version, verdict, subject, Markdown body and the degenerate-holdout warnings (empty: it can decide)."""
         verdict = as_dict(self.verdict, "verdict")
         version = str(self.version.get("version") if isinstance(self.version, dict) else self.version)
         dataset = as_dict(self.dataset_version, "dataset_version") if self.dataset_version else None
         drift = as_dict(self.drift, "drift") if self.drift else None
+        training_set = as_dict(self.training_set, "training_set") if self.training_set else None
+        links, serving = self._links(verdict, version, drift, context)
+        warnings = degenerate_holdout(verdict, drift)
+        subject, body = approval_markdown(
+            model_name=self.model_name, version=version, alias=self.alias, verdict=verdict, dataset_version=dataset,
+            drift=drift, links=links, training_set=training_set, serving_drift=serving, warnings=warnings,
+        )
+        return version, verdict, subject, body, warnings
+
+    def _links(self, verdict: dict[str, Any], version: str, drift: dict[str, Any] | None,
+               context: Context | None) -> tuple[dict[str, str], dict[str, Any] | None]:
+        """Browser links (MLflow UI pages, never raw artifact URIs) and the champion's last serving-drift verdict.
+
+        Links are a convenience: an MLflow hiccup here is logged and never fails the gate.
+        """
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        links: dict[str, str] = {}
+        serving = None
+        champ = verdict.get("champion_version")
+        evidence = {"evaluation evidence": (verdict.get("evidence_uri"), verdict.get("run_url")),
+                    "drift report": ((drift or {}).get("evidence_uri"), (drift or {}).get("run_url"))}
         try:
-            links = {"model version": hook.model_version_url(self.model_name, version)}
+            links["model version"] = hook.model_version_url(self.model_name, version)
             if verdict.get("run_url"):
                 links["challenger run"] = verdict["run_url"]
-            if drift and drift.get("evidence_uri"):
-                links["drift report"] = drift["evidence_uri"]
-        except Exception:  # noqa: BLE001 - links are a convenience, never a reason to fail the gate
-            links = {}
-        subject, body = approval_markdown(
-            model_name=self.model_name,
-            version=version,
-            alias=self.alias,
-            verdict=verdict,
-            dataset_version=dataset,
-            drift=drift,
-            links=links,
-        )
-        return version, verdict, subject, body
+            if champ:
+                links[f"champion v{champ}"] = hook.model_version_url(self.model_name, champ)
+            for name, (uri, run_url) in evidence.items():  # no network: URIs the verdicts already resolve
+                if url := hook.artifact_url(uri, run_url=run_url):
+                    links[name] = url
+            # One fast health check, then the lookups that need the server.
+            hook.ensure_reachable(attempts=1, timeout_s=3)
+            client = hook.get_client()
+            for name, (uri, _) in evidence.items():
+                if name not in links and (url := hook.artifact_url(uri, client)):
+                    links[name] = url
+            if champ and "'" not in self.model_name:
+                here = context["dag"].dag_id if context and context.get("dag") else None
+                clause = f" and tags.`mlops.dag_id` != '{here}'" if here else ""
+                run = hook.latest_run(
+                    mlops_conf("monitoring_experiment", "mlops-monitoring") or "mlops-monitoring",
+                    f"tags.`mlops.kind` = 'data_drift' and tags.`mlops.model_name` = '{self.model_name}'{clause}",
+                    client,
+                )
+                if run is not None:
+                    from datetime import UTC, datetime
+
+                    serving = {
+                        "passed": (run.data.tags.get("mlops.passed") or "").lower() == "true",
+                        "drift_share": run.data.metrics.get("drift_share"),
+                        "at": datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).isoformat(timespec="minutes"),
+                    }
+                    links["champion serving drift"] = hook.run_url(run.info.experiment_id, run.info.run_id)
+        except Exception as err:  # noqa: BLE001 - links are a convenience, never a reason to fail the gate
+            self.log.warning("Approval evidence: MLflow lookups skipped (%s); the verdict is unchanged",
+                             str(err).splitlines()[0][:300])
+        return links, serving
 
 
 def skip_if_failed(verdict: dict[str, Any], model_name: str, version: str) -> None:
@@ -147,13 +139,18 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
     """Airflow's ``ApprovalOperator`` with the evaluation evidence as its subject and Markdown body.
 
     Skips (and so skips the promotion) when the verdict did not pass: nobody is asked to approve a
-    model that failed its gate. The approval lands on the *Required Actions* page; its XCom
-    (``responded_by_user``, ``responded_at``) is what :class:`PromoteModelOperator` records.
+    model that failed its gate. The request lands on the *Required Actions* page, assigned to ``[mlops]
+    approvers`` when set, with a *reason* field: a rejection needs one (it is recorded in the promotion ledger);
+    with no answer within ``response_timeout`` the request is rejected (``defaults``), nothing is promoted.
+    Its XCom (``responded_by_user``, ``responded_at``, ``params_input.reason``) is what
+    :class:`PromoteModelOperator` records.
 
     :param verdict: the evaluation verdict (templated / XCom).
     :param version: the version to promote, or the register task's XCom (templated).
     :param dataset_version: the DVC version the model was trained on (templated / XCom), optional.
     :param drift: the drift verdict (templated / XCom), optional.
+    :param training_set: the training-set XCom (window, rows, hash shown to the approver), optional.
+    :param approvers: Airflow user ids assigned to answer; default ``[mlops] approvers`` (empty: anyone).
     """
 
     template_fields: Sequence[str] = (
@@ -164,6 +161,7 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
         "verdict",
         "dataset_version",
         "drift",
+        "training_set",
     )
 
     def __init__(
@@ -175,50 +173,67 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
         alias: str = "champion",
         dataset_version: Any = None,
         drift: Any = None,
+        training_set: Any = None,
+        approvers: Sequence[str] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         subject: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(subject=subject or f"Promote {model_name} to {alias}", **kwargs)
+        from airflow.sdk import Param
+
+        users = list(approvers) if approvers is not None else configured_approvers()
+        kwargs.setdefault("defaults", [REJECT])  # no answer in time = rejected, nothing promoted
+        if users:
+            kwargs.setdefault("assigned_users", [{"id": u, "name": u} for u in users])
+        params = dict(kwargs.pop("params", None) or {})
+        params.setdefault("reason", Param(None, type=["null", "string"], title="Reason",
+                                          description="Why you approve or reject. Required to reject: recorded in "
+                                                      "the promotion ledger and on the models page."))
+        super().__init__(subject=subject or f"Promote {model_name} to {alias}", params=params, **kwargs)
         self.model_name, self.version, self.alias, self.verdict = model_name, version, alias, verdict
         self.dataset_version, self.drift, self.mlflow_conn_id = dataset_version, drift, mlflow_conn_id
+        self.training_set = training_set
 
     def execute(self, context: Context) -> Any:
-        version, verdict, self.subject, self.body = self.evidence()
+        version, verdict, self.subject, self.body, warnings = self.evidence(context)
         skip_if_failed(verdict, self.model_name, version)
+        for warning in warnings:
+            self.log.warning("Degenerate evaluation evidence (shown to the approver): %s", warning)
         self.log.info(
-            "SUMMARY approval-requested model=%s version=%s alias=%s evidence=%s",
-            self.model_name,
-            version,
-            self.alias,
-            verdict.get("evidence_uri"),
+            "SUMMARY approval-requested model=%s version=%s alias=%s approvers=%s warnings=%d evidence=%s",
+            self.model_name, version, self.alias, [u["id"] for u in self.assigned_users or []] or "anyone",
+            len(warnings), verdict.get("evidence_uri"),
         )
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """The person's answer (or the timeout): one SUMMARY line for on-call, then Airflow's handling."""
-        version = self.version.get("version") if isinstance(self.version, dict) else self.version
+        """The person's answer (or the timeout): the ledger for a rejection, one SUMMARY line, Airflow's handling."""
+        version = str(self.version.get("version") if isinstance(self.version, dict) else self.version)
         if "error" in event:
             self.log.info(
                 "SUMMARY approval model=%s version=%s alias=%s decision=none (%s): nothing is promoted; "
-                "rerun the DAG to ask again",
-                self.model_name,
-                version,
-                self.alias,
+                "rerun the DAG to ask again", self.model_name, version, self.alias,
                 event.get("error_type") or event.get("error"),
             )
             return super().execute_complete(context=context, event=event)
         chosen = (event.get("chosen_options") or ["?"])[0]
         user = event.get("responded_by_user")
-        by = user.get("name") or user.get("id") if isinstance(user, dict) else user
+        by = (user.get("name") or user.get("id")) if isinstance(user, dict) else (user or "timeout")
+        reason = ((event.get("params_input") or {}).get("reason") or "").strip()
+        if chosen == REJECT:
+            if not reason and user:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(
+                    f"{by} rejected {self.model_name} v{version} without a reason; nothing is promoted. A rejection "
+                    "needs a reason (it goes into the promotion ledger): clear this task and answer again with one"
+                )
+            reason = reason or f"no answer within {self.response_timeout} (rejected by default)"
+            record_rejection(self, context, version=version, by=str(by), reason=reason,
+                             at=event.get("responded_at"))
         self.log.info(
-            "SUMMARY approval model=%s version=%s alias=%s decision=%s by=%s at=%s",
-            self.model_name,
-            version,
-            self.alias,
-            chosen,
-            by,
-            event.get("responded_at"),
+            "SUMMARY approval model=%s version=%s alias=%s decision=%s by=%s at=%s reason=%r",
+            self.model_name, version, self.alias, chosen, by, event.get("responded_at"), reason,
         )
         return super().execute_complete(context=context, event=event)
 
@@ -226,11 +241,14 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
 class AutoApproveOperator(_GateInputs, BaseOperator):
     """The local demo's approval policy (``[mlops] approval_policy = auto``): approves a passing verdict.
 
-    Logs the same evidence a person would see, and says loudly that no person approved. Returns the
-    same shape as ``ApprovalOperator`` (``chosen_options``, ``responded_by_user``, ``responded_at``).
+    Logs the same evidence a person would see, and says loudly that no person approved. Never approves
+    degenerate evidence (:func:`~mlops_airflow.registry.evidence.degenerate_holdout`): it skips, and so the
+    promotion, with the warnings in the log (a person must look). Returns the same shape as
+    ``ApprovalOperator`` (``chosen_options``, ``responded_by_user``, ``responded_at``).
     """
 
-    template_fields: Sequence[str] = ("model_name", "version", "alias", "verdict", "dataset_version", "drift")
+    template_fields: Sequence[str] = ("model_name", "version", "alias", "verdict", "dataset_version", "drift",
+                                      "training_set")
     ui_color = "#f0ad4e"
 
     def __init__(
@@ -242,18 +260,30 @@ class AutoApproveOperator(_GateInputs, BaseOperator):
         alias: str = "champion",
         dataset_version: Any = None,
         drift: Any = None,
+        training_set: Any = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model_name, self.version, self.alias, self.verdict = model_name, version, alias, verdict
         self.dataset_version, self.drift, self.mlflow_conn_id = dataset_version, drift, mlflow_conn_id
+        self.training_set = training_set
 
     def execute(self, context: Context) -> dict[str, Any]:
-        version, verdict, subject, body = self.evidence()
+        version, verdict, subject, body, warnings = self.evidence(context)
         skip_if_failed(verdict, self.model_name, version)
         for line in body.splitlines():
             self.log.info("[evidence] %s", line)
+        if warnings:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            self.log.info("SUMMARY approval model=%s version=%s alias=%s decision=refused by=policy:auto "
+                          "warnings=%s", self.model_name, version, self.alias, warnings)
+            raise AirflowSkipException(
+                f"NOT auto-approved: the evaluation evidence for {self.model_name} v{version} cannot decide a "
+                f"promotion ({'; '.join(warnings)}). Nothing is promoted; a person must review it "
+                "([mlops] approval_policy=hitl) or the evaluation must be rerun on a better holdout"
+            )
         who = "AUTO-APPROVED by policy [mlops] approval_policy=auto (no person reviewed this; local demo only)"
         self.log.warning("%s: %s", who, subject)
         self.log.info(
@@ -271,6 +301,44 @@ class AutoApproveOperator(_GateInputs, BaseOperator):
         }
 
 
+def record_rejection(operator: _GateInputs, context: Context, *, version: str, by: str, reason: str,
+                     at: Any = None) -> dict[str, Any] | None:
+    """A person's (or the timeout's) rejection as a ledger entry, beside the moves: ``action: "rejected"``.
+
+    Idempotent: a retry of the same task instance finds its entry and writes none. Under the promotion lock, like
+    every ledger write. Rejections never count as alias holders (the ledger's readers skip them).
+    """
+    import uuid
+
+    from mlops_airflow.operators._common import run_identity
+    from mlops_airflow.registry.ledger import append_entry, ledger_from_tags, ledger_head
+    from mlops_airflow.registry.lock import PromotionLock, lock_owner
+    from mlops_airflow.registry.versions import registered_model
+
+    ident = run_identity(context)
+    hook = MlflowHook(mlflow_conn_id=operator.mlflow_conn_id)
+    client = hook.get_client()
+    with PromotionLock(client, operator.model_name, lock_owner(ident), log=operator.log):
+        tags = dict(registered_model(client, operator.model_name).tags or {})
+        ledger = ledger_from_tags(tags)
+        for entry in ledger:
+            airflow = entry.get("airflow") or {}
+            if entry.get("action") == "rejected" and all(airflow.get(k) == ident[k]
+                                                         for k in ("dag_id", "run_id", "task_id")):
+                operator.log.info("Rejection already in the ledger (seq %s): nothing written", entry.get("seq"))
+                return entry
+        entry = append_entry(client, operator.model_name, ledger_head(tags, ledger), {
+            "id": uuid.uuid4().hex[:12], "model": operator.model_name, "alias": operator.alias,
+            "version": str(version), "previous_version": None, "action": "rejected",
+            "at": at.isoformat() if hasattr(at, "isoformat") else (str(at) if at else now_iso()),
+            "approved_by": None, "rejected_by": by, "note": reason, "approval_policy": "hitl",
+            "evidence_uri": as_dict(operator.verdict, "verdict").get("evidence_uri"),
+            "airflow": {k: ident[k] for k in ("dag_id", "run_id", "task_id", "try_number")},
+        })
+    operator.log.info("Rejection recorded in the ledger of %s (seq %s)", operator.model_name, entry["seq"])
+    return entry
+
+
 def approval_gate(
     *,
     task_id: str = "approve_promotion",
@@ -280,14 +348,16 @@ def approval_gate(
     alias: str = "champion",
     dataset_version: Any = None,
     drift: Any = None,
+    training_set: Any = None,
     policy: str | None = None,
-    response_timeout: timedelta | None = timedelta(days=3),
+    response_timeout: timedelta | None = None,
     **kwargs: Any,
 ) -> BaseOperator:
     """The approval task in front of a promotion, for the configured ``[mlops] approval_policy``.
 
     ``hitl`` (default): a :class:`ModelApprovalOperator` (Airflow HITL; waits on the Required Actions
-    page; with no answer within ``response_timeout`` it fails and nothing is promoted). ``auto``: an
+    page; with no answer within ``response_timeout`` (default ``[mlops] approval_timeout_hours``) the request is
+    rejected and nothing is promoted). ``auto``: an
     :class:`AutoApproveOperator` (local demo: ``airflow dags test`` never answers a HITL request).
     Read from configuration at parse time (no connection, no Variable).
     """
@@ -300,12 +370,13 @@ def approval_gate(
         "alias": alias,
         "dataset_version": dataset_version,
         "drift": drift,
+        "training_set": training_set,
         **kwargs,
     }
     if policy == "auto":
         return AutoApproveOperator(**common)
     if policy == "hitl":
-        return ModelApprovalOperator(response_timeout=response_timeout, **common)
+        return ModelApprovalOperator(response_timeout=response_timeout or approval_timeout(), **common)
     raise ValueError(f"approval policy {policy!r} is not one of: hitl, auto")
 
 
@@ -321,16 +392,21 @@ def approval_of(value: Any) -> dict[str, Any]:
         "approved_by": user.get("name") or user.get("id") or "unknown",
         "approved_at": at.isoformat() if hasattr(at, "isoformat") else str(at),
         "policy": data.get("policy") or "hitl",
+        "reason": (data.get("params_input") or {}).get("reason"),
     }
 
 
 __all__ = [
     "APPROVE",
+    "REJECT",
     "AutoApproveOperator",
     "ModelApprovalOperator",
     "approval_gate",
     "approval_markdown",
     "approval_of",
     "approval_policy",
+    "configured_approvers",
+    "degenerate_holdout",
+    "record_rejection",
     "skip_if_failed",
 ]

@@ -104,14 +104,18 @@ def test_markdown_for_a_replacement_and_for_a_first_champion():
     assert subject == "Promote churn v2 to 'champion' (replacing v1)"
     lines = body.splitlines()
     assert lines[0] == f"### {subject}" and "**Evaluation verdict:** PASSED" in lines
-    assert "| metric | challenger v2 | champion v1 |" in lines
+    assert "| holdout metric | challenger v2 | champion v1 |" in lines
     assert "| accuracy | 0.7500 | - |" in lines and "| roc_auc | 0.8300 | 0.7000 |" in lines
+    assert "**Holdout:** 2000 labelled rows neither model trained on" in lines
     assert (
         "**roc_auc improvement:** 0.1300 (95% paired-bootstrap CI [0.1100, 0.1500], n_boot=1000); McNemar p = "
-        "0.0001 on 2000 holdout rows"
+        "0.0001"
     ) in lines
     assert "**Data version:** `data/customer_events` rev `a1b2c3d4e5f6` md5 `0123abcd`" in lines
-    assert "**Drift status:** no drift (share 0.10, columns [])" in lines
+    assert ("**Drift of the new batch against the challenger's training set:** no drift (share 0.10, columns [])"
+            in lines)
+    assert "**Champion v1 in serving:** no monitoring verdict recorded yet" in lines
+    assert "WARNING" not in body
     assert lines[-2:] == [
         "**Evidence:** `runs:/abc/evaluation/vs-v1.json`",
         "- [model version](http://m/#/models/churn/versions/2)",
@@ -123,7 +127,8 @@ def test_markdown_for_a_replacement_and_for_a_first_champion():
     )
     assert subject == "Promote churn v1 to 'champion' (first champion)"
     assert "**Evaluation verdict:** FAILED" in body and "- val_auc=0.6 < minimum 0.7" in body
-    assert "| metric |" not in body and "Data version" not in body and "Drift status" not in body
+    assert "| holdout metric |" not in body and "Data version" not in body and "Drift of" not in body
+    assert "in serving" not in body  # no champion, no serving drift to show
 
 
 def test_a_failed_verdict_skips_with_the_reasons():
@@ -150,11 +155,12 @@ def test_the_gate_reads_templated_xcom_text():
         ),
     )
     gate.version = {"version": 2}  # what a rendered XCom reference of the register task gives
-    version, verdict, subject, body = gate.evidence()
-    assert version == "2" and verdict == VERDICT and subject.startswith("Promote churn v2")
-    assert "**Drift status:** DRIFT (share 0.40, columns ['a'])" in body
+    version, verdict, subject, body, warnings = gate.evidence()
+    assert version == "2" and verdict == VERDICT and subject.startswith("Promote churn v2") and warnings == []
+    assert "**Drift of the new batch against the challenger's training set:** DRIFT (share 0.40, columns ['a'])" in body
     assert "- [challenger run](http://mlflow.example/#/runs/abc)" in body
-    assert "- [drift report](file:///drift.html)" in body
+    assert "drift report" not in body  # a file:// URI is not a link a person can open from the UI
+    assert "- [champion v1](http://mlflow.example:5000/#/models/churn/versions/1)" in body
     assert "- [model version](http://mlflow.example:5000/#/models/churn/versions/2)" in body
     bad = ModelApprovalOperator(task_id="a2", model_name="churn", version="2", verdict="[1, 2]")
     with pytest.raises(ValueError, match="verdict must be a dict"):
@@ -166,7 +172,7 @@ def test_links_are_a_convenience_never_a_failure(monkeypatch):
     gate = AutoApproveOperator(
         task_id="approve", model_name="churn", version="2", verdict=VERDICT, mlflow_conn_id="no_such_connection"
     )
-    _, _, _, body = gate.evidence()
+    _, _, _, body, _ = gate.evidence()
     assert body.splitlines()[-1] == "**Evidence:** `runs:/abc/evaluation/vs-v1.json`"
 
 
@@ -212,7 +218,7 @@ def test_approval_of_accepts_both_answers_and_refuses_anything_else():
     when = datetime(2026, 11, 20, 10, tzinfo=UTC)
     assert approval_of(
         {"chosen_options": [APPROVE], "responded_by_user": {"id": "7", "name": "alice"}, "responded_at": when}
-    ) == {"approved_by": "alice", "approved_at": when.isoformat(), "policy": "hitl"}
+    ) == {"approved_by": "alice", "approved_at": when.isoformat(), "policy": "hitl", "reason": None}
     assert (
         approval_of(
             json.dumps(
@@ -249,3 +255,66 @@ def test_both_gates_serialise_with_their_template_fields():
         fields = set(restored.get_task(task_id).template_fields)
         assert {"model_name", "version", "alias", "verdict", "dataset_version", "drift"} <= fields
     assert {"subject", "body"} <= set(ModelApprovalOperator.template_fields)
+
+
+# ------------------------------------------------------------------ approval that decides (issue #15 item 3)
+DEGENERATE = {
+    **VERDICT,
+    "metrics": {
+        "challenger": {"auc": 0.999, "accuracy": 0.998}, "champion": {"auc": 0.999, "accuracy": 0.998},
+        "primary_metric": "auc", "delta": 0.0, "ci": [0.0, 0.0], "n_boot": 1000, "holdout_rows": 500,
+        "mcnemar_p": 1.0, "mcnemar": {"b_champion_only_correct": 0, "c_challenger_only_correct": 0, "p_value": 1.0},
+    },
+}
+
+
+def test_auto_policy_never_approves_degenerate_evidence(caplog, capsys):
+    caplog.set_level(logging.INFO)
+    gate = AutoApproveOperator(task_id="approve", model_name="churn", version="2", verdict=DEGENERATE,
+                               drift={"passed": False, "drift_share": 0.8, "drifted_columns": ["a"]})
+    with pytest.raises(AirflowSkipException, match=r"NOT auto-approved: the evaluation evidence for churn v2 cannot "
+                                                   r"decide a promotion \(no discordant pairs"):
+        gate.execute(make_context("approve"))
+    logged = _logged(caplog, capsys)
+    assert "decision=refused by=policy:auto" in logged and "AUTO-APPROVED" not in logged
+    assert "[evidence] **WARNING: this evidence cannot decide the promotion**" in logged
+
+
+def test_hitl_request_is_assigned_asks_a_reason_and_rejects_on_timeout(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__MLOPS__APPROVERS", "alice, bob")
+    monkeypatch.setenv("AIRFLOW__MLOPS__APPROVAL_TIMEOUT_HOURS", "12")
+    gate = approval_gate(task_id="gate", model_name="churn", version="2", verdict=VERDICT, policy="hitl")
+    assert gate.assigned_users == [{"id": "alice", "name": "alice"}, {"id": "bob", "name": "bob"}]
+    assert gate.defaults == ["Reject"] and gate.response_timeout == timedelta(hours=12)
+    assert "reason" in gate.serialized_params
+    monkeypatch.setenv("AIRFLOW__MLOPS__APPROVERS", "")
+    assert ModelApprovalOperator(task_id="g2", model_name="m", version="2", verdict=VERDICT).assigned_users is None
+
+
+def test_a_rejection_needs_a_reason_and_lands_in_the_ledger_once(mlflow_server, monkeypatch, caplog, capsys):
+    from airflow.sdk.exceptions import AirflowFailException
+    from mlflow import MlflowClient
+    from mlops_airflow.registry.ledger import ledger_from_tags, previous_holder
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
+                       json.dumps({"conn_type": "mlflow", "extra": {"tracking_uri": mlflow_server}}))
+    client = MlflowClient(tracking_uri=mlflow_server)
+    name = f"reject-{datetime.now(UTC).strftime('%H%M%S%f')}"
+    client.create_registered_model(name)
+    gate = ModelApprovalOperator(task_id="approve", model_name=name, version="2", verdict=VERDICT)
+    when = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    answer = {"chosen_options": ["Reject"], "params_input": {"reason": ""},
+              "responded_by_user": {"id": "7", "name": "alice"}, "responded_at": when}
+    with pytest.raises(AirflowFailException, match="alice rejected .* without a reason; nothing is promoted"):
+        gate.execute_complete(make_context("approve"), answer)
+    assert ledger_from_tags(client.get_registered_model(name).tags) == []
+
+    answer["params_input"] = {"reason": "holdout too small for this traffic"}
+    for try_number in (1, 2):  # a retry of the same task instance writes no second entry
+        gate.execute_complete(make_context("approve", try_number=try_number), answer)
+    ledger = ledger_from_tags(client.get_registered_model(name).tags)
+    assert [(e["action"], e["version"], e["rejected_by"], e["note"]) for e in ledger] == [
+        ("rejected", "2", "alice", "holdout too small for this traffic")]
+    assert ledger[0]["at"] == when.isoformat() and ledger[0]["seq"] == 1
+    assert previous_holder(client, name) is None  # a rejection never counts as an alias holder
+    assert "decision=Reject by=alice" in _logged(caplog, capsys)

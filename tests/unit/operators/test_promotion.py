@@ -68,7 +68,7 @@ def test_gate_body_shows_the_evidence_and_a_failed_verdict_asks_nobody(monkeypat
 
     gate = ModelApprovalOperator(task_id="approve", model_name="churn", version={"version": "2"}, verdict=VERDICT,
                                  dataset_version=DATA, drift=DRIFT)
-    version, _, subject, body = gate.evidence()
+    version, _, subject, body, _ = gate.evidence()
     assert version == "2" and subject == "Promote churn v2 to 'champion' (replacing v1)"
     for needle in ("PASSED", "| auc | 0.8300 | 0.7000 |", "improvement:** 0.1300", "CI [0.1100, 0.1500]",
                    "McNemar p = 0.0001", "rev `a1b2c3d4e5f6`", "md5 `0123abcd`", "DRIFT", "usage_hours",
