@@ -1,4 +1,5 @@
-"""The pack's statistics in one place: metric names, ROC AUC, paired bootstrap CI, McNemar, Fisher, thresholds.
+"""The pack's statistics in one place: metric names, ROC AUC, regression errors, paired bootstrap CI, McNemar, Fisher,
+paired and Welch t-tests, thresholds.
 
 No Airflow import (numpy and scipy are imported inside the functions), so DAG files stay cheap to parse and the
 statistics are tested alone (``tests/unit/test_stats.py``, against scipy, statsmodels and scikit-learn). Errors
@@ -20,9 +21,14 @@ accuracy      val_accuracy                  the training run (verdicts already s
 precision     -                             quality checks (monitoring.quality_stats)
 recall        -                             quality checks
 f1            -                             quality checks
+rmse          val_rmse                      regression verdicts, quality checks and max_metrics; the training run
+mae           val_mae                       regression verdicts, quality checks; the training run
+mse           val_mse                       thresholds
+r2            val_r2                        regression verdicts; the training run
 
 ``canonical_metric("auc") == "roc_auc"``, ``canonical_metric("val_logloss") == "val_log_loss"``; any other name
-is returned unchanged. ``log_loss`` is the only lower-is-better metric (:func:`lower_is_better`).
+is returned unchanged. ``log_loss``, ``rmse``, ``mae`` and ``mse`` are lower-is-better (:func:`lower_is_better`).
+Which metrics a task type reports is in :mod:`mlops_airflow.task_types`.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+CLASSIFICATION_METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+REGRESSION_METRIC_NAMES = ("rmse", "mae", "mse", "r2")
+METRIC_NAMES = CLASSIFICATION_METRIC_NAMES + REGRESSION_METRIC_NAMES
 LEGACY_METRIC_NAMES = {"auc": "roc_auc", "logloss": "log_loss"}
 SPLIT_PREFIXES = ("val_", "train_", "test_")
-LOWER_IS_BETTER = frozenset({"log_loss"})
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mse"})
 LOG_LOSS_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before the log loss
 
 _CANONICAL = {**{name: name for name in METRIC_NAMES}, **LEGACY_METRIC_NAMES}
@@ -134,18 +142,74 @@ def log_loss(y: Any, proba: Any, eps: float = LOG_LOSS_EPS) -> float:
     return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
 
 
-_METRIC_FUNCTIONS = {"roc_auc": roc_auc, "accuracy": accuracy, "log_loss": log_loss}
+def _targets(y: Any, prediction: Any) -> tuple[Any, Any]:
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float64)
+    prediction = np.asarray(prediction, dtype=np.float64)
+    if y.shape != prediction.shape or y.ndim != 1:
+        raise ValueError(
+            f"targets and predictions must be 1-d arrays of the same length, got {y.shape} and {prediction.shape}"
+        )
+    if not (np.isfinite(y).all() and np.isfinite(prediction).all()):
+        raise ValueError("targets and predictions must be finite numbers (no NaN/inf): drop or fix those rows")
+    return y, prediction
+
+
+def mse(y: Any, prediction: Any) -> float:
+    """Mean squared error of ``prediction`` for targets ``y`` (NaN with no rows)."""
+    import numpy as np
+
+    y, prediction = _targets(y, prediction)
+    return float(np.mean((y - prediction) ** 2)) if y.size else float("nan")
+
+
+def rmse(y: Any, prediction: Any) -> float:
+    """Root mean squared error (scikit-learn's ``root_mean_squared_error``)."""
+    return math.sqrt(mse(y, prediction))  # NaN stays NaN
+
+
+def mae(y: Any, prediction: Any) -> float:
+    """Mean absolute error (NaN with no rows)."""
+    import numpy as np
+
+    y, prediction = _targets(y, prediction)
+    return float(np.mean(np.abs(y - prediction))) if y.size else float("nan")
+
+
+def r2(y: Any, prediction: Any) -> float:
+    """Coefficient of determination, ``1 - SS_res / SS_tot``; NaN when the targets are constant (or no rows)."""
+    import numpy as np
+
+    y, prediction = _targets(y, prediction)
+    total = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
+    if total == 0.0:
+        return float("nan")
+    return 1.0 - float(np.sum((y - prediction) ** 2)) / total
+
+
+_METRIC_FUNCTIONS = {"roc_auc": roc_auc, "accuracy": accuracy, "log_loss": log_loss, "rmse": rmse, "mae": mae,
+                     "mse": mse, "r2": r2}
+
+
+def is_regression_metric(name: str) -> bool:
+    """True for a metric of predicted values (``rmse``, ``mae``, ``mse``, ``r2``), False for one of probabilities."""
+    return base_metric(name) in REGRESSION_METRIC_NAMES
 
 
 def _metric_function(name: str) -> Any:
     function = _METRIC_FUNCTIONS.get(base_metric(name))
     if function is None:
-        raise ValueError(f"unknown metric {name!r}; use auc (roc_auc), accuracy or logloss (log_loss)")
+        raise ValueError(
+            f"unknown metric {name!r}; use auc (roc_auc), accuracy or logloss (log_loss) for a classifier, rmse, "
+            "mae, mse or r2 for a regressor"
+        )
     return function
 
 
 def metric_value(name: str, y: Any, proba: Any) -> float:
-    """One of ``roc_auc`` (``auc``), ``accuracy`` or ``log_loss`` (``logloss``) of probabilities ``proba``."""
+    """``name`` of ``proba``: probabilities for ``roc_auc`` (``auc``), ``accuracy``, ``log_loss`` (``logloss``),
+    predicted values for ``rmse``, ``mae``, ``mse``, ``r2``."""
     return _metric_function(name)(y, proba)
 
 
@@ -154,6 +218,9 @@ def paired_bootstrap(
     y: Any, p_new: Any, p_old: Any, *, metric: str = "roc_auc", n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> dict[str, Any]:
     """Paired bootstrap of ``improvement(metric, new, old)``: both models are scored on the *same* resampled rows.
+
+    ``p_new``/``p_old`` are probabilities for a classification metric, predicted values for a regression one
+    (``rmse``: the improvement is ``rmse(old) - rmse(new)``, positive = ``new`` is better).
 
     Returns ``{delta, ci, p_not_better, n_boot, seed, alpha}``: the point estimate on all rows, the percentile CI
     ``[alpha/2, 1 - alpha/2]`` of the resampled improvements and the share of resamples where ``new`` was not
@@ -165,7 +232,7 @@ def paired_bootstrap(
     _metric_function(metric)  # an unknown metric fails before any resampling
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be within (0, 1), got {alpha}")
-    y = np.asarray(y, dtype=np.int64)
+    y = np.asarray(y, dtype=np.float64 if is_regression_metric(metric) else np.int64)
     a = np.asarray(p_new, dtype=np.float64)
     b = np.asarray(p_old, dtype=np.float64)
     if not (len(y) == len(a) == len(b)) or len(y) == 0:
@@ -230,6 +297,52 @@ def fisher_exact(
     table = [[successes_a, n_a - successes_a], [successes_b, n_b - successes_b]]
     _, p = _fisher_exact(table, alternative=alternative)
     return {"table": table, "p_value": float(p)}
+
+
+def _t_result(statistic: float, p_value: float) -> tuple[float, float]:
+    """No variance at all (e.g. identical errors) gives NaN in scipy: no evidence of a difference, p = 1."""
+    if math.isnan(p_value):
+        return 0.0, 1.0
+    return float(statistic), float(p_value)
+
+
+def paired_t(errors_a: Any, errors_b: Any) -> dict[str, Any]:
+    """Paired t-test (``scipy.stats.ttest_rel``, two-sided) of two models' absolute errors on the *same* rows.
+
+    ``statistic`` > 0: ``a`` errs more than ``b``. Returns ``{statistic, p_value, mean_a, mean_b,
+    mean_difference, n}`` (``mean_difference`` = mean of ``a - b``). Identical errors: statistic 0, p = 1.
+    """
+    import numpy as np
+    from scipy.stats import ttest_rel
+
+    a, b = np.asarray(errors_a, dtype=np.float64), np.asarray(errors_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise ValueError(f"a paired t-test needs two 1-d arrays of the same length >= 2, got {a.shape} and {b.shape}")
+    diff = a - b
+    if not np.any(diff != diff[0]):  # constant difference: the t statistic is undefined (0 or infinite)
+        statistic, p = (0.0, 1.0) if diff[0] == 0 else (math.copysign(math.inf, diff[0]), 0.0)
+    else:
+        result = ttest_rel(a, b)
+        statistic, p = _t_result(result.statistic, result.pvalue)
+    return {"statistic": statistic, "p_value": p, "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "mean_difference": float(diff.mean()), "n": int(a.size)}
+
+
+def welch_t(errors_a: Any, errors_b: Any) -> dict[str, Any]:
+    """Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``, two-sided) of absolute errors on *different*
+    rows (a canary's against the champion's). ``statistic`` > 0: ``a`` errs more. Returns ``{statistic, p_value,
+    mean_a, mean_b, n_a, n_b}``; no variance on either side: statistic 0, p = 1.
+    """
+    import numpy as np
+    from scipy.stats import ttest_ind
+
+    a, b = np.asarray(errors_a, dtype=np.float64), np.asarray(errors_b, dtype=np.float64)
+    if a.ndim != 1 or b.ndim != 1 or a.size < 2 or b.size < 2:
+        raise ValueError(f"Welch's t-test needs two 1-d arrays of at least 2 values each, got {a.shape} and {b.shape}")
+    result = ttest_ind(a, b, equal_var=False)
+    statistic, p = _t_result(result.statistic, result.pvalue)
+    return {"statistic": statistic, "p_value": p, "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "n_a": int(a.size), "n_b": int(b.size)}
 
 
 # ---------------------------------------------------------------------------------------- thresholds

@@ -124,7 +124,7 @@ def test_improvement_and_lookup_by_canonical_name():
     assert stats.improvement("auc", 0.8, 0.7) == pytest.approx(0.1)
     assert stats.improvement("logloss", 0.3, 0.5) == pytest.approx(0.2)
     assert stats.improvement("val_log_loss", 0.5, 0.3) == pytest.approx(-0.2)
-    assert stats.spellings(stats.LOWER_IS_BETTER) == {"log_loss", "logloss"}
+    assert stats.spellings(stats.LOWER_IS_BETTER) == {"log_loss", "logloss", "rmse", "mae", "mse"}
     metrics = {"auc": 0.8, "val_auc": 0.9, "logloss": 0.4}
     assert stats.find_metric(metrics, "roc_auc") == 0.8  # not the validation AUC
     assert stats.find_metric(metrics, "val_roc_auc") == 0.9
@@ -336,3 +336,60 @@ def test_stats_imports_nothing_heavy_nor_airflow():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert proc.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------- regression
+def test_regression_metrics_match_sklearn_and_are_lower_is_better():
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(11)
+    y = rng.normal(0, 3, 300)
+    pred = y + rng.normal(0, 1, 300)
+    assert stats.rmse(y, pred) == pytest.approx(skm.root_mean_squared_error(y, pred), abs=1e-12)
+    assert stats.mae(y, pred) == pytest.approx(skm.mean_absolute_error(y, pred), abs=1e-12)
+    assert stats.mse(y, pred) == pytest.approx(skm.mean_squared_error(y, pred), abs=1e-12)
+    assert stats.r2(y, pred) == pytest.approx(skm.r2_score(y, pred), abs=1e-12)
+    assert math.isnan(stats.r2([2.0, 2.0], [1.0, 3.0]))
+    assert stats.canonical_metric("val_rmse") == "val_rmse" and stats.base_metric("val_rmse") == "rmse"
+    assert stats.lower_is_better("val_mae") and not stats.lower_is_better("r2")
+    assert stats.improvement("rmse", 40.0, 50.0) == pytest.approx(10.0)  # new 40 < old 50: better
+    assert stats.check_thresholds({"val_rmse": 55.0}, None, {"val_rmse": 50}) == (
+        False, ["val_rmse=55.0000 > maximum 50.0"])
+    with pytest.raises(ValueError, match="finite"):
+        stats.rmse([1.0, float("nan")], [1.0, 2.0])
+
+
+def test_paired_bootstrap_on_rmse_is_positive_for_the_better_regressor():
+    rng = np.random.default_rng(5)
+    y = rng.normal(100, 30, 500)
+    good, bad = y + rng.normal(0, 10, 500), y + rng.normal(0, 25, 500)
+    boot = stats.paired_bootstrap(y, good, bad, metric="rmse", n_boot=300, seed=1)
+    assert boot["delta"] == pytest.approx(stats.rmse(y, bad) - stats.rmse(y, good), abs=1e-6)
+    assert boot["ci"][0] > 0 and boot["p_not_better"] == 0.0
+    assert boot == stats.paired_bootstrap(y, good, bad, metric="rmse", n_boot=300, seed=1)
+    worse = stats.paired_bootstrap(y, bad, good, metric="r2", n_boot=100, seed=1)
+    assert worse["delta"] < 0 and worse["ci"][1] < 0
+
+
+def test_paired_and_welch_t_match_scipy():
+    from scipy.stats import ttest_ind, ttest_rel
+
+    rng = np.random.default_rng(8)
+    a, b = np.abs(rng.normal(0, 12, 200)), np.abs(rng.normal(0, 10, 200))
+    paired = stats.paired_t(a, b)
+    ref = ttest_rel(a, b)
+    assert (paired["statistic"], paired["p_value"]) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-12)
+    assert paired["mean_difference"] == pytest.approx(float((a - b).mean())) and paired["n"] == 200
+    c = np.abs(rng.normal(0, 20, 150))
+    welch = stats.welch_t(c, b)
+    ref = ttest_ind(c, b, equal_var=False)
+    assert (welch["statistic"], welch["p_value"]) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-12)
+    assert (welch["n_a"], welch["n_b"]) == (150, 200)
+    same = stats.paired_t(a, a)
+    assert (same["statistic"], same["p_value"]) == (0.0, 1.0)
+    whole = np.arange(10.0)
+    shifted = stats.paired_t(whole + 1.0, whole)  # a constant difference (exact in floats): certain, p = 0
+    assert shifted["p_value"] == 0.0 and shifted["statistic"] == math.inf
+    assert stats.welch_t([1.0, 1.0], [1.0, 1.0])["p_value"] == 1.0
+    with pytest.raises(ValueError, match="same length"):
+        stats.paired_t([1.0, 2.0], [1.0])

@@ -7,14 +7,13 @@ reports through the operator's parameters (columns, keys, thresholds) and its lo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from mlops_airflow.exceptions import MonitoringError
-from mlops_airflow.monitoring.quality_stats import _quality_drop, classification_quality
-from mlops_airflow.operators._monitoring import _open_parquet, _placeholder_report, _read_frame, _with_banner
+from mlops_airflow.monitoring.quality_stats import _quality_drop, allowed_drop, task_quality
+from mlops_airflow.operators._monitoring import _open_parquet, _read_frame
+from mlops_airflow.task_types import is_classification
 
 QUALITY_REPORT_FILE = "quality.html"
 QUALITY_VERDICT_FILE = "quality_verdict.json"
@@ -115,6 +114,7 @@ class _QualityInputsMixin:
 
     join_keys: list[str]
     label_column: str
+    model_task_type: str
     prediction_column: str
     proba_column: str
     confidence_column: str | None
@@ -125,7 +125,7 @@ class _QualityInputsMixin:
     reference_path: str | None
     min_join_rate: float
     quality_metric: str
-    max_quality_drop: float
+    max_quality_drop: float | None
     serving_version: Any
     log_to_mlflow: bool
     hook: Any
@@ -133,17 +133,22 @@ class _QualityInputsMixin:
 
     # -- inputs --------------------------------------------------------------------------------------------------
 
+    def _outputs(self) -> list[str]:
+        """The model outputs the log must have: ``prediction`` (+ ``proba`` for a classifier)."""
+        classifier = is_classification(self.model_task_type)
+        return [self.prediction_column, self.proba_column] if classifier else [self.prediction_column]
+
     def _read_log(self, path: str, reasons: list[str]) -> tuple[Any, list[str]]:
         """The inference log (needed columns only) and the model's features; input problems go to ``reasons``."""
         hint = "check that batch scoring wrote this window's inference log at inference_log_path"
         dataset = _open_parquet(path, "inference log", hint)
         names = list(dataset.schema.names)
-        required = [*self.join_keys, self.prediction_column, self.proba_column]
+        required = [*self.join_keys, *self._outputs()]
         missing = [c for c in required if c not in names]
         if missing:
             raise MonitoringError(
                 f"inference log {path!r} lacks columns {missing} (has {names}); batch scoring must write the join "
-                f"keys {self.join_keys}, {self.prediction_column!r} and {self.proba_column!r}"
+                f"keys {self.join_keys} and the {self.model_task_type} model's outputs {self._outputs()}"
             )
         if dataset.count_rows() == 0:
             raise MonitoringError(
@@ -179,13 +184,21 @@ class _QualityInputsMixin:
                     f"feature {col!r} is entirely null in the inference log ({len(frame)} rows): the model scored "
                     "without it; fix the upstream feature pipeline"
                 )
-        null_proba = int(frame[self.proba_column].isna().sum())
-        if null_proba:
-            reasons.append(f"{null_proba} of {len(frame)} predictions have no probability ({self.proba_column!r})")
-            frame = frame[frame[self.proba_column].notna()]
+        output = self._outputs()[-1]  # proba of a classifier, prediction of a regressor
+        null_output = int(frame[output].isna().sum())
+        if null_output:
+            reasons.append(f"{null_output} of {len(frame)} predictions have no value in {output!r}")
+            frame = frame[frame[output].notna()]
             if frame.empty:
-                raise MonitoringError(f"no prediction in {path!r} has a probability; check the scoring step")
+                raise MonitoringError(f"no prediction in {path!r} has a value in {output!r}; check the scoring step")
         return frame, features
+
+    def _quality(self, frame: Any) -> dict[str, float | None]:
+        """The task type's quality metrics on labelled, scored rows."""
+        classifier = is_classification(self.model_task_type)
+        y = frame[self.label_column].astype(int if classifier else float).to_numpy()
+        proba = frame[self.proba_column].to_numpy() if classifier else None
+        return task_quality(self.model_task_type, y, frame[self.prediction_column].to_numpy(), proba)
 
     # -- serving versions ----------------------------------------------------------------------------------------
 
@@ -234,6 +247,34 @@ class _QualityInputsMixin:
             return None
         return _version_of(mv.version)
 
+    def _retired(self, joined: Any, row_versions: Any, served_version: str | None, serving_version: str | None,
+                 reference_value: Any, concept_drift: bool, model_reasons: list[str],
+                 reasons: list[str]) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the labelled rows were served by a version that no longer serves (then no retraining event), and
+        the informative quality of the rows the current champion served itself."""
+        retired = served_version is not None and serving_version is not None and served_version != serving_version
+        if not retired:
+            return False, None
+        champion_rows = self._champion_rows(joined, row_versions, str(serving_version), reference_value)
+        judged = "concept drift" if concept_drift else ("the quality failure" if model_reasons else "quality")
+        notice = (
+            f"labels of traffic served by v{served_version}, which is no longer {CHAMPION_ALIAS} "
+            f"({CHAMPION_ALIAS} is v{serving_version} now): {judged} reported for v{served_version}, "
+            f"no retraining event for v{serving_version}"
+        )
+        if model_reasons:
+            reasons.append(notice)  # the verdict failed already; this says why no retraining follows
+        self.log.info("%s", notice)
+        if champion_rows is not None:
+            self.log.info(
+                "informative: the %d joined rows served by the current %s v%s (e.g. as canary): %s=%s, drop %s, "
+                "concept drift on them alone=%s (against the same reference; no retraining event)",
+                champion_rows["rows"], CHAMPION_ALIAS, serving_version, self.quality_metric,
+                champion_rows["quality"].get(self.quality_metric), champion_rows["quality_drop"],
+                champion_rows["concept_drift"],
+            )
+        return True, champion_rows
+
     def _champion_rows(
         self, joined: Any, row_versions: Any, serving_version: str, reference_value: Any
     ) -> dict[str, Any] | None:
@@ -241,11 +282,7 @@ class _QualityInputsMixin:
         rows = joined[(row_versions == serving_version).to_numpy()]
         if rows.empty:
             return None
-        quality = classification_quality(
-            rows[self.label_column].astype(int).to_numpy(),
-            rows[self.prediction_column].to_numpy(),
-            rows[self.proba_column].to_numpy(),
-        )
+        quality = self._quality(rows)
         value = quality.get(self.quality_metric)
         drop = None
         if value is not None and reference_value is not None:
@@ -255,52 +292,9 @@ class _QualityInputsMixin:
             "rows": len(rows),
             "quality": quality,
             "quality_drop": None if drop is None else round(drop, 6),
-            "concept_drift": drop is not None and drop > self.max_quality_drop,
+            "concept_drift": drop is not None and drop > (allowed_drop(self.model_task_type, self.max_quality_drop,
+                                                                       reference_value) or 0.0),
         }
-
-    def _features(self, path: str, dataset: Any, model_column: str | None) -> list[str]:
-        if self.features is not None:
-            features = self.features
-            if isinstance(features, str):  # rendered from a template
-                text = features.strip()
-                features = json.loads(text) if text.startswith("[") else [f.strip() for f in text.split(",")]
-            return [str(f) for f in features if str(f)]
-        if model_column is None or (model_column == "model_version" and not self.model_name):
-            raise MonitoringError(
-                f"features not given and the inference log {path!r} names no model (model_uri, or model_version "
-                "with model_name) to read them from its metadata; pass features=[...] (the model's input columns)"
-            )
-        values = sorted({str(u) for u in dataset.to_table(columns=[model_column]).column(0).to_pylist() if u})
-        if model_column == "model_version":
-            values = [f"models:/{self.model_name}/{v}" for v in values]
-        return self._features_from_models(values)
-
-    def _features_from_models(self, model_uris: list[str]) -> list[str]:
-        """The ``features`` list the training entrypoint stores in each model's MLflow metadata (all must agree)."""
-        import mlflow
-        from mlflow.models import get_model_info
-
-        found: dict[str, list[str]] = {}
-        previous = mlflow.get_tracking_uri()
-        try:
-            mlflow.set_tracking_uri(self.hook.settings.tracking_uri)
-            for uri in model_uris[:5]:
-                meta = get_model_info(uri).metadata or {}
-                if not isinstance(meta.get("features"), list):
-                    raise MonitoringError(f"model {uri} has no 'features' metadata; pass features=[...]")
-                found[uri] = [str(f) for f in meta["features"]]
-        except MonitoringError:
-            raise
-        except Exception as err:
-            raise MonitoringError(
-                f"cannot read the feature list of {model_uris} from MLflow: {err}; pass features=[...]"
-            ) from err
-        finally:
-            mlflow.set_tracking_uri(previous)
-        distinct = {tuple(v) for v in found.values()}
-        if len(distinct) != 1:
-            raise MonitoringError(f"the models in the window have different features {found}; pass features=[...]")
-        return list(distinct.pop())
 
     def _read_labels(self, path: str) -> Any:
         hint = "the delayed labels may not have landed yet: check the labelling step, or run later"
@@ -322,12 +316,23 @@ class _QualityInputsMixin:
             labels = labels[labels[self.label_column].notna()]
             if labels.empty:
                 raise MonitoringError(f"every label in {path!r} is null; {hint}")
-        values = set(labels[self.label_column].astype(int).unique().tolist())
-        if not values <= {0, 1}:
-            raise MonitoringError(
-                f"labels {path!r} column {self.label_column!r} holds {sorted(values)}; binary 0/1 labels expected: "
-                "map the labels to 0/1 in the label feed, or point label_column at the binary label"
-            )
+        if is_classification(self.model_task_type):
+            values = set(labels[self.label_column].unique().tolist())
+            if not values <= {0, 1}:
+                raise MonitoringError(
+                    f"labels {path!r} column {self.label_column!r} holds {sorted(values, key=str)[:10]}; binary 0/1 "
+                    "labels expected: map the labels to 0/1 in the label feed, point label_column at the binary "
+                    "label, or pass task_type='regression' for a regressor"
+                )
+        else:
+            from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+            column = labels[self.label_column]
+            if not is_numeric_dtype(column) or is_bool_dtype(column):
+                raise MonitoringError(
+                    f"labels {path!r} column {self.label_column!r} is {column.dtype}; a regressor's labels are "
+                    "numbers: fix the label feed or label_column"
+                )
         dup = labels.duplicated(subset=self.join_keys, keep=False)
         if dup.any():
             conflicting = labels[dup].groupby(self.join_keys, dropna=False)[self.label_column].nunique()
@@ -380,7 +385,7 @@ class _QualityInputsMixin:
             f"reference dataset {path!r} no longer exists; re-create the scored reference window (e.g. score the "
             "validation set with the champion) or pass reference_quality (e.g. the champion's validation metric)"
         )
-        columns = [self.label_column, self.prediction_column, self.proba_column]
+        columns = [self.label_column, *self._outputs()]
         dataset = _open_parquet(path, "reference", hint, missing=gone)
         try:
             frame = dataset.to_table().to_pandas()
@@ -393,49 +398,3 @@ class _QualityInputsMixin:
         if frame.empty:
             raise MonitoringError(f"reference {path!r} has no labelled, scored row; {hint}")
         return frame
-
-    # -- report --------------------------------------------------------------------------------------------------
-
-    def _report(self, report_path: Path, joined: Any, reference: Any | None, verdict: dict[str, Any]) -> None:
-        """Evidently's ClassificationPreset on the joined window; a placeholder (never a failure) when it cannot."""
-        cols = [self.label_column, self.prediction_column, self.proba_column]
-        try:
-            from evidently import BinaryClassification, DataDefinition, Dataset, Report
-            from evidently.presets import ClassificationPreset
-
-            definition = DataDefinition(
-                classification=[
-                    BinaryClassification(
-                        target=self.label_column,
-                        prediction_labels=self.prediction_column,
-                        prediction_probas=self.proba_column,
-                        pos_label=1,
-                    )
-                ]
-            )
-
-            def dataset(frame: Any) -> Any:
-                data = frame[cols].copy()
-                data[self.label_column] = data[self.label_column].astype(int)
-                data[self.prediction_column] = data[self.prediction_column].astype(int)
-                return Dataset.from_pandas(data, data_definition=definition)
-
-            snapshot = Report([ClassificationPreset()]).run(
-                dataset(joined), dataset(reference) if reference is not None else None
-            )
-            snapshot.save_html(str(report_path))
-        except Exception as err:  # noqa: BLE001 - the verdict stands without the picture
-            self.log.warning("the Evidently classification report failed (%s); writing a placeholder", err)
-            _placeholder_report(report_path, "Quality: report not rendered", [str(err), *verdict["reasons"]])
-            return
-        q = verdict["metrics"]["quality"]
-        _with_banner(
-            report_path,
-            [
-                f"Verdict: passed={verdict['passed']}, concept drift={verdict['concept_drift']}, "
-                f"{self.quality_metric} drop {verdict['quality_drop']} (allowed {self.max_quality_drop}); "
-                f"{self.quality_metric}={q.get(self.quality_metric)}.",
-                *verdict["reasons"],
-                f"Rows: {verdict['metrics']['rows']}.",
-            ],
-        )

@@ -213,34 +213,48 @@ class ValidateRollbackOperator(BaseOperator):
 
     The target is ``target_version`` or, by default, the version that held ``alias`` before the current
     holder (from the ledger). It is scored through score.py on ``holdout_path`` (current, labelled
-    data) and must pass the absolute thresholds ``min_metrics`` (none configured = never passes).
+    data) and must pass the absolute thresholds ``min_metrics``/``max_metrics`` (none configured = never
+    passes), on the metrics of its task type (``auc``, ``accuracy``, ``logloss``; ``rmse``, ``mae``, ``r2``).
     The evidence JSON is logged on the target's run.
 
     :param holdout_path: labelled Parquet of current data (templated).
-    :param min_metrics: absolute thresholds, e.g. ``{"auc": 0.7}`` (templated).
+    :param min_metrics: absolute minimums, e.g. ``{"auc": 0.7}`` or ``{"r2": 0.3}`` (templated).
+    :param max_metrics: absolute maximums (lower is better), e.g. ``{"rmse": 70}`` (templated).
+    :param label_column: the holdout's label (templated); None = the target version's ``mlops.label`` tag (else
+        its MLmodel metadata); neither is an error.
+    :param task_type: ``binary_classification`` or ``regression`` (templated); None = the target version's
+        ``mlops.task_type`` tag (else its MLmodel metadata, else binary classification).
     """
 
-    template_fields: Sequence[str] = ("model_name", "target_version", "holdout_path", "min_metrics", "output_dir")
+    template_fields: Sequence[str] = ("model_name", "target_version", "holdout_path", "min_metrics", "max_metrics",
+                                      "output_dir", "label_column", "model_task_type")
     operator_extra_links = (MlflowModelVersionLink(), EvidenceLink())
     ui_color = "#d9534f"
 
     def __init__(self, *, model_name: str, holdout_path: str, min_metrics: dict[str, float] | None,
-                 target_version: str | None = None, alias: str = "champion", label_column: str = "churned",
+                 max_metrics: dict[str, float] | None = None, target_version: str | None = None,
+                 alias: str = "champion", label_column: str | None = None, task_type: str | None = None,
                  output_dir: str | None = None, python: str | None = None,
                  mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if task_type and "{{" not in str(task_type):
+            from mlops_airflow.task_types import validate_task_type
+
+            task_type = validate_task_type(task_type)
         self.model_name, self.holdout_path, self.min_metrics = model_name, holdout_path, min_metrics
+        self.max_metrics, self.model_task_type = max_metrics, task_type
         self.target_version, self.alias, self.label_column = target_version, alias, label_column
         self.output_dir, self.python, self.mlflow_conn_id = output_dir, python, mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_airflow.operators._scoring import file_sha256, score_parquet
         from mlops_airflow.operators.evaluation import (
-            binary_metrics,
             check_absolute,
             model_cache_key,
             read_scored,
+            resolve_task,
             scores_dir,
+            task_metrics,
         )
 
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
@@ -256,26 +270,31 @@ class ValidateRollbackOperator(BaseOperator):
         if str(target) == str(current):
             raise RegistryError(f"{self.model_name}@{self.alias} is already v{target}; nothing to roll back")
         mv = check_version_usable(hook, client, self.model_name, target)
+        task_type, label, task_source = resolve_task(hook, client, self.model_name, target,
+                                                     task_type=self.model_task_type, label_column=self.label_column)
         scored = score_parquet(hook=hook, model_uri=f"models:/{self.model_name}/{target}",
                                input_path=self.holdout_path, output_dir=scores_dir(self.output_dir),
-                               cache_key=model_cache_key(mv), log=self.log, python=self.python)
-        y, proba = read_scored(scored["output"], self.label_column)
-        metrics = binary_metrics(y, proba)
-        passed, reasons = check_absolute(metrics, self.min_metrics)
+                               cache_key=model_cache_key(mv), log=self.log, python=self.python,
+                               **({} if task_source["task_type"].startswith("default") else {"task_type": task_type}))
+        y, scores = read_scored(scored["output"], label, task_type)
+        metrics = task_metrics(task_type, y, scores)
+        passed, reasons = check_absolute(metrics, self.min_metrics, self.max_metrics)
         evidence = {"kind": "rollback-validation", "model": self.model_name, "version": target,
                     "current_version": str(current) if current is not None else None, "metrics": metrics,
-                    "min_metrics": self.min_metrics, "passed": passed, "reasons": reasons,
+                    "min_metrics": self.min_metrics, "max_metrics": self.max_metrics, "passed": passed,
+                    "reasons": reasons, "task_type": task_type, "label_column": label, "task_source": task_source,
                     "holdout": {"path": self.holdout_path, "sha256": file_sha256(self.holdout_path), "rows": len(y)},
                     "at": now_iso(), "airflow": run_identity(context)}
         evidence_uri = hook.log_json_artifact(client, mv.run_id, evidence,
                                               f"evaluation/rollback-from-v{current}.json")
         verdict = {"passed": passed, "reasons": reasons, "metrics": {"challenger": metrics, "champion": None},
                    "evidence_uri": evidence_uri, "version": target, "champion_version": str(current),
-                   "model_name": self.model_name}
+                   "model_name": self.model_name, "task_type": task_type}
         MlflowModelVersionLink.persist(context, hook.model_version_url(self.model_name, target))
         EvidenceLink.persist(context, hook.run_url(*run_ids(client, mv)))
-        self.log.info("SUMMARY rollback-validation model=%s target=v%s current=v%s passed=%s metrics=%s reasons=%s "
-                      "evidence=%s", self.model_name, target, current, passed, metrics, reasons, evidence_uri)
+        self.log.info("SUMMARY rollback-validation model=%s task_type=%s target=v%s current=v%s passed=%s metrics=%s "
+                      "reasons=%s evidence=%s", self.model_name, task_type, target, current, passed, metrics, reasons,
+                      evidence_uri)
         if not passed:
             raise RegistryError(
                 f"rollback of {self.model_name}@{self.alias} to v{target} refused: on current data it fails "

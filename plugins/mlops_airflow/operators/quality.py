@@ -12,19 +12,19 @@ from airflow.sdk import BaseOperator
 
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.monitoring.quality_stats import (
-    _LOWER_IS_BETTER,
-    QUALITY_METRICS,
+    ALL_QUALITY_METRICS,
     _quality_drop,
-    classification_quality,
+    allowed_drop,
+    classification_quality,  # noqa: F401 - importable from here as before
     confidence_stats,
+    floor_reasons,
     outcome_stats,
+    quality_metrics,
 )
 from mlops_airflow.operators._monitoring import _MonitoringMixin, _retrain_outlet
 from mlops_airflow.operators._quality_inputs import (
-    CHAMPION_ALIAS,
     DEFAULT_PASSTHROUGH,
     OUTPUT_SUFFIXES,
-    QUALITY_ARTIFACT_DIR,
     QUALITY_REPORT_FILE,
     QUALITY_RUN_KIND,
     QUALITY_VERDICT_FILE,
@@ -32,6 +32,8 @@ from mlops_airflow.operators._quality_inputs import (
     _parse_reference_quality,
     _QualityInputsMixin,
 )
+from mlops_airflow.operators._quality_task import _QualityTaskMixin
+from mlops_airflow.task_types import default_quality_metric, is_classification, validate_task_type
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -46,25 +48,32 @@ __all__ = [
 ]
 
 
-class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
+class QualityCheckOperator(_QualityTaskMixin, _QualityInputsMixin, _MonitoringMixin, BaseOperator):
     """Join delayed labels to the inference log and judge the model's quality, confidence and business link.
 
     Inputs (Parquet files or directories): the **inference log** of a window (join keys, the model's features,
-    ``prediction``, ``proba`` = P(label == 1), optionally ``confidence``, ``model_uri``/``model_version``) and the
-    **labels** that arrived for it (join keys, the label, optionally a business-outcome column). Rows join on
-    ``join_keys`` (default ``customer_id`` + ``event_timestamp``; timestamps compared in UTC).
+    ``prediction``; a classifier's ``proba`` = P(label == 1), optionally ``confidence``; ``model_uri``/
+    ``model_version``) and the **labels** that arrived for it (join keys, the label, optionally a business-outcome
+    column). Rows join on ``join_keys`` (timestamps compared in UTC).
+
+    **Task types**: a binary classifier is judged on accuracy, precision, recall, F1, ROC AUC and log loss (concept
+    drift: by default a ROC AUC drop of more than 0.05); a regressor on RMSE, MAE and R2 (concept drift: by default
+    an RMSE rise of more than 10% of the reference; no confidence). ``task_type``, ``label_column``, ``join_keys``
+    and ``features`` left unset are read from the models in the log (their ``mlops.*`` version tags and MLflow
+    metadata: ``task_type``, ``label``, ``entity_columns`` + ``event_timestamp``, ``features``); the task type
+    alone defaults to binary classification. ``metrics.task_type`` and ``metrics.task_source`` record them.
 
     Returns (XCom) ``{"passed", "reasons", "concept_drift", "quality_drop", "metrics": {"quality": {accuracy,
-    precision, recall, f1, roc_auc, log_loss}, "reference_quality", "quality_metric", "quality_drop",
+    precision, recall, f1, roc_auc, log_loss | rmse, mae, r2}, "reference_quality", "quality_metric", "quality_drop",
     "confidence": {...}, "outcome": {...}, "rows": {...}, "served_versions": {version: rows}, "served_version",
     "serving_version", "retired", "champion_rows", ...}, "evidence_uri", "verdict_uri", "report_path",
     "mlflow_run_id", "retrain_event"}``.
 
     The verdict fails on:
     - **concept drift**: ``quality_metric`` worse than the reference by more than ``max_quality_drop`` (absolute);
-      the reference is ``reference_quality`` (a number for ``quality_metric``, or ``{metric: value}``) or, when
-      not given, the same metrics computed on ``reference_path`` (a labelled, scored reference window such as the
-      validation set);
+      the reference is ``reference_quality`` (a number for ``quality_metric``, or ``{metric: value}``), else with
+      ``reference_from_served_version`` the served version's training-run metrics (``val_auc``, ``val_rmse``,
+      ``val_mae``...), else the same metrics computed on ``reference_path`` (a labelled, scored reference window);
     - ``min_quality`` (``{metric: minimum}``) not met; ``max_low_confidence_share`` exceeded;
       ``min_outcome_correlation`` not reached;
     - input that cannot be trusted: columns the model does not know (named), features missing or entirely null,
@@ -97,18 +106,22 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
     :param model_name: the monitored model (templated; a templated value needs ``retrain_asset``).
     :param features: the model's input features (templated). None = read from the model's MLflow metadata
         (``features``, written by the training entrypoint) for the ``model_uri`` values in the log.
-    :param join_keys: entity key(s) + event timestamp shared by log and labels.
-    :param label_column: the label (0/1) in the labels file.
-    :param prediction_column: predicted class (0/1) in the log.
-    :param proba_column: predicted P(label == 1) in the log.
+    :param join_keys: entity key(s) + event timestamp shared by log and labels; None = the model's metadata.
+    :param label_column: the label (0/1, a number for a regressor) in the labels file; None = the model's.
+    :param task_type: ``binary_classification`` or ``regression``; None = the model's (else classification).
+    :param prediction_column: predicted class (0/1) or value in the log.
+    :param proba_column: predicted P(label == 1) in the log (classifiers).
     :param confidence_column: top-class probability in the log; computed from ``proba`` when absent.
     :param passthrough_columns: other log columns that are not features (model id, scoring time, ...); columns
         ending in ``_prediction``/``_proba``/``_confidence`` (shadow models' outputs) are accepted too.
     :param reference_path: labelled, scored reference window (templated).
     :param reference_quality: reference value(s) of the quality metric(s) (templated; number, dict or JSON).
-    :param quality_metric: the metric whose drop means concept drift (one of ``QUALITY_METRICS``).
-    :param max_quality_drop: largest allowed absolute drop of ``quality_metric``.
-    :param min_quality: absolute floors ``{metric: minimum}`` (``log_loss``: a ceiling).
+    :param reference_from_served_version: the reference is the served version's training-run metrics.
+    :param quality_metric: the metric whose drop means concept drift (one of the task type's); None =
+        ``roc_auc`` / ``rmse``.
+    :param max_quality_drop: largest allowed absolute drop of ``quality_metric``; None = 0.05 for a classifier,
+        10% of the reference for a regressor.
+    :param min_quality: absolute floors ``{metric: minimum}`` (``log_loss``, ``rmse``, ``mae``: ceilings).
     :param low_confidence_threshold: a prediction is low-confidence when its top-class probability is below this.
     :param max_low_confidence_share: fail when more of the window is low-confidence (None = track only).
     :param outcome_column: business outcome (e.g. ``revenue_lost``) in the labels or the log; None = none.
@@ -143,16 +156,18 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
         report_dir: str,
         model_name: str | None = None,
         features: list[str] | None = None,
-        join_keys: Sequence[str] = ("customer_id", "event_timestamp"),
-        label_column: str = "churned",
+        join_keys: Sequence[str] | None = None,
+        label_column: str | None = None,
+        task_type: str | None = None,
         prediction_column: str = "prediction",
         proba_column: str = "proba",
         confidence_column: str | None = "confidence",
         passthrough_columns: Sequence[str] = DEFAULT_PASSTHROUGH,
         reference_path: str | None = None,
         reference_quality: float | dict[str, float] | str | None = None,
-        quality_metric: str = "roc_auc",
-        max_quality_drop: float = 0.05,
+        reference_from_served_version: bool = False,
+        quality_metric: str | None = None,
+        max_quality_drop: float | None = None,
         min_quality: dict[str, float] | None = None,
         low_confidence_threshold: float = 0.6,
         max_low_confidence_share: float | None = None,
@@ -169,20 +184,25 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
         serving_version: str | int | None = None,
         **kwargs: Any,
     ) -> None:
-        if quality_metric not in QUALITY_METRICS:
-            raise ValueError(f"quality_metric must be one of {QUALITY_METRICS}, got {quality_metric!r}")
-        unknown = sorted(set(min_quality or {}) - set(QUALITY_METRICS))
+        task_type = validate_task_type(task_type) if task_type else None
+        allowed = quality_metrics(task_type) if task_type else ALL_QUALITY_METRICS
+        if quality_metric is not None and quality_metric not in allowed:
+            raise ValueError(f"quality_metric must be one of {allowed}, got {quality_metric!r}")
+        unknown = sorted(set(min_quality or {}) - set(allowed))
         if unknown:
-            raise ValueError(f"min_quality names unknown metrics {unknown}; use {QUALITY_METRICS}")
-        if reference_path is None and reference_quality is None and not min_quality:
+            raise ValueError(f"min_quality names unknown metrics {unknown}; use {allowed}")
+        if reference_path is None and reference_quality is None and not min_quality and not (
+            reference_from_served_version
+        ):
             raise ValueError(
                 "nothing to judge quality against: pass reference_path (a labelled, scored reference window), "
-                "reference_quality (e.g. the champion's validation roc_auc) or min_quality"
+                "reference_quality (e.g. the champion's validation roc_auc), reference_from_served_version=True or "
+                "min_quality"
             )
         if not 0 <= min_join_rate <= 1:
             raise ValueError(f"min_join_rate must be in [0, 1], got {min_join_rate}")
-        if not join_keys:
-            raise ValueError("join_keys must name at least one column")
+        if join_keys is not None and not join_keys:
+            raise ValueError("join_keys must name at least one column (or None: the model's metadata)")
         emit = _retrain_outlet(kwargs, model_name, emit_retrain_event, retrain_asset)
         super().__init__(**kwargs)
         self.inference_log_path = inference_log_path
@@ -190,14 +210,16 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
         self.report_dir = report_dir
         self.model_name = model_name
         self.features = list(features) if isinstance(features, list | tuple) else features
-        self.join_keys = list(join_keys)
+        self.join_keys = None if join_keys is None else list(join_keys)
         self.label_column = label_column
+        self.model_task_type = task_type
         self.prediction_column = prediction_column
         self.proba_column = proba_column
         self.confidence_column = confidence_column
         self.passthrough_columns = list(passthrough_columns)
         self.reference_path = reference_path
         self.reference_quality = reference_quality
+        self.reference_from_served_version = reference_from_served_version
         self.quality_metric = quality_metric
         self.max_quality_drop = max_quality_drop
         self.min_quality = dict(min_quality or {})
@@ -223,31 +245,41 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
         reasons: list[str] = []
         model_reasons: list[str] = []
 
+        task_source = self._resolve_task(log_path)
+        classifier = is_classification(self.model_task_type)
+        metric = self.quality_metric = self.quality_metric or default_quality_metric(self.model_task_type)
+        allowed = quality_metrics(self.model_task_type)
+        unknown = sorted({metric, *self.min_quality} - set(allowed))
+        if unknown:
+            raise MonitoringError(f"{unknown} are not quality metrics of a {self.model_task_type} model (use "
+                                  f"{allowed}); fix quality_metric/min_quality or task_type")
+        if not classifier and self.max_low_confidence_share is not None:
+            raise MonitoringError("max_low_confidence_share needs a classifier's probabilities; a regression model "
+                                  "has no confidence: leave it unset")
         log_df, features = self._read_log(log_path, reasons)
         labels = self._read_labels(labels_path)
         joined = self._join(log_df, labels, log_path, labels_path, reasons)
         n_joined = len(joined)
 
-        y = joined[self.label_column].astype(int).to_numpy()
-        quality = classification_quality(
-            y, joined[self.prediction_column].to_numpy(), joined[self.proba_column].to_numpy()
-        )
+        y = joined[self.label_column].astype(int if classifier else float).to_numpy()
+        quality = self._quality(joined)
         reference_frame = self._read_reference() if self.reference_path else None
-        reference_quality = _parse_reference_quality(self.reference_quality, self.quality_metric)
+        reference_quality = _parse_reference_quality(self.reference_quality, metric)
         reference_source = "reference_quality"
+        row_versions = self._row_versions(joined)
+        served_versions, served_version = self._served_versions(joined, row_versions)
+        if reference_quality is None and self.reference_from_served_version:
+            reference_quality = self._served_reference(served_version, allowed)
+            reference_source = f"training run of v{served_version} (val_*)"
         if reference_quality is None and reference_frame is not None:
-            reference_quality = classification_quality(
-                reference_frame[self.label_column].astype(int).to_numpy(),
-                reference_frame[self.prediction_column].to_numpy(),
-                reference_frame[self.proba_column].to_numpy(),
-            )
+            reference_quality = self._quality(reference_frame)
             reference_source = f"reference_path {self.reference_path}"
 
-        metric = self.quality_metric
         quality_drop: float | None = None
         concept_drift = False
         current_value = quality.get(metric)
         reference_value = (reference_quality or {}).get(metric)
+        max_drop = allowed_drop(self.model_task_type, self.max_quality_drop, reference_value)
         if reference_value is not None:
             if current_value is None:
                 reasons.append(
@@ -256,32 +288,28 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
                 )
             else:
                 quality_drop = _quality_drop(metric, float(reference_value), float(current_value))
-                if quality_drop > self.max_quality_drop:
+                if quality_drop > max_drop:
                     concept_drift = True
+                    moved = "dropped" if classifier or metric == "r2" else "rose"
                     reason = (
-                        f"concept drift: {metric} dropped {quality_drop:.3f} ({float(reference_value):.3f} -> "
-                        f"{float(current_value):.3f}) > allowed {self.max_quality_drop:.3f} on {n_joined} labelled "
+                        f"concept drift: {metric} {moved} {quality_drop:.3f} ({float(reference_value):.3f} -> "
+                        f"{float(current_value):.3f}) > allowed {max_drop:.3f} on {n_joined} labelled "
                         f"predictions (reference: {reference_source})"
                     )
                     reasons.append(reason)
                     model_reasons.append(reason)
-        for name, floor in sorted(self.min_quality.items()):
-            value = quality.get(name)
-            worse = value is None or (value > floor if name in _LOWER_IS_BETTER else value < floor)
-            if worse:
-                bound = "<=" if name in _LOWER_IS_BETTER else ">="
-                shown = "n/a" if value is None else f"{value:.3f}"
-                reason = f"quality below the floor: {name} {shown}, required {bound} {floor:.3f} on {n_joined} rows"
-                reasons.append(reason)
-                model_reasons.append(reason)
+        floors = floor_reasons(quality, self.min_quality, n_joined)
+        reasons += floors
+        model_reasons += floors
 
-        confidence = confidence_stats(log_df[self.proba_column].to_numpy(), self.low_confidence_threshold)
-        if reference_frame is not None:
+        confidence = (confidence_stats(log_df[self.proba_column].to_numpy(), self.low_confidence_threshold)
+                      if classifier else {"mean_confidence": None, "low_confidence_share": None})
+        if reference_frame is not None and classifier:
             ref_conf = confidence_stats(reference_frame[self.proba_column].to_numpy(), self.low_confidence_threshold)
             confidence["reference_mean_confidence"] = ref_conf["mean_confidence"]
             confidence["confidence_drop"] = ref_conf["mean_confidence"] - confidence["mean_confidence"]
         share = confidence["low_confidence_share"]
-        if self.max_low_confidence_share is not None and share > self.max_low_confidence_share:
+        if share is not None and self.max_low_confidence_share is not None and share > self.max_low_confidence_share:
             reason = (
                 f"low confidence: {share:.1%} of {len(log_df)} predictions have top-class probability < "
                 f"{self.low_confidence_threshold:.2f} (allowed {self.max_low_confidence_share:.1%})"
@@ -291,16 +319,17 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
 
         outcome: dict[str, Any] | None = None
         if self.outcome_column:
+            score = self.proba_column if classifier else self.prediction_column
             outcome = outcome_stats(
-                joined[self.proba_column].to_numpy(),
-                joined[self.prediction_column].to_numpy(),
+                joined[score].to_numpy(),
+                joined[self.prediction_column].to_numpy() if classifier else None,
                 joined[self.outcome_column].to_numpy(),
             )
             corr = outcome["outcome_correlation"]
             if self.min_outcome_correlation is not None and (corr is None or corr < self.min_outcome_correlation):
                 shown = "n/a (constant or too few rows)" if corr is None else f"{corr:.3f}"
                 reason = (
-                    f"business outcome: corr(proba, {self.outcome_column}) {shown} < required "
+                    f"business outcome: corr({score}, {self.outcome_column}) {shown} < required "
                     f"{self.min_outcome_correlation:.3f}: predictions no longer track the outcome"
                 )
                 reasons.append(reason)
@@ -309,35 +338,10 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
         versions = sorted(
             {str(v) for col in ("model_version", "model_uri") if col in log_df.columns for v in log_df[col].dropna()}
         )
-        # Which version served the labelled rows, and is it still the champion?
-        row_versions = self._row_versions(joined)
-        served_versions, served_version = self._served_versions(joined, row_versions)
+        # Which version served the labelled rows (above), and is it still the champion?
         serving_version = self._serving_version()
-        retired = served_version is not None and serving_version is not None and served_version != serving_version
-        champion_rows = None
-        if retired:
-            champion_rows = self._champion_rows(joined, row_versions, serving_version, reference_value)
-            judged = "concept drift" if concept_drift else ("the quality failure" if model_reasons else "quality")
-            notice = (
-                f"labels of traffic served by v{served_version}, which is no longer {CHAMPION_ALIAS} "
-                f"({CHAMPION_ALIAS} is v{serving_version} now): {judged} reported for v{served_version}, "
-                f"no retraining event for v{serving_version}"
-            )
-            if model_reasons:
-                reasons.append(notice)  # the verdict failed already; this says why no retraining follows
-            self.log.info("%s", notice)
-            if champion_rows is not None:
-                self.log.info(
-                    "informative: the %d joined rows served by the current %s v%s (e.g. as canary): %s=%s, drop %s, "
-                    "concept drift on them alone=%s (against the same reference; no retraining event)",
-                    champion_rows["rows"],
-                    CHAMPION_ALIAS,
-                    serving_version,
-                    metric,
-                    champion_rows["quality"].get(metric),
-                    champion_rows["quality_drop"],
-                    champion_rows["concept_drift"],
-                )
+        retired, champion_rows = self._retired(joined, row_versions, served_version, serving_version,
+                                               reference_value, concept_drift, model_reasons, reasons)
         verdict: dict[str, Any] = {
             "passed": not reasons,
             "reasons": reasons,
@@ -348,9 +352,11 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
                 "reference_quality": reference_quality,
                 "reference_source": reference_source if reference_quality else None,
                 "quality_metric": metric,
+                "task_type": self.model_task_type,
+                "task_source": task_source,
                 "quality_drop": None if quality_drop is None else round(quality_drop, 6),
-                "max_quality_drop": self.max_quality_drop,
-                "confidence": {**confidence, "threshold": self.low_confidence_threshold},
+                "max_quality_drop": None if max_drop is None else round(max_drop, 6),
+                "confidence": {**confidence, "threshold": self.low_confidence_threshold} if classifier else None,
                 "outcome": outcome,
                 "rows": {
                     "predictions": len(log_df),
@@ -358,7 +364,7 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
                     "joined": n_joined,
                     "join_rate": round(n_joined / len(labels), 6),
                     "label_coverage": round(n_joined / len(log_df), 6),
-                    "positives": int(y.sum()),
+                    **({"positives": int(y.sum())} if classifier else {}),
                 },
                 "features": features,
                 "model_versions": versions[:20],
@@ -393,31 +399,8 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
             )
 
         if self.log_to_mlflow:
-            flat: dict[str, float] = {k: v for k, v in quality.items() if v is not None}
-            for k, v in (reference_quality or {}).items():
-                flat[f"reference_{k}"] = v
-            flat.update({k: v for k, v in confidence.items() if v is not None})
-            flat.update({k: v for k, v in (outcome or {}).items() if v is not None})
-            flat["join_rate"] = verdict["metrics"]["rows"]["join_rate"]
-            flat["labelled_rows"] = float(n_joined)
-            if quality_drop is not None:
-                flat["quality_drop"] = quality_drop
-            self._log_run(
-                kind=QUALITY_RUN_KIND,
-                run_name=f"quality {ident['dag_id']} {ident['run_id']}",
-                ident=ident,
-                verdict=verdict,
-                report_path=report_path,
-                verdict_path=verdict_path,
-                artifact_dir=QUALITY_ARTIFACT_DIR,
-                metrics=flat,
-                tags={
-                    "mlops.report_artifact": f"{QUALITY_ARTIFACT_DIR}/{QUALITY_REPORT_FILE}",
-                    "mlops.quality_metric": metric,
-                    "mlops.max_quality_drop": str(self.max_quality_drop),
-                    "mlops.concept_drift": str(concept_drift).lower(),
-                },
-            )
+            self._log_quality(ident, verdict, report_path, verdict_path, reference_quality, confidence, outcome,
+                              quality_drop, max_drop)
         else:
             verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
 
@@ -429,8 +412,8 @@ class QualityCheckOperator(_QualityInputsMixin, _MonitoringMixin, BaseOperator):
         drop_shown = "n/a" if quality_drop is None else f"{quality_drop:.3f}"
         summary = (
             f"quality passed={verdict['passed']} {metric}={shown} reference={ref_shown} drop={drop_shown} "
-            f"concept_drift={concept_drift} joined={n_joined}/{len(labels)} "
-            f"low_confidence={confidence['low_confidence_share']:.2f} "
+            f"concept_drift={concept_drift} task_type={self.model_task_type} joined={n_joined}/{len(labels)} "
+            f"low_confidence={'n/a' if share is None else f'{share:.2f}'} "
             f"served_versions={json.dumps(served_versions, sort_keys=True)} served_version={served_version} "
             f"serving_version={serving_version} retired={retired} "
             f"retrain_event={'yes' if verdict['retrain_event'] else 'no'} report={verdict['evidence_uri']}"

@@ -26,23 +26,56 @@ from mlops_airflow.operators.promotion import emit_model_event
 from mlops_airflow.record import RECORD_ARTIFACT, build_record, record_tags
 from mlops_airflow.registry.aliases import move_alias
 from mlops_airflow.registry.ledger import event_extra, last_entry, read_ledger
+from mlops_airflow.registry.tags import task_tags
 from mlops_airflow.registry.versions import model_artifact_present, now_iso
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def check_thresholds(metrics: dict[str, float], min_metrics: dict[str, float] | None) -> tuple[bool, list[str]]:
-    """Absolute thresholds (``metric >= minimum``) of a first model (``stats.check_thresholds``). None/empty
-    thresholds never pass (safe default)."""
+def check_thresholds(metrics: dict[str, float], min_metrics: dict[str, float] | None,
+                     max_metrics: dict[str, float] | None = None) -> tuple[bool, list[str]]:
+    """Absolute thresholds of a first model (``stats.check_thresholds``): ``metric >= minimum`` for ``min_metrics``
+    (e.g. ``val_auc``), ``metric <= maximum`` for ``max_metrics`` (e.g. ``val_rmse``). None/empty thresholds never
+    pass (safe default)."""
     from mlops_airflow.stats import check_thresholds as _check
 
     return _check(
         metrics,
         min_metrics,
-        unconfigured="no absolute thresholds configured: a model is never made champion without them",
-        missing="metric {name} missing from the training run",
+        max_metrics,
+        unconfigured="no absolute thresholds configured (min_metrics/max_metrics): a model is never made champion "
+        "without them",
+        missing="metric {name} missing from the training run (it logged {known})",
     )
+
+
+def task_of(training: dict[str, Any], training_set: dict[str, Any], task_type: str | None,
+            label_column: str | None) -> tuple[str, str | None]:
+    """``(task_type, label)`` of a trained model: the parameters, else the training XCom, else the training set;
+    the task type defaults to binary classification. A parameter that contradicts the training run is an error."""
+    from mlops_airflow.task_types import validate_task_type
+
+    trained_task = training.get("task_type") or training_set.get("task_type")
+    if task_type and trained_task and validate_task_type(task_type) != validate_task_type(trained_task):
+        raise RegistryError(
+            f"task_type={task_type!r} but the training run says {trained_task!r}: nothing registered. Fix task_type "
+            "(or leave it unset to take the training run's)"
+        )
+    trained_label = training.get("label") or training_set.get("label")
+    if label_column and trained_label and str(label_column) != str(trained_label):
+        raise RegistryError(
+            f"label_column={label_column!r} but the model was trained on label {trained_label!r}: nothing "
+            "registered. Fix label_column (or leave it unset to take the training run's)"
+        )
+    return validate_task_type(task_type or trained_task), (label_column or trained_label or None)
+
+
+def as_thresholds(value: Any, field: str) -> dict[str, Any]:
+    """Thresholds given as a dict, or rendered from a template as JSON text; None/empty = none."""
+    if value in (None, "", "None"):
+        return {}
+    return as_dict(value, field) if isinstance(value, str) else dict(value)
 
 
 class RegisterModelOperator(BaseOperator):
@@ -50,14 +83,22 @@ class RegisterModelOperator(BaseOperator):
 
     Writes the reproducibility record (``reproducibility/record.json`` on the run) and lineage tags
     on the version. A retry finds the version it already created for the run instead of creating
-    another. With no ``champion`` yet, the version becomes champion if it passes ``min_metrics``.
+    another. With no ``champion`` yet, the version becomes champion if it passes ``min_metrics`` and
+    ``max_metrics``. The version is tagged with what it predicts (``mlops.task_type``, ``mlops.label``), which the
+    evaluation, rollback, quality and canary operators read back.
 
     :param model_name: registered model name (templated).
     :param training: upstream training result ``{run_id, model_uri, metrics}`` (templated / XCom).
     :param training_set: upstream training set ``{uri, hash, feature_service, ...}`` (templated / XCom).
     :param dataset_version: upstream DVC version (templated / XCom).
     :param materialization: upstream materialisation window (templated / XCom), optional.
-    :param min_metrics: absolute thresholds for a first champion, e.g. ``{"val_auc": 0.7}`` (templated).
+    :param min_metrics: absolute minimums for a first champion, e.g. ``{"val_auc": 0.7}`` (templated).
+    :param max_metrics: absolute maximums (lower is better) for a first champion, e.g. ``{"val_rmse": 70}``
+        (templated).
+    :param task_type: ``binary_classification`` or ``regression`` (templated); None = the training XCom's
+        ``task_type`` (else the training set's, else binary classification).
+    :param label_column: the label the model predicts (templated); None = the training XCom's ``label`` (else the
+        training set's).
     :param challenger_alias: alias the new version gets when a champion exists (None = none).
     :param retrain: the ``RetrainGuardOperator`` decision of this run (templated / XCom), optional: its reason and
         trigger go into the record (``trigger``) and the version's ``mlops.retrain.*`` tags, and its ``decided_at``
@@ -65,7 +106,8 @@ class RegisterModelOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "model_name", "training", "training_set", "dataset_version", "materialization", "min_metrics", "retrain",
+        "model_name", "training", "training_set", "dataset_version", "materialization", "min_metrics", "max_metrics",
+        "retrain", "model_task_type", "label_column",
     )
     operator_extra_links = (MlflowModelVersionLink(), MlflowRunLink())
     ui_color = "#0194e2"
@@ -79,6 +121,9 @@ class RegisterModelOperator(BaseOperator):
         dataset_version: dict[str, Any] | str,
         materialization: dict[str, Any] | str | None = None,
         min_metrics: dict[str, float] | None = None,
+        max_metrics: dict[str, float] | None = None,
+        task_type: str | None = None,
+        label_column: str | None = None,
         champion_alias: str = "champion",
         challenger_alias: str | None = "challenger",
         retrain: dict[str, Any] | str | None = None,
@@ -93,6 +138,9 @@ class RegisterModelOperator(BaseOperator):
         self.dataset_version = dataset_version
         self.materialization = materialization
         self.min_metrics = min_metrics
+        self.max_metrics = max_metrics
+        self.model_task_type = task_type
+        self.label_column = label_column
         self.champion_alias = champion_alias
         self.challenger_alias = challenger_alias
         self.retrain = retrain
@@ -113,6 +161,7 @@ class RegisterModelOperator(BaseOperator):
         self.hook.ensure_reachable()
         client = self.hook.get_client()
         run_id, model_uri = training["run_id"], training.get("model_uri") or ""
+        task_type, label = task_of(training, training_set, self.model_task_type, self.label_column)
         try:
             run = client.get_run(run_id)
         except MlflowException as err:
@@ -132,6 +181,7 @@ class RegisterModelOperator(BaseOperator):
                 "mlops.training_set_hash": training_set.get("hash", ""),
                 "mlops.feature_service": training_set.get("feature_service", ""),
                 **{f"mlops.{k}": v for k, v in run_identity(context).items()},
+                **task_tags(task_type, label),
             }
             version = client.create_model_version(
                 name=self.model_name, source=model_uri, run_id=run_id, tags=lineage,
@@ -149,7 +199,7 @@ class RegisterModelOperator(BaseOperator):
             model_uri=model_uri, trigger=retrain,
         )
         self.hook.log_json_artifact(client, run_id, record, RECORD_ARTIFACT)
-        for key, value in record_tags(record).items():
+        for key, value in {**record_tags(record), **task_tags(task_type, label)}.items():
             client.set_model_version_tag(self.model_name, version.version, key, value)
         if retrain and retrain.get("decided_at"):
             from mlops_airflow.monitoring.retrain import LAST_RETRAIN_TAG
@@ -169,10 +219,13 @@ class RegisterModelOperator(BaseOperator):
             "url": url,
             "record_uri": f"runs:/{run_id}/{RECORD_ARTIFACT}",
             "record_sha256": record["record_sha256"],
+            "task_type": task_type,
+            "label": label,
         }
         result["retrain_reason"] = (record.get("trigger") or {}).get("reason")
-        self.log.info("SUMMARY register model=%s version=%s aliases=%s run=%s record=%s reason=%r url=%s",
-                      self.model_name, version.version, aliases, run_id, result["record_uri"],
+        self.log.info("SUMMARY register model=%s version=%s task_type=%s label=%s aliases=%s run=%s record=%s "
+                      "reason=%r url=%s", self.model_name, version.version, task_type, label, aliases, run_id,
+                      result["record_uri"],
                       result["retrain_reason"], url)
         return result
 
@@ -195,7 +248,7 @@ class RegisterModelOperator(BaseOperator):
         if not ok:
             raise RegistryError(
                 f"run {run_id} has no logged model at {model_uri or '(no model_uri)'}: nothing registered for "
-                f"{self.model_name}. Check the training job log for the mlflow.pytorch.log_model step, then retrain"
+                f"{self.model_name}. Check the training job log for its log_model step (ctx.log_model), then retrain"
             )
 
     def _runtime(self, client: Any, run_id: str) -> dict[str, Any] | None:
@@ -236,7 +289,7 @@ class RegisterModelOperator(BaseOperator):
 
     def _assign_alias(self, client: Any, version: str, run_id: str, metrics: dict[str, float],
                       context: Any) -> list[str]:
-        """First model: champion if it passes ``min_metrics``. Later models: challenger (a candidate)."""
+        """First model: champion if it passes ``min_metrics``/``max_metrics``. Later models: challenger."""
         aliases = client.get_registered_model(self.model_name).aliases
         current = aliases.get(self.champion_alias)
         if current is not None:
@@ -254,14 +307,16 @@ class RegisterModelOperator(BaseOperator):
             self.log.info("%s already has %s=v%s; v%s waits for evaluation and approval",
                           self.model_name, self.champion_alias, current, version)
             return sorted(client.get_model_version(self.model_name, version).aliases)
-        minimums = {k: float(v) for k, v in (self.min_metrics or {}).items()}
-        passed, reasons = check_thresholds(metrics, minimums)
+        minimums = {k: float(v) for k, v in (as_thresholds(self.min_metrics, "min_metrics")).items()}
+        maximums = {k: float(v) for k, v in (as_thresholds(self.max_metrics, "max_metrics")).items()}
+        passed, reasons = check_thresholds(metrics, minimums, maximums)
         if not passed:
             self.log.warning("No %s yet, and v%s does not qualify: %s", self.champion_alias, version,
                              "; ".join(reasons))
             return sorted(client.get_model_version(self.model_name, version).aliases)
         verdict = {"passed": True, "reasons": ["first champion: no previous champion; absolute thresholds met"],
-                   "metrics": {"challenger": metrics, "champion": None}, "min_metrics": minimums}
+                   "metrics": {"challenger": metrics, "champion": None}, "min_metrics": minimums,
+                   "max_metrics": maximums}
         evidence_uri = self.hook.log_json_artifact(client, run_id, {**verdict, "at": now_iso()},
                                                    "evaluation/first-champion.json")
         approval = {"approved_by": "policy:first-champion (absolute thresholds, no previous champion)",

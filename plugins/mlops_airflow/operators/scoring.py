@@ -4,13 +4,15 @@ The **served** prediction of a row comes from the ``champion``, except for a det
 entities (hash of the entity key) served by the ``canary`` when that alias exists. The ``shadow``
 and ``challenger`` aliases score every row *without* affecting the served output. Everything goes
 into one inference log (Parquet, content-addressed path): features, served prediction, proba,
-confidence, serving model version, timestamp, and one ``<alias>_prediction/_proba`` pair per
-shadow model. Labels are never part of the log: they arrive later (``QualityCheckOperator``).
+confidence (a classifier's; a regressor has ``prediction`` only), serving model version, timestamp,
+and one ``<alias>_prediction`` (+ ``_proba``) per shadow model. Labels are never part of the log:
+they arrive later (``QualityCheckOperator``).
 
-The statistics (McNemar's and Fisher's exact tests) live in ``mlops_airflow.stats``.
+The statistics (McNemar's and Fisher's exact tests for a classifier; paired and Welch t-tests on
+absolute errors for a regressor) live in ``mlops_airflow.stats``.
 
-Models load in the training environment (``score.py`` through ``_scoring.score_parquet``); torch is
-never imported into the Airflow worker.
+Models load in the training environment (``score.py`` through ``_scoring.score_parquet``); no model
+framework is imported into the Airflow worker.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowModelVersionLink
 from mlops_airflow.operators._common import run_identity
-from mlops_airflow.stats import fisher_exact, mcnemar  # mcnemar: importable from here as before
+from mlops_airflow.stats import fisher_exact, mcnemar  # noqa: F401 - mcnemar: importable from here as before
+from mlops_airflow.task_types import BINARY_CLASSIFICATION, is_classification, validate_task_type
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 SERVED_COLUMNS = ("prediction", "proba", "confidence")
+DEFAULT_TIMESTAMP = "event_timestamp"
 
 
 def alias_versions(client: Any, model_name: str, aliases: Sequence[str]) -> dict[str, str]:
@@ -48,6 +52,20 @@ def alias_versions(client: Any, model_name: str, aliases: Sequence[str]) -> dict
         except MlflowException:
             continue
     return found
+
+
+def served_task(client: Any, hook: Any, model_name: str, version: str, need_metadata: bool) -> dict[str, Any]:
+    """What ``version`` predicts (:func:`mlops_airflow.registry.tags.model_task`): its tags, plus its MLmodel
+    metadata when ``need_metadata`` (a value the tags cannot give: entity columns, or a missing label)."""
+    from mlops_airflow.registry.tags import model_task
+
+    info = model_task(client, model_name, version)
+    if need_metadata or not info["label"]:
+        try:
+            info = model_task(client, model_name, version, hook.settings.tracking_uri)
+        except Exception as err:  # noqa: BLE001 - the caller names what it still lacks
+            info["error"] = f"{type(err).__name__}: {err}"
+    return info
 
 
 def canary_mask(keys: Any, share: float, salt: str) -> Any:
@@ -72,10 +90,15 @@ class BatchScoringOperator(BaseOperator):
     :param output_dir: inference-log folder (templated); the log is ``<model>/<sha16>.parquet``.
     :param canary_share: share of entities served by the ``canary`` alias when it exists (0..1).
     :param shadow_aliases: aliases scored on every row without serving (default shadow, challenger).
-    :param label_columns: columns never passed to the models nor kept in the log.
+    :param entity_column: the entity key(s) hashed for the canary split; None = the champion's MLmodel metadata
+        ``entity_columns`` (needed only when a canary serves).
+    :param label_columns: columns never passed to the models nor kept in the log; None = the champion version's
+        label (its ``mlops.label`` tag, else its MLmodel metadata ``label``).
+    :param task_type: ``binary_classification`` or ``regression``, passed to the scorer (``--task-type``); None =
+        each model's own metadata (the scorer's default).
     """
 
-    template_fields: Sequence[str] = ("model_name", "input_path", "output_dir")
+    template_fields: Sequence[str] = ("model_name", "input_path", "output_dir", "model_task_type")
     operator_extra_links = (MlflowModelVersionLink(),)
     ui_color = "#6f42c1"
 
@@ -87,14 +110,16 @@ class BatchScoringOperator(BaseOperator):
         output_dir: str,
         canary_share: float = 0.0,
         shadow_aliases: Sequence[str] = ("shadow", "challenger"),
-        entity_column: str = "customer_id",
-        timestamp_column: str = "event_timestamp",
-        label_columns: Sequence[str] = ("churned",),
+        entity_column: str | Sequence[str] | None = None,
+        timestamp_column: str = DEFAULT_TIMESTAMP,
+        label_columns: Sequence[str] | None = None,
         low_confidence: float = 0.6,
+        task_type: str | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.model_task_type = validate_task_type(task_type) if task_type and "{{" not in str(task_type) else task_type
         if not 0 <= canary_share <= 1:
             raise ValueError(f"canary_share must be within [0, 1], got {canary_share}")
         self.model_name = model_name
@@ -104,7 +129,7 @@ class BatchScoringOperator(BaseOperator):
         self.shadow_aliases = list(shadow_aliases)
         self.entity_column = entity_column
         self.timestamp_column = timestamp_column
-        self.label_columns = list(label_columns)
+        self.label_columns = None if label_columns is None else list(label_columns)
         self.low_confidence = low_confidence
         self.mlflow_conn_id = mlflow_conn_id
 
@@ -133,8 +158,20 @@ class BatchScoringOperator(BaseOperator):
                 f"{self.model_name} has no champion alias: nothing can serve. Run the CT DAG to register and "
                 "promote a first model"
             )
+        canary_serves = "canary" in versions and self.canary_share > 0
+        info: dict[str, Any] = {}
+        if self.label_columns is None or (canary_serves and not self.entity_column):
+            info = served_task(client, self.hook, self.model_name, versions["champion"],
+                               need_metadata=canary_serves and not self.entity_column)
+        label_columns = self.label_columns if self.label_columns is not None else (
+            [info["label"]] if info.get("label") else [])
+        if self.label_columns is None and not label_columns:
+            self.log.warning("%s v%s names no label (no mlops.label tag nor metadata%s): no column is dropped from "
+                             "the window; pass label_columns=[...] to keep labels out of the inference log",
+                             self.model_name, versions["champion"], f"; {info['error']}" if "error" in info else "")
+        entity = self._entity_columns(info, versions["champion"]) if canary_serves else []
         work = Path(self.output_dir) / self.model_name
-        inputs = window.drop(columns=[c for c in self.label_columns if c in window.columns])
+        inputs = window.drop(columns=[c for c in label_columns if c in window.columns])
         input_file = work / "inputs" / f"{file_sha256(source)[:16]}.parquet"
         if not input_file.exists():
             input_file.parent.mkdir(parents=True, exist_ok=True)
@@ -145,14 +182,23 @@ class BatchScoringOperator(BaseOperator):
             result = score_parquet(
                 hook=self.hook, model_uri=f"models:/{self.model_name}/{version}", input_path=str(input_file),
                 output_dir=work / "scores", cache_key=f"{self.model_name}-v{version}", log=self.log,
+                **({"task_type": self.model_task_type} if self.model_task_type else {}),
             )
             scored[alias] = pd.read_parquet(result["output"] if "output" in result else result["output_path"])
 
         log = inputs.copy()
         champion = scored["champion"]
-        canary = canary_mask(log[self.entity_column].to_numpy(), self.canary_share if "canary" in versions else 0.0,
-                             salt=self.model_name)
-        for col in SERVED_COLUMNS:
+        served_columns = [c for c in SERVED_COLUMNS if c in champion.columns]
+        missing = [c for c in entity if c not in log.columns]
+        if missing:
+            raise MonitoringError(f"window {source} has no entity column(s) {missing} (columns {list(log.columns)}) "
+                                  "to route the canary by; fix entity_column")
+        if not entity:  # no canary serves: every row is the champion's
+            keys: Any = [None] * len(log)
+        else:
+            keys = (log[entity[0]] if len(entity) == 1 else log[entity].astype(str).agg("|".join, axis=1)).to_numpy()
+        canary = canary_mask(keys, self.canary_share if canary_serves else 0.0, salt=self.model_name)
+        for col in served_columns:
             log[col] = champion[col].to_numpy()
             if canary.any():
                 log.loc[canary, col] = scored["canary"][col].to_numpy()[canary]
@@ -161,12 +207,14 @@ class BatchScoringOperator(BaseOperator):
         shadows = [a for a in self.shadow_aliases if a in versions and versions[a] != versions["champion"]]
         for alias in shadows:
             log[f"{alias}_prediction"] = scored[alias]["prediction"].to_numpy()
-            log[f"{alias}_proba"] = scored[alias]["proba"].to_numpy()
+            if "proba" in scored[alias].columns:
+                log[f"{alias}_proba"] = scored[alias]["proba"].to_numpy()
         digest = hashlib.sha256(pd.util.hash_pandas_object(log, index=False).values.tobytes()).hexdigest()
         out = work / f"{digest[:16]}.parquet"
         if not out.exists():
             write_atomic(out, lambda tmp: log.to_parquet(tmp, index=False))
         ident = run_identity(context)
+        classifier = "proba" in served_columns
         summary = {
             "uri": str(out),
             "rows": len(log),
@@ -174,19 +222,39 @@ class BatchScoringOperator(BaseOperator):
             "versions": versions,
             "served_by": {"champion": int((~canary).sum()), "canary": int(canary.sum())},
             "shadow_aliases": shadows,
-            "mean_confidence": round(float(log["confidence"].mean()), 6),
-            "low_confidence_share": round(float((log["confidence"] < self.low_confidence).mean()), 6),
-            "positive_rate": round(float(log["prediction"].mean()), 6),
+            "task_type": BINARY_CLASSIFICATION if classifier else "regression",
+            "label_columns": label_columns,
             "dag_run": f"{ident['dag_id']}/{ident['run_id']}",
         }
+        if classifier:
+            summary.update({
+                "mean_confidence": round(float(log["confidence"].mean()), 6),
+                "low_confidence_share": round(float((log["confidence"] < self.low_confidence).mean()), 6),
+                "positive_rate": round(float(log["prediction"].mean()), 6),
+            })
+        else:
+            summary.update({"mean_confidence": None, "low_confidence_share": None,
+                            "mean_prediction": round(float(log["prediction"].mean()), 6)})
         (work / f"{digest[:16]}.json").write_text(json.dumps(summary, indent=2))
         MlflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, versions["champion"]))
         self.log.info(
-            "SUMMARY batch-scoring model=%s champion=v%s canary=%s shadows=%s rows=%d mean_confidence=%.3f log=%s",
-            self.model_name, versions["champion"], versions.get("canary"), shadows, len(log),
-            summary["mean_confidence"], out,
+            "SUMMARY batch-scoring model=%s task_type=%s champion=v%s canary=%s shadows=%s rows=%d "
+            "mean_confidence=%s log=%s", self.model_name, summary["task_type"], versions["champion"],
+            versions.get("canary"), shadows, len(log), summary["mean_confidence"], out,
         )
         return summary
+
+    def _entity_columns(self, info: dict[str, Any], version: str) -> list[str]:
+        """The entity key(s) of the canary split: ``entity_column``, else the champion's metadata."""
+        if self.entity_column:
+            return [self.entity_column] if isinstance(self.entity_column, str) else list(self.entity_column)
+        if info.get("entity_columns"):
+            return [str(c) for c in info["entity_columns"]]
+        why = f" ({info['error']})" if "error" in info else ""
+        raise MonitoringError(
+            f"a canary serves {self.model_name} but entity_column is not given and v{version}'s MLmodel metadata names "
+            f"no entity_columns{why}: pass entity_column= (the entity key the canary share is hashed on)"
+        )
 
 
 def canary_test(correct_canary: int, n_canary: int, correct_champion: int, n_champion: int) -> dict[str, Any]:
@@ -201,18 +269,32 @@ def canary_test(correct_canary: int, n_canary: int, correct_champion: int, n_cha
 class ShadowCanaryAnalysisOperator(BaseOperator):
     """Compare the served model with each shadow/challenger (and the canary with the champion).
 
-    Without labels: disagreement rate. With labels (``labels_path``, joined on entity + timestamp):
-    accuracy of each shadow and the served model on the same rows with McNemar's exact test on the
-    paired errors, and the canary's accuracy against the champion's on their own (disjoint) rows with
-    Fisher's exact test. The verdict's ``recommendation`` feeds the registry's steps:
-    ``rollback`` (the canary is significantly worse: take its alias away, ``rollback_alias``),
-    ``promote`` (a shadow/challenger, else the canary, is significantly better: ``promote_alias`` names it),
-    or ``hold`` when the evidence is not significant.
+    The test fits the task type. **Binary classification**: without labels, the disagreement rate; with labels
+    (``labels_path``, joined on ``keys``), accuracy of each shadow and the served model on the same rows with
+    McNemar's exact test on the paired errors, and the canary's accuracy against the champion's on their own
+    (disjoint) rows with Fisher's exact test. **Regression**: without labels, the mean absolute difference of the
+    predictions relative to the mean absolute served prediction (``disagreement``); with labels, each shadow's
+    absolute errors against the served model's on the same rows with a paired t-test (``paired_t``), and the
+    canary's against the champion's on their own rows with Welch's t-test (``welch_t``); ``mae``/``rmse`` beside.
+    The verdict's ``recommendation`` feeds the registry's steps: ``rollback`` (the canary is significantly worse:
+    take its alias away, ``rollback_alias``), ``promote`` (a shadow/challenger, else the canary, is significantly
+    better: ``promote_alias`` names it), or ``hold`` when the evidence is not significant.
 
-    Returns ``{passed, reasons, metrics, recommendation, promote_alias, rollback_alias, evidence_uri}``.
+    Returns ``{passed, reasons, metrics, recommendation, promote_alias, rollback_alias, evidence_uri, task_type}``.
+
+    :param label_column: the label in ``labels_path``; None = the served version's ``mlops.label`` tag (else its
+        MLmodel metadata), read from ``model_name``'s registry; neither is an error when labels are given.
+    :param keys: join keys of log and labels; None = the served version's metadata ``entity_columns`` +
+        ``timestamp_column``.
+    :param task_type: ``binary_classification`` or ``regression``; None = the served version's tags/metadata
+        (with ``model_name``), else the inference log itself (the scorer writes ``proba`` for classifiers only).
+    :param model_name: the registered model the log belongs to (to read the version's label, keys, task type).
+    :param max_disagreement: classification: the largest share of rows where a shadow's class differs;
+        regression: the largest mean absolute difference relative to the mean absolute served prediction.
     """
 
-    template_fields: Sequence[str] = ("inference_log", "labels_path", "evidence_dir")
+    template_fields: Sequence[str] = ("inference_log", "labels_path", "evidence_dir", "label_column", "model_task_type",
+                                      "model_name")
 
     def __init__(
         self,
@@ -220,108 +302,116 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
         inference_log: str,
         evidence_dir: str,
         labels_path: str | None = None,
-        label_column: str = "churned",
-        keys: Sequence[str] = ("customer_id", "event_timestamp"),
+        label_column: str | None = None,
+        keys: Sequence[str] | None = None,
+        task_type: str | None = None,
+        model_name: str | None = None,
+        timestamp_column: str = DEFAULT_TIMESTAMP,
         alpha: float = 0.05,
         max_disagreement: float = 0.2,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if task_type and "{{" not in str(task_type):
+            task_type = validate_task_type(task_type)
         self.inference_log = inference_log
         self.labels_path = labels_path
         self.evidence_dir = evidence_dir
         self.label_column = label_column
-        self.keys = list(keys)
+        self.keys = None if keys is None else list(keys)
+        self.model_task_type, self.model_name, self.timestamp_column = task_type, model_name, timestamp_column
         self.alpha = alpha
         self.max_disagreement = max_disagreement
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def _resolve(self, log: Any) -> tuple[str, str | None, list[str], dict[str, str]]:
+        """``(task_type, label, keys, source)``: the parameters, else the served version's tags/metadata."""
+        need_labels = bool(self.labels_path)
+        missing = not self.model_task_type or (need_labels and (not self.label_column or self.keys is None))
+        info: dict[str, Any] = {"source": {}}
+        if missing and self.model_name:
+            versions = log.loc[log["served_by"] == "champion", "model_version"] if {"served_by", "model_version"} \
+                <= set(log.columns) else log.get("model_version")
+            version = str(versions.mode().iloc[0]) if versions is not None and len(versions.dropna()) else None
+            if version is None:
+                info["error"] = "the inference log has no model_version column"
+            else:
+                hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+                info = served_task(hook.get_client(), hook, str(self.model_name), version,
+                                   need_metadata=need_labels and self.keys is None)
+        task = self.model_task_type or info.get("task_type")
+        source = {"task_type": "parameter" if self.model_task_type else info["source"].get("task_type", "")}
+        if not task:  # the scorer's output contract: a classifier's log has proba, a regressor's does not
+            task = BINARY_CLASSIFICATION if "proba" in log.columns else "regression"
+            source["task_type"] = "inference log (proba column present)" if "proba" in log.columns else \
+                "inference log (no proba column)"
+        label = self.label_column or info.get("label")
+        keys = list(self.keys) if self.keys is not None else (
+            [*info["entity_columns"], self.timestamp_column] if info.get("entity_columns") else [])
+        why = f" ({info['error']})" if "error" in info else ""
+        where = f"{self.model_name}'s served version" if self.model_name else "no model_name given"
+        if need_labels and not label:
+            raise MonitoringError(f"labels given but no label_column, and {where} names no label{why}: pass "
+                                  "label_column= (the label in labels_path)")
+        if need_labels and not keys:
+            raise MonitoringError(f"labels given but no keys, and {where} names no entity_columns{why}: pass keys= "
+                                  "(the entity key(s) + event timestamp shared by the log and the labels)")
+        return validate_task_type(task), label, keys, source
 
     def execute(self, context: Context) -> dict[str, Any]:
         import pandas as pd
 
         from mlops_airflow.operators._common import run_dir
+        from mlops_airflow.operators._shadow_canary import canary_comparison, classification_shadow, regression_shadow
 
         log = pd.read_parquet(self.inference_log)
+        task_type, label, keys, task_source = self._resolve(log)
+        classifier = is_classification(task_type)
         shadows = sorted(c.removesuffix("_prediction") for c in log.columns if c.endswith("_prediction")
                          and c != "prediction")
-        metrics: dict[str, Any] = {"rows": len(log), "comparisons": {}}
+        metrics: dict[str, Any] = {"rows": len(log), "comparisons": {}, "task_type": task_type,
+                                   "task_source": task_source}
         reasons: list[str] = []
-        recommendation = "hold"
-        promote_alias: str | None = None  # the significantly better shadow with the fewest errors
-        best_error = 1.0
         labelled = None
         if self.labels_path:
-            labels = pd.read_parquet(self.labels_path, columns=[*self.keys, self.label_column])
-            labelled = log.merge(labels, on=self.keys, how="inner")
+            labels = pd.read_parquet(self.labels_path, columns=[*keys, label])
+            labelled = log.merge(labels, on=keys, how="inner")
             if labelled.empty:
                 raise MonitoringError(
-                    f"0 of {len(labels)} labels joined the inference log on {self.keys}: check the keys and "
+                    f"0 of {len(labels)} labels joined the inference log on {keys}: check the keys and "
                     "timestamps of the label feed"
                 )
             metrics["labelled_rows"] = len(labelled)
-        pairs = [(s, f"{s}_prediction", "prediction") for s in shadows]
-        if "served_by" in log.columns and (log["served_by"] == "canary").any():
-            pairs.append(("canary", None, None))
-        for name, col, base in pairs:
-            if name == "canary":
-                if labelled is None:
-                    continue
-                canary = labelled[labelled["served_by"] == "canary"]
-                champ = labelled[labelled["served_by"] == "champion"]
-                if canary.empty or champ.empty:
-                    metrics["comparisons"]["canary"] = {"rows": len(canary), "champion_rows": len(champ),
-                                                        "verdict": "no labelled rows on one side: nothing to test"}
-                    continue
-                ok_c = int((canary["prediction"] == canary[self.label_column]).sum())
-                ok_h = int((champ["prediction"] == champ[self.label_column]).sum())
-                test = canary_test(ok_c, len(canary), ok_h, len(champ))
-                acc_c, acc_h = ok_c / len(canary), ok_h / len(champ)
-                entry = {"canary_accuracy": round(acc_c, 6), "champion_accuracy": round(acc_h, 6),
-                         "rows": len(canary), "champion_rows": len(champ), "fisher": test}
-                if test["p_value"] < self.alpha and acc_c < acc_h:
-                    reasons.append(f"canary accuracy {acc_c:.3f} is significantly below the champion's {acc_h:.3f} "
-                                   f"on {len(canary)} vs {len(champ)} labelled rows (Fisher exact p="
-                                   f"{test['p_value']:.3g} < {self.alpha})")
-                    entry["verdict"] = f"canary significantly worse (Fisher p={test['p_value']:.3g}): roll it back"
-                    recommendation = "rollback"
-                elif test["p_value"] < self.alpha:
-                    entry["verdict"] = f"canary significantly better (Fisher p={test['p_value']:.3g}): promote it"
-                    if recommendation != "rollback" and promote_alias is None:
-                        recommendation, promote_alias = "promote", "canary"
-                else:
-                    entry["verdict"] = f"no significant difference (Fisher p={test['p_value']:.3g})"
-                metrics["comparisons"]["canary"] = entry
-                continue
-            disagreement = float((log[col] != log[base]).mean())
-            entry: dict[str, Any] = {"disagreement": round(disagreement, 6)}
-            if disagreement > self.max_disagreement:
-                reasons.append(f"{name} disagrees with the served model on {disagreement:.1%} of rows "
-                               f"(> {self.max_disagreement:.0%})")
-            if labelled is not None:
-                y = labelled[self.label_column].to_numpy()
-                err_served = labelled[base].to_numpy() != y
-                err_shadow = labelled[col].to_numpy() != y
-                test = mcnemar(err_served, err_shadow)
-                entry.update({"served_accuracy": round(1 - float(err_served.mean()), 6),
-                              "shadow_accuracy": round(1 - float(err_shadow.mean()), 6), "mcnemar": test})
-                if test["p_value"] < self.alpha and err_shadow.mean() < err_served.mean():
-                    if recommendation != "rollback" and (
-                        promote_alias is None or err_shadow.mean() < best_error
-                    ):
-                        recommendation, promote_alias, best_error = "promote", name, float(err_shadow.mean())
-                    entry["verdict"] = f"{name} significantly better (McNemar p={test['p_value']:.3g})"
-                elif test["p_value"] < self.alpha:
-                    entry["verdict"] = f"{name} significantly worse (McNemar p={test['p_value']:.3g})"
-                else:
-                    entry["verdict"] = f"no significant difference (McNemar p={test['p_value']:.3g})"
+        candidates: list[tuple[float, str]] = []  # (error, alias) of the significantly better shadows
+        compare = classification_shadow if classifier else regression_shadow
+        for name in shadows:
+            entry, reason, candidate = compare(log, labelled, label, name, alpha=self.alpha,
+                                               max_disagreement=self.max_disagreement)
             metrics["comparisons"][name] = entry
+            reasons += [reason] if reason else []
+            candidates += [candidate] if candidate else []
+        canary_says = "hold"
+        if "served_by" in log.columns and (log["served_by"] == "canary").any() and labelled is not None:
+            entry, canary_says, reason = canary_comparison(labelled, str(label), classifier, alpha=self.alpha)
+            metrics["comparisons"]["canary"] = entry
+            reasons += [reason] if reason else []
+        # A worse canary is rolled back first (promotions wait for the next window); else the significantly
+        # better shadow with the fewest errors, else a significantly better canary, is promoted.
+        recommendation, promote_alias = "hold", None
+        if canary_says == "rollback":
+            recommendation = "rollback"
+        elif candidates:
+            recommendation, promote_alias = "promote", min(candidates)[1]
+        elif canary_says == "promote":
+            recommendation, promote_alias = "promote", "canary"
         out = run_dir(self.evidence_dir, context) / "shadow_canary.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        if recommendation == "rollback":
-            promote_alias = None  # a worse canary is rolled back first; promotions wait for the next window
         verdict = {"passed": not reasons, "reasons": reasons, "metrics": metrics, "recommendation": recommendation,
                    "promote_alias": promote_alias, "rollback_alias": "canary" if recommendation == "rollback" else None,
-                   "evidence_uri": out.as_uri()}
+                   "evidence_uri": out.as_uri(), "task_type": task_type}
         out.write_text(json.dumps(verdict, indent=2, default=str))
-        self.log.info("SUMMARY shadow-canary passed=%s recommendation=%s comparisons=%s evidence=%s",
-                      verdict["passed"], recommendation, json.dumps(metrics["comparisons"], default=str), out)
+        self.log.info("SUMMARY shadow-canary task_type=%s passed=%s recommendation=%s comparisons=%s evidence=%s",
+                      task_type, verdict["passed"], recommendation, json.dumps(metrics["comparisons"], default=str),
+                      out)
         return verdict

@@ -1,10 +1,17 @@
-"""Promotion tags on a model version (``mlops.promotion.*``): written with every alias move, read back.
+"""Tags on a model version: promotion tags (``mlops.promotion.*``) and what the model predicts (``mlops.task_type``,
+``mlops.label``).
 
-A move writes its *intent* on the version before it moves the alias (``mlops.promotion.<alias>`` = the entry
+Promotion tags are written with every alias move and read back.
+A move writes them on the version after the move and its ledger append (``mlops.promotion.<alias>`` = the entry
 as JSON, plus flat tags a person reads in the MLflow UI: who approved, when, the evidence URI, the previous
-holder). A move that died after the alias moved but before its ledger append is recorded late from that
-intent. Older first-champion promotions left only the flat tags; :func:`promotion_from_version_tags` reads
-them for the history. No Airflow operator here.
+holder); the durable intent written *before* the move is ``mlops.ledger.pending`` on the registered model (see
+``registry/aliases.py``). Older first-champion promotions left only the flat tags;
+:func:`promotion_from_version_tags` reads them for the history.
+
+What a version predicts: ``RegisterModelOperator`` tags every version with its task type and label
+(:func:`task_tags`); the operators that score a version read them back with :func:`model_task`, which falls back
+to the model's MLmodel ``metadata`` (``task_type``, ``label``, ``entity_columns``, ``features``, written by the
+training helper) for versions registered before the tags existed. No Airflow operator here.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import json
 from typing import Any
 
 PREFIX = "mlops.promotion."
+TASK_TYPE_TAG = "mlops.task_type"
+LABEL_TAG = "mlops.label"
 
 
 def write_intent(client: Any, model_name: str, version: str, entry: dict[str, Any]) -> None:
@@ -79,3 +88,55 @@ def promotion_from_version_tags(version: str, tags: dict[str, str]) -> dict[str,
         "evidence_uri": None if evidence in (None, "", "none") else evidence,
         "dag_run": tags.get(f"{PREFIX}dag_run"),
     }
+
+
+# ------------------------------------------------------------------------------ what a version predicts
+def task_tags(task_type: str | None, label: str | None) -> dict[str, str]:
+    """The version tags naming what the model predicts (``mlops.task_type``; ``mlops.label`` when known)."""
+    from mlops_airflow.task_types import validate_task_type
+
+    out = {TASK_TYPE_TAG: validate_task_type(task_type)}
+    if label:
+        out[LABEL_TAG] = str(label)
+    return out
+
+
+def model_metadata(tracking_uri: str, model_uri: str, registry_uri: str | None = None) -> dict[str, Any]:
+    """The ``metadata`` of a model's MLmodel file (``{}`` when it has none); MLflow errors propagate."""
+    import mlflow
+    from mlflow.models import get_model_info
+
+    previous, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri or tracking_uri)
+        return dict(get_model_info(model_uri).metadata or {})
+    finally:
+        mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri(previous_registry)
+
+
+def model_task(client: Any, model_name: str, version: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """What version ``version`` of ``model_name`` predicts: ``{task_type, label, entity_columns, features, source}``.
+
+    The version's tags first (``mlops.task_type``, ``mlops.label``); what they lack comes from the model's MLmodel
+    metadata when ``tracking_uri`` is given (one download of the MLmodel file). Values stay None when neither
+    names them: the caller decides the default (binary classification) or the error (the label).
+    ``source`` says where each value came from (``tags``, ``metadata``), for the evidence.
+
+    :param client: an ``MlflowClient``.
+    :param tracking_uri: the tracking server, to read the MLmodel metadata; None = tags only.
+    """
+    tags = client.get_model_version(model_name, str(version)).tags or {}
+    out: dict[str, Any] = {"task_type": tags.get(TASK_TYPE_TAG) or None, "label": tags.get(LABEL_TAG) or None,
+                           "entity_columns": None, "features": None, "source": {}}
+    for key in ("task_type", "label"):
+        if out[key]:
+            out["source"][key] = "tags"
+    if tracking_uri:
+        meta = model_metadata(tracking_uri, f"models:/{model_name}/{version}")
+        for key in ("task_type", "label", "entity_columns", "features"):
+            if out[key] is None and meta.get(key):
+                out[key] = list(meta[key]) if isinstance(meta[key], list | tuple) else meta[key]
+                out["source"][key] = "metadata"
+    return out

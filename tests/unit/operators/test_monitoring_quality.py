@@ -108,6 +108,8 @@ def _operator(tmp_path: Path, data: dict[str, Path], **kwargs: Any) -> QualityCh
     kwargs.setdefault("log_to_mlflow", False)
     kwargs.setdefault("reference_path", str(data["reference"]))
     kwargs.setdefault("features", FEATURES)
+    kwargs.setdefault("join_keys", KEYS)  # no default keys/label any more: the model's metadata, or given here
+    kwargs.setdefault("label_column", "churned")
     return QualityCheckOperator(
         task_id=kwargs.pop("task_id", "quality"),
         inference_log_path=str(kwargs.pop("log", data["log"])),

@@ -90,7 +90,7 @@ def test_auto_policy_says_loudly_that_nobody_approved(caplog, capsys):
     assert "AUTO-APPROVED by policy [mlops] approval_policy=auto" in logged and "SUMMARY approval" in logged
     assert approval_of(out)["approved_by"].startswith("AUTO-APPROVED") and approval_of(out)["policy"] == "auto"
     assert approval_of(APPROVAL) == {"approved_by": "alice", "approved_at": "2026-11-20T10:00:00+00:00",
-                                     "policy": "hitl"}
+                                     "policy": "hitl", "reason": None}
     with pytest.raises(RegistryError, match="answered \\['Reject'\\], not 'Approve'"):
         approval_of({**APPROVAL, "chosen_options": ["Reject"]})
 
@@ -110,9 +110,12 @@ def test_a_persons_answer_ends_the_gate_log_with_one_summary_line(caplog, capsys
     assert out["chosen_options"] == ["Approve"]
     logged = caplog.text + capsys.readouterr().out
     assert "SUMMARY approval model=churn version=2 alias=champion decision=Approve by=alice" in logged
-    with pytest.raises(HITLRejectException):
+    # A rejection needs a reason (it goes into the ledger: test_approval.py); without one the task fails and asks.
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="alice rejected churn v2 without a reason"):
         gate.execute_complete(make_context("approve"), {**answer, "chosen_options": ["Reject"]})
-    assert "decision=Reject by=alice" in caplog.text + capsys.readouterr().out
+    assert HITLRejectException  # fail_on_reject still applies once the rejection is recorded
 
 
 # ------------------------------------------------------------------------- real registry

@@ -25,6 +25,9 @@ pytestmark = [
 ]
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"]
 MODEL = "scoring_test_model"
+# The operators have no example defaults any more (the versions here are registered without mlops.* tags).
+NAMES = {"entity_column": "customer_id", "label_columns": ["churned"]}
+KEYS_LABEL = {"keys": ["customer_id", "event_timestamp"], "label_column": "churned"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def registry(mlflow_server, generator, tmp_path_factory):
 
 def test_champion_serves_challenger_shadows_and_analysis_recommends(registry, context):
     tmp = registry["tmp"]
-    op = BatchScoringOperator(task_id="score", model_name=MODEL, input_path=str(registry["window"]),
+    op = BatchScoringOperator(**NAMES, task_id="score", model_name=MODEL, input_path=str(registry["window"]),
                               output_dir=str(tmp / "logs"), canary_share=0.0)
     result = op.execute(context(task_id="score"))
     assert result["rows"] == 800 and result["versions"] == {"champion": "1", "challenger": "2"}
@@ -74,6 +77,7 @@ def test_champion_serves_challenger_shadows_and_analysis_recommends(registry, co
     labels_path = tmp / "labels.parquet"
     registry["labels"][["customer_id", "event_timestamp", "churned"]].to_parquet(labels_path)
     verdict = ShadowCanaryAnalysisOperator(
+        **KEYS_LABEL,
         task_id="analyse", inference_log=result["uri"], labels_path=str(labels_path), evidence_dir=str(tmp / "ev"),
     ).execute(context(task_id="analyse"))
     cmp = verdict["metrics"]["comparisons"]["challenger"]
@@ -86,7 +90,7 @@ def test_canary_share_routes_entities_deterministically(registry, context):
     client, tmp = registry["client"], registry["tmp"]
     client.set_registered_model_alias(MODEL, "canary", "2")
     try:
-        result = BatchScoringOperator(task_id="score", model_name=MODEL, input_path=str(registry["window"]),
+        result = BatchScoringOperator(**NAMES, task_id="score", model_name=MODEL, input_path=str(registry["window"]),
                                       output_dir=str(tmp / "logs2"), canary_share=0.25).execute(context())
     finally:
         client.delete_registered_model_alias(MODEL, "canary")
@@ -99,11 +103,13 @@ def test_canary_share_routes_entities_deterministically(registry, context):
     client.delete_registered_model_alias(MODEL, "challenger")
     client.set_registered_model_alias(MODEL, "canary", "2")
     try:
-        only_canary = BatchScoringOperator(task_id="score", model_name=MODEL, input_path=str(registry["window"]),
-                                           output_dir=str(tmp / "logs4"), canary_share=0.5).execute(context())
+        only_canary = BatchScoringOperator(
+            **NAMES, task_id="score", model_name=MODEL, input_path=str(registry["window"]),
+            output_dir=str(tmp / "logs4"), canary_share=0.5).execute(context())
         labels = tmp / "labels4.parquet"
         registry["labels"][["customer_id", "event_timestamp", "churned"]].to_parquet(labels)
         verdict = ShadowCanaryAnalysisOperator(
+            **KEYS_LABEL,
             task_id="analyse", inference_log=only_canary["uri"], labels_path=str(labels),
             evidence_dir=str(tmp / "ev4")).execute(context(task_id="analyse"))
     finally:
@@ -123,9 +129,10 @@ def test_a_significantly_worse_canary_is_rolled_back_once_with_a_ledger_entry(re
     clean[["customer_id", "event_timestamp", "churned"]].to_parquet(labels)
     client.set_registered_model_alias(MODEL, "canary", "2")
     try:
-        scored = BatchScoringOperator(task_id="score", model_name=MODEL, input_path=str(window),
+        scored = BatchScoringOperator(**NAMES, task_id="score", model_name=MODEL, input_path=str(window),
                                       output_dir=str(tmp / "logs3"), canary_share=0.5).execute(context())
         verdict = ShadowCanaryAnalysisOperator(
+            **KEYS_LABEL,
             task_id="analyse", inference_log=scored["uri"], labels_path=str(labels), evidence_dir=str(tmp / "ev3"),
         ).execute(context(task_id="analyse"))
         cmp = verdict["metrics"]["comparisons"]["canary"]
@@ -158,13 +165,13 @@ def test_a_significantly_worse_canary_is_rolled_back_once_with_a_ledger_entry(re
 def test_no_champion_and_empty_window_are_clear_errors(registry, generator, context):
     tmp = registry["tmp"]
     with pytest.raises(MonitoringError, match="has no champion alias"):
-        BatchScoringOperator(task_id="s", model_name="no_such_model_xyz", input_path=str(registry["window"]),
+        BatchScoringOperator(**NAMES, task_id="s", model_name="no_such_model_xyz", input_path=str(registry["window"]),
                              output_dir=str(tmp)).execute(context())
     empty = tmp / "empty.parquet"
     pd.read_parquet(registry["window"]).head(0).to_parquet(empty)
     with pytest.raises(MonitoringError, match="has no rows"):
-        BatchScoringOperator(task_id="s", model_name=MODEL, input_path=str(empty), output_dir=str(tmp)).execute(
-            context())
+        BatchScoringOperator(**NAMES, task_id="s", model_name=MODEL, input_path=str(empty),
+                             output_dir=str(tmp)).execute(context())
 
 
 @pytest.mark.unit

@@ -127,3 +127,47 @@ def test_history_row_from_flat_tags_of_older_promotions():
     both = {**legacy, "mlops.promotion.evidence_uri": "file:///e.json", "mlops.promotion.action": "first-champion"}
     row = promotion_from_version_tags("1", both)
     assert row["evidence_uri"] == "file:///e.json" and row["action"] == "first-champion"
+
+
+# ------------------------------------------------------------------------------ what a version predicts
+def test_task_tags_and_model_task_from_tags_then_metadata(registry, registry_client, new_version, model_name,
+                                                          tmp_path):
+    from mlops_airflow.exceptions import RegistryError
+    from mlops_airflow.operators.evaluation import resolve_task
+    from mlops_airflow.registry.tags import LABEL_TAG, TASK_TYPE_TAG, model_task, task_tags
+
+    assert task_tags("classification", None) == {TASK_TYPE_TAG: "binary_classification"}
+    assert task_tags("regression", "target") == {TASK_TYPE_TAG: "regression", LABEL_TAG: "target"}
+
+    tagged = new_version(model_name)
+    for key, value in task_tags("regression", "target").items():
+        registry_client.set_model_version_tag(model_name, tagged, key, value)
+    info = model_task(registry_client, model_name, tagged)
+    assert (info["task_type"], info["label"], info["source"]) == ("regression", "target",
+                                                                  {"task_type": "tags", "label": "tags"})
+    assert resolve_task(registry.hook, registry_client, model_name, tagged, task_type=None, label_column=None)[:2] \
+        == ("regression", "target")
+
+    # A version without the tags: its MLmodel metadata (written by the training helper) answers.
+    run_id = registry_client.create_run(registry.experiment_id).info.run_id
+    folder = tmp_path / "with_meta"
+    folder.mkdir()
+    (folder / "MLmodel").write_text(
+        "artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n"
+        "metadata:\n  task_type: regression\n  label: y\n  entity_columns: [row_id]\n  features: [a, b]\n")
+    registry_client.log_artifacts(run_id, str(folder), "model")
+    version = registry_client.create_model_version(model_name, f"runs:/{run_id}/model", run_id).version
+    bare = model_task(registry_client, model_name, version)
+    assert bare["task_type"] is None and bare["label"] is None
+    meta = model_task(registry_client, model_name, version, registry.hook.settings.tracking_uri)
+    assert (meta["task_type"], meta["label"], meta["entity_columns"], meta["features"]) == (
+        "regression", "y", ["row_id"], ["a", "b"])
+    assert meta["source"]["label"] == "metadata"
+
+    # Neither tags nor metadata: the task type defaults to classification, the label is an error naming it.
+    nothing = new_version(model_name)
+    task, label, source = resolve_task(registry.hook, registry_client, model_name, nothing, task_type=None,
+                                       label_column="outcome")
+    assert task == "binary_classification" and source["task_type"].startswith("default")
+    with pytest.raises(RegistryError, match="no label column .*pass label_column="):
+        resolve_task(registry.hook, registry_client, model_name, nothing, task_type=None, label_column=None)
