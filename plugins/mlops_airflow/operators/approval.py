@@ -311,14 +311,19 @@ def record_rejection(operator: _GateInputs, context: Context, *, version: str, b
     import uuid
 
     from mlops_airflow.operators._common import run_identity
+    from mlops_airflow.registry.aliases import recover_pending
     from mlops_airflow.registry.ledger import append_entry, ledger_from_tags, ledger_head
     from mlops_airflow.registry.lock import PromotionLock, lock_owner
     from mlops_airflow.registry.versions import registered_model
 
     ident = run_identity(context)
     hook = MlflowHook(mlflow_conn_id=operator.mlflow_conn_id)
+    hook.ensure_reachable()  # a clear error now, not minutes of client retries; the retry records it
     client = hook.get_client()
     with PromotionLock(client, operator.model_name, lock_owner(ident), log=operator.log):
+        # A move a killed holder left half-done is finished (or dropped) first: the ledger keeps the real order.
+        recover_pending(client, operator.model_name, registered_model(client, operator.model_name), ident,
+                        operator.log)
         tags = dict(registered_model(client, operator.model_name).tags or {})
         ledger = ledger_from_tags(tags)
         for entry in ledger:

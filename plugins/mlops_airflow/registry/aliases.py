@@ -3,16 +3,24 @@
 Every alias move (``champion``, ``challenger``, ``canary``, ``shadow``; never the deprecated stages)
 goes through :func:`move_alias` (or :func:`retire_alias`, which takes an alias away), which
 
-1. takes the model's promotion lock (:class:`~mlops_airflow.registry.lock.PromotionLock`);
-2. reconciles the ledger with the alias (a move done outside the ledger, in the UI or by a task that
-   died half-way, is recorded first, from the version's ``mlops.promotion.<alias>`` intent tag when it
+1. takes the model's promotion lock (:class:`~mlops_airflow.registry.lock.PromotionLock`, a renewed lease);
+2. completes or drops the *pending intent* a dead holder left (:func:`recover_pending`): when the alias
+   shows the intended version the move happened, so its entry is appended (once: an entry with the
+   intent's id is never appended twice) and its version tags and alias clearing are finished; when it
+   does not, the holder died before the move and the intent is dropped (no entry: nothing moved);
+3. reconciles the ledger with the alias (a move done outside the ledger, in the UI or by an old release's
+   task that died half-way, is recorded first, from the version's ``mlops.promotion.<alias>`` tag when it
    has one);
-3. writes the move on the version (:mod:`.tags`: who approved, when, evidence URI, previous holder), moves
-   the alias with ``set_registered_model_alias`` (atomic: there is never a moment without a champion),
-   appends the ledger entry (:mod:`.ledger`) and re-reads the alias (compare-and-set check).
+4. writes the pending intent (``mlops.ledger.pending``: the entry with its planned ``seq``, the holder, the
+   aliases it will clear), checks the lease (fence), moves the alias with ``set_registered_model_alias``
+   (atomic: there is never a moment without a champion), appends the ledger entry, writes the move on the
+   version (:mod:`.tags`), clears the other aliases, removes the pending intent, and re-reads the alias
+   (compare-and-set check).
 
-Promoting the version that already holds the alias is a no-op (no second entry); a retry of a task
-whose move was already recorded is a no-op too, even if another promotion happened since.
+Why an alias never moves twice for one promotion: only the lease holder moves it, after the fence; a
+killed holder's move is *completed* from its intent by the next holder, never redone; and a retry of a
+task whose move is in the ledger (its dag/run/task) moves nothing, even if another promotion happened since.
+Promoting the version that already holds the alias is a no-op (no second entry).
 No Airflow operator here: the operators call these functions and emit the Asset events.
 """
 
@@ -25,8 +33,16 @@ from typing import TYPE_CHECKING, Any
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.operators._common import run_identity
 from mlops_airflow.registry import tags
-from mlops_airflow.registry.ledger import append_entry, last_entry, ledger_from_tags, ledger_head
-from mlops_airflow.registry.lock import PromotionLock, lock_owner
+from mlops_airflow.registry.ledger import (
+    append_entry,
+    clear_pending,
+    last_entry,
+    ledger_from_tags,
+    ledger_head,
+    pending_from_tags,
+    write_pending,
+)
+from mlops_airflow.registry.lock import DEFAULT_TTL_S, PromotionLock, lock_owner
 from mlops_airflow.registry.versions import now_iso, registered_model
 
 if TYPE_CHECKING:
@@ -56,6 +72,78 @@ def compact_verdict(verdict: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _finish(client: Any, model_name: str, entry: dict[str, Any], pending: dict[str, Any]) -> list[str]:
+    """After the append: the move on the version's tags, and the aliases it clears (each with one entry).
+
+    Idempotent, so the next holder can run it again for a holder that died half-way through it.
+    """
+    if entry.get("version") is None:  # an alias taken away (canary rollback)
+        tags.write_rolled_back(client, model_name, str(entry["previous_version"]), entry["alias"], entry,
+                               str(pending.get("reason") or ""))
+        return []
+    version = str(entry["version"])
+    tags.write_intent(client, model_name, version, entry)
+    tags.write_recorded(client, model_name, version, entry)
+    clear = [a for a in pending.get("clear") or [] if a != entry["alias"]]
+    if not clear:
+        return []
+    rm = client.get_registered_model(model_name)
+    ledger = ledger_from_tags(rm.tags)
+    head = ledger_head(rm.tags, ledger)
+    for other in clear:
+        if _str(rm.aliases.get(other)) == version:
+            client.delete_registered_model_alias(model_name, other)
+        if not any(e.get("action") == "cleared" and e.get("alias") == other and e.get("parent") == entry["id"]
+                   for e in ledger):
+            head = append_entry(client, model_name, head, {
+                "id": uuid.uuid4().hex[:12], "alias": other, "version": version, "action": "cleared",
+                "at": now_iso(), "note": f"v{version} became {entry['alias']}", "parent": entry["id"],
+                "airflow": entry.get("airflow") or {},
+            })["seq"]
+    return clear
+
+
+def recover_pending(client: Any, model_name: str, rm: Any, ident: dict[str, str],
+                    log: logging.Logger | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """Complete or drop the pending intent of a holder that died; call it holding the promotion lock.
+
+    Returns (the registered model re-read, the entry completed now or None). Completing is idempotent:
+    the entry is appended only when no ledger entry carries the intent's id.
+    """
+    pending = pending_from_tags(rm.tags)
+    if pending is None:
+        return rm, None
+    if "unreadable" in pending:
+        if log:
+            log.warning("Dropping an unreadable pending intent on %s: %s", model_name, pending["unreadable"])
+        clear_pending(client, model_name)
+        return registered_model(client, model_name), None
+    intent = pending["entry"]
+    ledger = ledger_from_tags(rm.tags)
+    recorded = next((e for e in ledger if e.get("id") == intent.get("id")), None)
+    current = _str(rm.aliases.get(intent["alias"]))
+    completed = None
+    if recorded is not None or current == _str(intent.get("version")):
+        if recorded is None:
+            recorded = completed = append_entry(client, model_name, ledger_head(rm.tags, ledger), {
+                **intent, "note": f"completed by {lock_owner(ident)}: its holder {pending.get('holder')} stopped "
+                "after the alias move, before the ledger append"})
+        _finish(client, model_name, recorded, pending)
+        if log:
+            log.warning("Completed the move of %s@%s -> v%s left by %s (ledger entry %s)", model_name,
+                        intent["alias"], intent.get("version"), pending.get("holder"), recorded["seq"])
+    elif log:
+        log.warning("Dropped the intent of %s to move %s@%s to v%s: the alias is v%s, so it stopped before the "
+                    "move; nothing moved, nothing recorded", pending.get("holder"), model_name, intent["alias"],
+                    intent.get("version"), current)
+    clear_pending(client, model_name)
+    return registered_model(client, model_name), completed
+
+
 def move_alias(
     client: Any,
     *,
@@ -71,21 +159,25 @@ def move_alias(
     lock_timeout_s: float = 120,
     log: logging.Logger | None = None,
     only_if_unset: bool = False,
+    lock_ttl_s: float = DEFAULT_TTL_S,
 ) -> tuple[dict[str, Any], bool]:
     """Move ``alias`` of ``model_name`` to ``version`` and record it. Returns (ledger entry, changed).
 
+    ``changed`` is True when this call moved the alias, or completed the move an earlier try of this same task
+    made before it was killed (that try announced nothing).
     ``only_if_unset``: move only when no version holds the alias (a first champion racing another).
     """
     ident = run_identity(context)
-    with PromotionLock(client, model_name, lock_owner(ident), timeout_s=lock_timeout_s, log=log):
-        rm = registered_model(client, model_name)
+    owner = lock_owner(ident)
+    with PromotionLock(client, model_name, owner, timeout_s=lock_timeout_s, ttl_s=lock_ttl_s, log=log) as lock:
+        rm, completed = recover_pending(client, model_name, registered_model(client, model_name), ident, log)
+        own = completed is not None and _entry_matches_task(completed, ident)
         ledger = ledger_from_tags(rm.tags)
         head = ledger_head(rm.tags, ledger)
-        current = rm.aliases.get(alias)
-        current = str(current) if current is not None else None
+        current = _str(rm.aliases.get(alias))
         last = last_entry(ledger, alias)
 
-        # 1. Reconcile: the alias moved without a ledger entry (UI, API, or a task that died mid-move).
+        # 1. Reconcile: the alias moved without a ledger entry (UI, API, or an old release's task that died).
         if current is not None and (last is None or str(last.get("version")) != current):
             intent = tags.read_intent(client, model_name, current, alias)
             known_ids = {e.get("id") for e in ledger}
@@ -110,31 +202,19 @@ def move_alias(
             head = last["seq"]
             ledger.append(last)
             if log:
-                log.warning(
-                    "Ledger of %s reconciled: %s=v%s recorded as entry %s (%s)",
-                    model_name,
-                    alias,
-                    current,
-                    last["seq"],
-                    last.get("note") or last["approved_by"],
-                )
+                log.warning("Ledger of %s reconciled: %s=v%s recorded as entry %s (%s)", model_name, alias,
+                            current, last["seq"], last.get("note") or last["approved_by"])
 
         # 2. Idempotency: nothing to do when the version already holds the alias ...
         if current == str(version):
             if log:
-                log.info(
-                    "%s@%s is already v%s: nothing to move (ledger entry %s)",
-                    model_name,
-                    alias,
-                    version,
-                    last.get("seq") if last else None,
-                )
-            return last or {}, False
+                log.info("%s@%s is already v%s: nothing to move (ledger entry %s)", model_name, alias, version,
+                         last.get("seq") if last else None)
+            return last or {}, own and str(completed.get("version")) == str(version)
         if only_if_unset and current is not None:
             if log:
-                log.warning(
-                    "%s@%s was set to v%s meanwhile: v%s is not made %s", model_name, alias, current, version, alias
-                )
+                log.warning("%s@%s was set to v%s meanwhile: v%s is not made %s", model_name, alias, current,
+                            version, alias)
             return last or {}, False
         # ... or when this task already moved it earlier (a retry after another promotion superseded it).
         done = [
@@ -144,18 +224,12 @@ def move_alias(
         ]
         if done:
             if log:
-                log.warning(
-                    "%s@%s -> v%s was already done by this task (ledger entry %s); since then the alias "
-                    "moved to v%s. Not moving it back.",
-                    model_name,
-                    alias,
-                    version,
-                    done[-1]["seq"],
-                    current,
-                )
+                log.warning("%s@%s -> v%s was already done by this task (ledger entry %s); since then the alias "
+                            "moved to v%s. Not moving it back.", model_name, alias, version, done[-1]["seq"],
+                            current)
             return done[-1], False
 
-        # 3. The move: intent on the version, atomic alias move, ledger append, compare-and-set check.
+        # 3. The move: durable intent, fence, atomic alias move, ledger append, version tags, compare-and-set.
         entry = {
             "id": uuid.uuid4().hex[:12],
             "model": model_name,
@@ -170,30 +244,16 @@ def move_alias(
             "evidence_uri": evidence_uri,
             "verdict": compact_verdict(verdict),
             "airflow": {k: ident[k] for k in _AIRFLOW_KEYS},
+            "seq": head + 1,
         }
-        tags.write_intent(client, model_name, str(version), entry)
+        clear = [o for o in clear_aliases if o != alias and _str(rm.aliases.get(o)) == str(version)]
+        lock.ensure_held()
+        pending = write_pending(client, model_name, {"entry": entry, "holder": owner, "clear": clear})
+        lock.ensure_held()
         client.set_registered_model_alias(model_name, alias, str(version))
-        entry = append_entry(client, model_name, head, entry)
-        tags.write_recorded(client, model_name, str(version), entry)
-        cleared = []
-        for other in clear_aliases:
-            if other != alias and str(client.get_registered_model(model_name).aliases.get(other)) == str(version):
-                client.delete_registered_model_alias(model_name, other)
-                cleared.append(other)
-                append_entry(
-                    client,
-                    model_name,
-                    entry["seq"],
-                    {
-                        "id": uuid.uuid4().hex[:12],
-                        "alias": other,
-                        "version": str(version),
-                        "action": "cleared",
-                        "at": now_iso(),
-                        "note": f"v{version} became {alias}",
-                        "airflow": entry["airflow"],
-                    },
-                )
+        entry = append_entry(client, model_name, head, pending["entry"])
+        cleared = _finish(client, model_name, entry, pending)
+        clear_pending(client, model_name)
         after = client.get_registered_model(model_name).aliases.get(alias)
         if str(after) != str(version):
             raise RegistryError(
@@ -216,42 +276,49 @@ def retire_alias(
     reason: str,
     lock_timeout_s: float = 120,
     log: logging.Logger | None = None,
+    lock_ttl_s: float = DEFAULT_TTL_S,
 ) -> tuple[dict[str, Any] | None, bool]:
     """Take ``alias`` away from its version (a canary rolled back), under the promotion lock, with a ledger entry.
 
-    Idempotent: when no version holds the alias any more, nothing happens (a retry, or someone removed it).
-    Returns (ledger entry or None, changed).
+    Idempotent: when no version holds the alias any more, nothing happens (a retry, or someone removed it),
+    unless this call completed the removal an earlier, killed try of this task made. Returns (entry or None,
+    changed). The same durable intent as :func:`move_alias` is written first.
     """
     ident = run_identity(context)
-    with PromotionLock(client, model_name, lock_owner(ident), timeout_s=lock_timeout_s, log=log):
-        rm = registered_model(client, model_name)
+    owner = lock_owner(ident)
+    with PromotionLock(client, model_name, owner, timeout_s=lock_timeout_s, ttl_s=lock_ttl_s, log=log) as lock:
+        rm, completed = recover_pending(client, model_name, registered_model(client, model_name), ident, log)
         current = rm.aliases.get(alias)
         if current is None:
+            if completed is not None and completed.get("alias") == alias and _entry_matches_task(completed, ident):
+                return completed, True
             if log:
                 log.info("%s@%s is not set: nothing to roll back", model_name, alias)
             return None, False
         head = ledger_head(rm.tags, ledger_from_tags(rm.tags))
+        entry = {
+            "id": uuid.uuid4().hex[:12],
+            "model": model_name,
+            "alias": alias,
+            "version": None,
+            "previous_version": str(current),
+            "action": "rollback",
+            "at": now_iso(),
+            "approved_by": "policy: automatic rollback of a significantly worse canary (no approval needed to "
+            "reduce exposure)",
+            "approved_at": None,
+            "approval_policy": "auto-rollback",
+            "evidence_uri": evidence_uri,
+            "verdict": {"passed": False, "reasons": [reason]},
+            "airflow": {k: ident[k] for k in _AIRFLOW_KEYS},
+            "seq": head + 1,
+        }
+        lock.ensure_held()
+        pending = write_pending(client, model_name, {"entry": entry, "holder": owner, "clear": [],
+                                                     "reason": reason[:1000]})
+        lock.ensure_held()
         client.delete_registered_model_alias(model_name, alias)
-        entry = append_entry(
-            client,
-            model_name,
-            head,
-            {
-                "id": uuid.uuid4().hex[:12],
-                "model": model_name,
-                "alias": alias,
-                "version": None,
-                "previous_version": str(current),
-                "action": "rollback",
-                "at": now_iso(),
-                "approved_by": "policy: automatic rollback of a significantly worse canary (no approval needed to "
-                "reduce exposure)",
-                "approved_at": None,
-                "approval_policy": "auto-rollback",
-                "evidence_uri": evidence_uri,
-                "verdict": {"passed": False, "reasons": [reason]},
-                "airflow": {k: ident[k] for k in _AIRFLOW_KEYS},
-            },
-        )
-        tags.write_rolled_back(client, model_name, str(current), alias, entry, reason)
+        entry = append_entry(client, model_name, head, pending["entry"])
+        _finish(client, model_name, entry, pending)
+        clear_pending(client, model_name)
         return entry, True

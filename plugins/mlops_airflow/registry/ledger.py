@@ -8,6 +8,12 @@ only ~12 entries and history would be truncated; a registered model has no artif
 unbounded, never rewritten (an audit log), one REST call per append, and the whole history is read
 with one ``get_registered_model``.
 
+Before a move changes an alias, its holder writes the entry it is about to append as the *pending intent*
+``mlops.ledger.pending`` (with the planned ``seq``, the holder and the aliases it will clear): durable
+before the move, so a holder killed between the move and the append is completed (or, when the alias did
+not move, dropped) by the next holder of the promotion lock (:mod:`.aliases`). The pending tag is cleared
+once the move is recorded; there is never more than one (the lock serialises the moves).
+
 :func:`ledger_from_tags` is the only parser of those tags: the alias moves (:mod:`.aliases`), the
 operators and the UI (:func:`promotion_history`) all read through it. No Airflow operator here.
 """
@@ -23,6 +29,7 @@ from mlops_airflow.registry.versions import registered_model
 
 LEDGER_PREFIX = "mlops.ledger."
 LEDGER_HEAD = "mlops.ledger.head"
+LEDGER_PENDING = "mlops.ledger.pending"
 MAX_TAG_VALUE = 4900  # registered_model_tags.value is varchar(5000) on PostgreSQL
 
 
@@ -55,10 +62,14 @@ def read_ledger(client: Any, model_name: str) -> list[dict[str, Any]]:
     return ledger_from_tags(registered_model(client, model_name).tags)
 
 
+#: Entries that record a decision or a side effect, not a version taking an alias.
+NOT_MOVES = frozenset({"cleared", "rejected"})
+
+
 def last_entry(ledger: list[dict[str, Any]], alias: str) -> dict[str, Any] | None:
-    """The latest entry that gave ``alias`` to a version (``cleared`` entries do not count)."""
+    """The latest entry that gave ``alias`` to a version (``cleared`` and ``rejected`` entries do not count)."""
     for entry in reversed(ledger):
-        if entry.get("alias") == alias and entry.get("action") != "cleared":
+        if entry.get("alias") == alias and entry.get("action") not in NOT_MOVES:
             return entry
     return None
 
@@ -116,17 +127,62 @@ def _str_or_none(value: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ writing
-def append_entry(client: Any, model_name: str, head: int, entry: dict[str, Any]) -> dict[str, Any]:
-    """Write ``entry`` as ledger entry ``head + 1`` (shortened to fit one tag) and move the head. Returns it."""
-    entry = {**entry, "seq": head + 1}
+def fit_tag(entry: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``entry`` and its compact JSON, shortened (verdict, long strings) to fit one registered-model tag."""
     value = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
     if len(value) > MAX_TAG_VALUE:
-        entry["verdict"] = {"passed": (entry.get("verdict") or {}).get("passed"), "truncated": True}
+        entry = {**entry, "verdict": {"passed": (entry.get("verdict") or {}).get("passed"), "truncated": True}}
         entry = {k: (v[:400] + "...") if isinstance(v, str) and len(v) > 400 else v for k, v in entry.items()}
         value = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+    return entry, value
+
+
+def append_entry(client: Any, model_name: str, head: int, entry: dict[str, Any]) -> dict[str, Any]:
+    """Write ``entry`` as ledger entry ``head + 1`` (shortened to fit one tag) and move the head. Returns it."""
+    entry, value = fit_tag({**entry, "seq": head + 1})
     client.set_registered_model_tag(model_name, f"{LEDGER_PREFIX}{entry['seq']:06d}", value)
     client.set_registered_model_tag(model_name, LEDGER_HEAD, str(entry["seq"]))
     return entry
+
+
+def write_pending(client: Any, model_name: str, pending: dict[str, Any]) -> dict[str, Any]:
+    """Record the move about to be made (``{"entry", "holder", "clear"}``) before the alias moves. Returns it.
+
+    Shortened like a ledger entry so it fits one tag; the entry appended later is the shortened one.
+    """
+    entry, _ = fit_tag(pending["entry"])
+    pending = {**pending, "entry": entry}
+    value = json.dumps(pending, sort_keys=True, separators=(",", ":"), default=str)
+    if len(value) > MAX_TAG_VALUE:  # a very long holder string: the entry is what must survive
+        pending = {"entry": entry, "holder": str(pending.get("holder"))[:200], "clear": pending.get("clear") or []}
+        value = json.dumps(pending, sort_keys=True, separators=(",", ":"), default=str)
+    client.set_registered_model_tag(model_name, LEDGER_PENDING, value)
+    return pending
+
+
+def pending_from_tags(tags: dict[str, str]) -> dict[str, Any] | None:
+    """The pending intent in a registered model's tags, or None. An unreadable one is ``{"unreadable": raw}``."""
+    raw = tags.get(LEDGER_PENDING)
+    if not raw:
+        return None
+    try:
+        pending = json.loads(raw)
+    except json.JSONDecodeError:
+        pending = None
+    if not isinstance(pending, dict) or not isinstance(pending.get("entry"), dict):
+        return {"unreadable": str(raw)[:200]}
+    return pending
+
+
+def clear_pending(client: Any, model_name: str) -> None:
+    """Remove the pending intent (the move it announced is recorded, or it never happened)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model_tag(model_name, LEDGER_PENDING)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
 
 
 def event_extra(entry: dict[str, Any], changed: bool) -> dict[str, Any]:

@@ -252,3 +252,109 @@ def test_an_unknown_model_is_a_clear_error_and_leaves_no_lock(registry_client):
             registry_client, model_name=name, alias="canary", context=make_context(), evidence_uri=None, reason="r"
         )
     assert _no_lock(registry_client, name)
+
+
+def _intent(name, alias, version, previous, *, run_id="dead", seq, clear=()):
+    entry = {
+        "id": f"intent-{run_id}",
+        "model": name,
+        "alias": alias,
+        "version": version,
+        "previous_version": previous,
+        "action": "promote",
+        "at": "2026-11-20T10:00:05+00:00",
+        "approved_by": "bob",
+        "approved_at": "t",
+        "approval_policy": "hitl",
+        "evidence_uri": None,
+        "verdict": None,
+        "airflow": {"dag_id": "test_dag", "run_id": run_id, "task_id": "promote_model", "try_number": "1"},
+        "seq": seq,
+    }
+    return {"entry": entry, "holder": f"test_dag/{run_id}/promote_model#1@gone", "clear": list(clear)}
+
+
+def test_a_holder_killed_after_the_move_is_completed_once_by_its_retry(registry_client, new_version, model_name):
+    from mlops_airflow.registry.ledger import LEDGER_PENDING, write_pending
+
+    client, name = registry_client, model_name
+    v1, v2 = new_version(name), new_version(name)
+    _move(client, name, "champion", v1)
+    _move(client, name, "challenger", v2, action="candidate", task_id="register_model")
+    write_pending(client, name, _intent(name, "champion", v2, v1, seq=3, clear=["challenger"]))
+    client.set_registered_model_alias(name, "champion", v2)  # ... and the holder was killed here
+    entry, changed = _move(client, name, "champion", v2, run_id="dead", try_number=2, clear_aliases=("challenger",))
+    assert changed  # the killed try announced nothing: its retry does
+    assert (entry["seq"], entry["id"], entry["previous_version"]) == (3, "intent-dead", v1)
+    assert entry["note"].startswith("completed by test_dag/dead/promote_model#2@")
+    assert _aliases(client, name) == {"champion": v2}  # the challenger alias was cleared by the completion
+    ledger = read_ledger(client, name)
+    assert [(e["seq"], e["alias"], e["version"], e["action"]) for e in ledger] == [
+        (1, "champion", v1, "promote"),
+        (2, "challenger", v2, "candidate"),
+        (3, "champion", v2, "promote"),
+        (4, "challenger", v2, "cleared"),
+    ]
+    assert LEDGER_PENDING not in client.get_registered_model(name).tags
+    assert client.get_model_version(name, v2).tags["mlops.promotion.ledger_seq"] == "3"
+    again, changed = _move(client, name, "champion", v2, run_id="dead", try_number=3)
+    assert not changed and again["seq"] == 3 and len(read_ledger(client, name)) == 4
+
+
+def test_a_holder_killed_before_the_move_leaves_no_entry(registry_client, new_version, model_name, caplog):
+    from mlops_airflow.registry.ledger import LEDGER_PENDING, write_pending
+
+    caplog.set_level(logging.WARNING, logger="test.aliases")
+    client, name = registry_client, model_name
+    v1, v2, v3 = new_version(name), new_version(name), new_version(name)
+    _move(client, name, "champion", v1)
+    write_pending(client, name, _intent(name, "champion", v2, v1, seq=2))  # killed before the alias moved
+    entry, changed = _move(client, name, "champion", v3, run_id="other")
+    assert changed and (entry["seq"], entry["version"], entry["previous_version"]) == (2, v3, v1)
+    assert [e["version"] for e in read_ledger(client, name)] == [v1, v3]
+    assert "so it stopped before the move; nothing moved, nothing recorded" in caplog.text
+    assert LEDGER_PENDING not in client.get_registered_model(name).tags
+    assert "mlops.promotion.champion" not in client.get_model_version(name, v2).tags  # no trace of a move on v2
+
+
+def test_a_holder_killed_after_the_append_gets_no_second_entry(registry_client, new_version, model_name):
+    from mlops_airflow.registry.ledger import append_entry, write_pending
+
+    client, name = registry_client, model_name
+    v1, v2, v3 = new_version(name), new_version(name), new_version(name)
+    _move(client, name, "champion", v1)
+    _move(client, name, "challenger", v2, action="candidate", task_id="register_model")
+    pending = write_pending(client, name, _intent(name, "champion", v2, v1, seq=3, clear=["challenger"]))
+    client.set_registered_model_alias(name, "champion", v2)
+    append_entry(client, name, 2, pending["entry"])  # killed after the append, before the clearing
+    entry, changed = _move(client, name, "champion", v3, run_id="next")
+    assert changed and entry["seq"] == 5 and entry["previous_version"] == v2
+    ledger = read_ledger(client, name)
+    assert [(e["seq"], e["alias"], e["version"], e["action"]) for e in ledger] == [
+        (1, "champion", v1, "promote"),
+        (2, "challenger", v2, "candidate"),
+        (3, "champion", v2, "promote"),
+        (4, "challenger", v2, "cleared"),
+        (5, "champion", v3, "promote"),
+    ]
+    assert _aliases(client, name) == {"champion": v3}
+
+
+def test_a_canary_rollback_killed_after_the_removal_is_completed(registry_client, new_version, model_name):
+    from mlops_airflow.registry.ledger import write_pending
+
+    client, name = registry_client, model_name
+    v1, v2 = new_version(name), new_version(name)
+    _move(client, name, "champion", v1)
+    _move(client, name, "canary", v2, action="canary")
+    intent = _intent(name, "canary", None, v2, run_id="rb", seq=3)
+    intent["entry"].update(action="rollback", approval_policy="auto-rollback")
+    write_pending(client, name, {**intent, "reason": "worse"})
+    client.delete_registered_model_alias(name, "canary")  # killed here
+    ctx = make_context("promote_model", run_id="rb", try_number=2)
+    entry, changed = retire_alias(client, model_name=name, alias="canary", context=ctx, evidence_uri=None,
+                                  reason="worse", log=LOG)
+    assert changed and (entry["seq"], entry["action"], entry["previous_version"]) == (3, "rollback", v2)
+    rolled = json.loads(client.get_model_version(name, v2).tags["mlops.promotion.canary.rolled_back"])
+    assert rolled["seq"] == 3 and rolled["reason"] == "worse"
+    assert len(read_ledger(client, name)) == 3
