@@ -1,8 +1,8 @@
 """What the data validation gate writes and says: the result JSON, the HTML summary, the evidence link, the message.
 
-``validation_result.json`` (the full GX result plus the batch) and ``validation_summary.html`` go to the run's
-results folder whatever the outcome; the failure message names the batch, the failing expectations and the next
-step. stdlib only at module level.
+``validation_result.json`` (the full GX result, the pipeline contract's checks and the batch) and
+``validation_summary.html`` go to the run's results folder whatever the outcome; the failure message names the
+batch, the failing contract checks and expectations and the next step. stdlib only at module level.
 """
 
 from __future__ import annotations
@@ -10,14 +10,11 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlops_airflow.links.mlflow import EvidenceLink
 from mlops_airflow.operators._validation_files import write_atomic
 from mlops_airflow.operators._validation_gx import DOMAIN_KWARGS, domain, examples, exception_message, short
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 RESULT_FILE = "validation_result.json"
 SUMMARY_FILE = "validation_summary.html"
@@ -112,6 +109,7 @@ def render_html(
             f"<td>{'pass' if ok else 'FAIL'}</td><td>{esc(observed)}</td><td>{esc(shown)}</td></tr>"
         )
     table_rows = "\n".join(rows) or '<tr><td colspan="6">not run (structural failure)</td></tr>'
+    contract = _contract_html(result.get("contract") or {})
     reason_items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
     verdict = "PASSED" if passed else "FAILED"
     return f"""<!DOCTYPE html>
@@ -129,12 +127,35 @@ tr.ok td {{ background: #eef8ee; }}
 Suite <code>{esc(str(result.get("suite_name", "")))}</code> ({esc(suite_path)}):
 {metrics["evaluated"]} expectations evaluated, {metrics["successful"]} passed, {metrics["failed"]} failed.</p>
 {f"<h2>Reasons</h2><ul>{reason_items}</ul>" if reasons else ""}
+{contract}
 <h2>Expectations</h2>
 <table><tr><th>Expectation</th><th>Column(s)</th><th>Expected</th><th>Result</th><th>Observed</th>
 <th>Examples of unexpected values</th></tr>
 {table_rows}
 </table></body></html>
 """
+
+
+def _contract_html(contract: dict[str, Any]) -> str:
+    """The pipeline contract's checks as a table (one row per check, skipped ones with their reason)."""
+    esc = html.escape
+    css = {"pass": "ok", "fail": "bad", "warn": "bad", "skipped": ""}
+    rows = [
+        f'<tr class="{css.get(c["status"], "")}"><td>{esc(c["check"])}</td><td>{esc(", ".join(c["columns"]))}</td>'
+        f"<td>{esc(c['status'].upper() if c['status'] in ('fail', 'warn') else c['status'])}</td>"
+        f"<td>{esc(c['detail'])}</td><td>{esc(', '.join(c['examples']))}</td>"
+        f"<td>{esc(c['next_step'] if c['status'] in ('fail', 'warn') else '')}</td></tr>"
+        for c in contract.get("checks") or []
+    ]
+    stats = contract.get("statistics") or {}
+    body = "\n".join(rows) or f'<tr><td colspan="6">not run ({esc(str(contract.get("not_run", "")))})</td></tr>'
+    return (
+        f"<h2>Pipeline contract</h2><p>{stats.get('evaluated', 0)} checks evaluated, {stats.get('failed', 0)} "
+        f"failed, {stats.get('warnings', 0)} warnings, {stats.get('skipped', 0)} skipped. "
+        f"{esc(str(contract.get('read', '')))} {esc(str(contract.get('suite_sample', '')))}</p>\n"
+        "<table><tr><th>Check</th><th>Column(s)</th><th>Result</th><th>Detail</th><th>Examples</th>"
+        f"<th>Next step</th></tr>\n{body}\n</table>"
+    )
 
 
 def persist_link(context: Any, summary_path: Path, results_dir: str, evidence_url_prefix: str | None) -> None:
@@ -155,19 +176,22 @@ def failure_message(
     source: Path,
     landed: bool,
     data_md5: str | None,
-    frame: pd.DataFrame | None,
+    rows: int | None,
     metrics: dict[str, int],
     reasons: list[str],
     structural: list[str],
     where: str,
     result_path: Path,
     suite_path: str,
+    *,
+    contract: dict[str, Any] | None = None,
 ) -> str:
+    """The one message of a failed gate: batch, failed checks (contract first), where it went, the next step."""
     facts = []
     if data_md5:
         facts.append(f"md5 {data_md5[:12]}")
-    if frame is not None:
-        facts.append(f"{len(frame)} rows")
+    if rows is not None:
+        facts.append(f"{rows} rows")
     head = f"Data validation failed for {source.name}" + (f" ({', '.join(facts)})" if facts else "")
     shown = [r.rstrip(".") for r in reasons[:MAX_REASONS_IN_MESSAGE]]
     more = f"; and {len(reasons) - len(shown)} more (see the full result)" if len(reasons) > len(shown) else ""
@@ -180,7 +204,25 @@ def failure_message(
             )
         else:
             step = "fix the upstream export and re-land the batch."
+        return f"{head}: {body}. {where} Full result: {result_path}. Next step: {step}"
+    stats = (contract or {}).get("statistics") or {}
+    counts = []
+    if stats.get("failed"):
+        counts.append(f"{stats['failed']} of {stats['evaluated']} pipeline contract checks failed")
+    if metrics["failed"]:
+        counts.append(f"{metrics['failed']} of {metrics['evaluated']} expectations failed")
     else:
-        body = f"{metrics['failed']} of {metrics['evaluated']} expectations failed - " + "; ".join(shown) + more
+        counts.append(f"the suite passed ({metrics['evaluated']} expectations)")
+    body = ", ".join(counts) + " - " + "; ".join(shown) + more
+    if metrics["failed"]:
         step = f"fix the upstream export and re-land the batch, or adjust the suite {suite_path} if the data is right."
+        if stats.get("failed"):
+            step = step.rstrip(".") + "; for the contract checks, see each one's next step."
+    else:
+        step = (
+            "fix the upstream export as each contract check's next step says and re-land the batch; if the data is "
+            "right, correct the gate's contract parameters (entity_columns, timestamp_column, interval_start/"
+            "interval_end, allowed_lateness, clock_skew, label_column, task_type, feature_columns, max_null_share, "
+            "extra_columns)."
+        )
     return f"{head}: {body}. {where} Full result: {result_path}. Next step: {step}"

@@ -1,7 +1,10 @@
 """Structural checks of a landed batch, before any expectation runs: each failure is a one-line reason.
 
-The file is missing, empty (0 bytes), of an unsupported type or unreadable ("corrupt Parquet: ..."), has zero rows,
-or its timestamp column holds timestamps without a timezone. pandas and pyarrow are imported inside functions only.
+The file is missing, empty (0 bytes), of an unsupported type or unreadable ("corrupt Parquet: ..."), a CSV whose
+header row repeats inside the data, has zero rows, or its timestamp column holds timestamps without a timezone.
+With ``suite_sample_rows``, a Parquet batch of more rows is read only up to that many rows (its first row groups)
+for the suite; the contract checks read every row group separately (``mlops_airflow.validation.reading``).
+pandas and pyarrow are imported inside functions only.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from mlops_airflow.operators._validation_files import file_md5
 from mlops_airflow.operators._validation_quarantine import earlier_quarantine
+from mlops_airflow.validation.reading import parquet_head, parquet_rows, repeated_csv_headers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,31 +26,74 @@ _TZ_SUFFIX = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(
 
 
 class Batch(NamedTuple):
-    """What the structural checks found: the frame (None when unreadable), its md5, its files, the failures."""
+    """What the structural checks found: the frame (None when unreadable), its md5, its files, the failures.
+
+    ``rows`` counts the whole batch; ``frame`` holds all of them, or the first ``suite_sample_rows`` of a larger
+    Parquet batch (then ``sampled`` is True).
+    """
 
     frame: pd.DataFrame | None
     data_md5: str | None
     files: list[Path]
     reasons: list[str]
+    rows: int = 0
+    sampled: bool = False
 
 
-def check_batch(source: Path, landed: bool, *, timestamp_column: str | None, quarantine_dir: str) -> Batch:
+def check_batch(
+    source: Path,
+    landed: bool,
+    *,
+    timestamp_column: str | None,
+    quarantine_dir: str,
+    suite_sample_rows: int | None = None,
+) -> Batch:
     """Run the structural checks in order; the first that fails stops the rest (``reasons`` says why)."""
     frame: pd.DataFrame | None = None
     data_md5: str | None = None
     data_files: list[Path] = []
     structural: list[str] = []
+    rows, sampled = 0, False
+    is_csv = source.suffix.lower() == ".csv" and source.is_file()
     if not landed:
         structural.append(missing_reason(source, quarantine_dir))
     else:
         data_files, structural = list_files(source)
         if data_files:
             data_md5 = batch_md5(data_files, source.is_dir())
+        if not structural and is_csv:
+            structural = repeated_header_reason(source)
+        if not structural and not is_csv and suite_sample_rows:
+            rows, structural = _parquet_rows(data_files)
+            sampled = rows > suite_sample_rows
         if not structural:
-            frame, structural = read_batch(source, data_files)
+            frame, structural = read_batch(source, data_files, suite_sample_rows if sampled else None)
+            rows = rows if sampled else (len(frame) if frame is not None else 0)
         if frame is not None and not structural:
-            frame, structural = check_timestamp(frame, timestamp_column, source.suffix.lower() == ".csv")
-    return Batch(frame, data_md5, data_files, structural)
+            frame, structural = check_timestamp(frame, timestamp_column, is_csv)
+    return Batch(frame, data_md5, data_files, structural, rows, sampled)
+
+
+def repeated_header_reason(source: Path) -> list[str]:
+    """A CSV whose header row repeats as data (exports concatenated with their headers) is named as such."""
+    count, lines = repeated_csv_headers(source)
+    if not count:
+        return []
+    where = ", ".join(str(n) for n in lines) + (", ..." if count > len(lines) else "")
+    return [
+        f"CSV header row repeated inside the data: {count} row(s) of {source.name} equal the header (line(s) "
+        f"{where}), as when several exports are concatenated with their headers; strip the repeated header rows "
+        "(keep line 1)"
+    ]
+
+
+def _parquet_rows(files: list[Path]) -> tuple[int, list[str]]:
+    import pyarrow as pa
+
+    try:
+        return parquet_rows(files), []
+    except (pa.ArrowException, OSError, ValueError) as err:
+        return 0, [f"corrupt Parquet: {err}"]
 
 
 def missing_reason(source: Path, quarantine_dir: str) -> str:
@@ -83,22 +130,28 @@ def batch_md5(files: list[Path], is_dir: bool) -> str:
     return hashlib.md5(joined.encode(), usedforsecurity=False).hexdigest()
 
 
-def read_batch(source: Path, files: list[Path]) -> tuple[pd.DataFrame | None, list[str]]:
+def read_batch(source: Path, files: list[Path], head_rows: int | None = None) -> tuple[pd.DataFrame | None, list[str]]:
+    """The batch as a pandas frame (a Parquet batch's first ``head_rows`` rows only, when given)."""
     if source.is_file() and source.suffix.lower() == ".csv":
         frame, reasons = _read_csv(source)
     else:
-        frame, reasons = _read_parquet(files, source)
+        frame, reasons = _read_parquet(files, source, head_rows)
     if frame is not None and not reasons and len(frame) == 0:
         reasons = [f"zero rows in {source.name} (the file has a header/schema but no data)"]
     return frame, reasons
 
 
-def _read_parquet(files: list[Path], source: Path) -> tuple[pd.DataFrame | None, list[str]]:
+def _read_parquet(files: list[Path], source: Path, head_rows: int | None) -> tuple[pd.DataFrame | None, list[str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tables = []
-    for path in files:
+    if head_rows:
+        try:
+            tables.append(parquet_head(files, head_rows))
+        except (pa.ArrowException, OSError, ValueError) as err:
+            return None, [f"corrupt Parquet or incompatible schemas in {source.name}: {err}"]
+    for path in [] if head_rows else files:
         try:
             tables.append(pq.read_table(path))
         except (pa.ArrowException, OSError, ValueError) as err:
