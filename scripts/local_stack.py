@@ -36,6 +36,9 @@ MLFLOW_URI = f"http://127.0.0.1:{MLFLOW_PORT}"
 DATA_REPO = LOCAL / "data_repo"
 DVC_REMOTE = LOCAL / "dvc_remote"
 DAG_ID = "mlops_continuous_training"
+# The other examples' Feast repositories: name -> (source in include/, folder in the data repository).
+FEATURE_REPOS_DIR = "feature_repos"
+FEATURE_REPOS = {"diabetes": (ROOT / "include" / "diabetes" / "feast_repo", DATA_REPO / FEATURE_REPOS_DIR / "diabetes")}
 
 
 def log(msg: str) -> None:
@@ -70,6 +73,9 @@ def stack_env() -> dict[str, str]:
                 }
             ),
             "AIRFLOW_CONN_FEAST_DEFAULT": json.dumps({"conn_type": "feast", "extra": {"repo_path": str(DATA_REPO)}}),
+            "AIRFLOW_CONN_FEAST_DIABETES": json.dumps(
+                {"conn_type": "feast", "extra": {"repo_path": str(FEATURE_REPOS["diabetes"][1])}}
+            ),
             "PATH": f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
             "DVC_NO_ANALYTICS": "1",
             "PYTHONUNBUFFERED": "1",
@@ -168,21 +174,33 @@ def init_data_repo() -> None:
         run([sys.executable, "-m", "dvc", "config", "core.autostage", "false"], cwd=DATA_REPO, env=env)
         run([sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(DVC_REMOTE)], cwd=DATA_REPO, env=env)
         log(f"DVC repository created at {DATA_REPO} (remote 'local' -> {DVC_REMOTE})")
-    # The bundled feature repository lives in the data repository (definitions versioned with the data).
+    # The bundled feature repositories live in the data repository (definitions versioned with the data): the
+    # churn one at its root, every other example's under feature_repos/<name>/ (FEATURE_REPOS).
     changed = False
-    for name in ("feature_store.yaml", "features.py", ".feastignore"):
-        src, dst = ROOT / "include" / "feast_repo" / name, DATA_REPO / name
-        if not dst.exists() or dst.read_bytes() != src.read_bytes():
-            shutil.copyfile(src, dst)
-            changed = True
+    staged = []
+    for src_dir, dst_dir in ((ROOT / "include" / "feast_repo", DATA_REPO), *FEATURE_REPOS.values()):
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("feature_store.yaml", "features.py", ".feastignore"):
+            src, dst = src_dir / name, dst_dir / name
+            if not src.exists():
+                continue
+            content = src.read_bytes()
+            if dst_dir == DATA_REPO and name == ".feastignore" and f"{FEATURE_REPOS_DIR}/".encode() not in content:
+                # The root repository must not import the other examples' definitions (`feast apply` reads
+                # every .py below its folder that .feastignore does not exclude).
+                content = content.rstrip(b"\n") + f"\n{FEATURE_REPOS_DIR}/\n".encode()
+            if not dst.exists() or dst.read_bytes() != content:
+                dst.write_bytes(content)
+                changed = True
+            staged.append(str(dst.relative_to(DATA_REPO)))
     gitignore = DATA_REPO / ".gitignore"
     if not gitignore.exists() or ".feast/" not in gitignore.read_text():
-        gitignore.write_text(".feast/\n__pycache__/\n")
+        gitignore.write_text(".feast/\n__pycache__/\n")  # no leading slash: also every feature_repos/*/.feast/
         changed = True
     if changed:
-        run([*git, "add", "feature_store.yaml", "features.py", ".feastignore", ".gitignore", ".dvc"], cwd=DATA_REPO,
-            env=env)
-        run([*git, "commit", "-q", "-m", "feature definitions from include/feast_repo"], cwd=DATA_REPO, env=env)
+        run([*git, "add", *staged, ".gitignore", ".dvc"], cwd=DATA_REPO, env=env)
+        run([*git, "commit", "-q", "-m", "feature definitions from include/feast_repo and include/*/feast_repo"],
+            cwd=DATA_REPO, env=env)
         log("feature definitions committed to the data repository")
 
 
@@ -190,10 +208,18 @@ def feast_apply() -> None:
     fingerprint = sha(DATA_REPO / "features.py", DATA_REPO / "feature_store.yaml")
     if stamp_ok("feast_apply", fingerprint) and (DATA_REPO / ".feast" / "registry.db").exists():
         log("Feast registry up to date")
-        return
-    run([sys.executable, "-m", "feast.cli.cli", "--chdir", str(DATA_REPO), "apply"], quiet=True)
-    write_stamp("feast_apply", fingerprint)
-    log("feast apply done (SQLite online store at data_repo/.feast/online_store.db)")
+    else:
+        run([sys.executable, "-m", "feast.cli.cli", "--chdir", str(DATA_REPO), "apply"], quiet=True)
+        write_stamp("feast_apply", fingerprint)
+        log("feast apply done (SQLite online store at data_repo/.feast/online_store.db)")
+    for name, (_, repo) in FEATURE_REPOS.items():
+        fingerprint = sha(repo / "features.py", repo / "feature_store.yaml")
+        if stamp_ok(f"feast_apply_{name}", fingerprint) and (repo / ".feast" / "registry.db").exists():
+            log(f"Feast registry of {name} up to date")
+            continue
+        run([sys.executable, "-m", "feast.cli.cli", "--chdir", str(repo), "apply"], quiet=True)
+        write_stamp(f"feast_apply_{name}", fingerprint)
+        log(f"feast apply done for {name} ({repo.relative_to(LOCAL)})")
 
 
 # -- Airflow and the training environment -----------------------------------------------------
@@ -328,7 +354,14 @@ def up() -> int:
     bootstrap()
     log("starting Airflow (api-server, scheduler, dag-processor, triggerer) at http://127.0.0.1:8080 ; Ctrl-C stops it")
     log("the admin password is printed below and stored in .local/airflow/simple_auth_manager_passwords.json.generated")
-    return subprocess.call([str(VENV / "bin" / "airflow"), "standalone"], env=stack_env())
+    env = stack_env()
+    # Sized to the machine: Airflow's defaults (parallelism 32: LocalExecutor workers) swamp a small laptop.
+    cpus = os.cpu_count() or 2
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(max(2, cpus)))
+    env.setdefault("AIRFLOW__API__WORKERS", "1")
+    env.setdefault("AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES", str(max(1, min(2, cpus // 2))))
+    log(f"executor parallelism {env['AIRFLOW__CORE__PARALLELISM']} ({cpus} CPUs; AIRFLOW__CORE__PARALLELISM overrides)")
+    return subprocess.call([str(VENV / "bin" / "airflow"), "standalone"], env=env)
 
 
 def main() -> int:

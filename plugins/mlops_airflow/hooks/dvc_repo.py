@@ -94,17 +94,6 @@ class DvcHook(BaseHook):
         self.dvc_conn_id = dvc_conn_id
         self._explicit_repo_path = repo_path
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Working copy path", "login": "Remote access key", "password": "Remote secret"},
-            "placeholders": {
-                "extra": '{"repo_path": "/data/repo", "repo_url": "git@host:org/data.git", '
-                '"branch": "main", "remote": "storage", "remote_url": "s3://bucket/dvc"}'
-            },
-        }
-
     @cached_property
     def settings(self) -> DvcSettings:
         extra: dict[str, Any] = {}
@@ -211,6 +200,23 @@ class DvcHook(BaseHook):
             elif inside and stripped.partition("=")[0].strip() == "url":
                 return stripped.partition("=")[2].strip()
         return None
+
+    def newest_file(self, tracked_path: str, suffix: str = ".parquet", exclude: Path | None = None) -> Path | None:
+        """The newest ``*suffix`` file of a tracked directory in the working copy (None when it has none).
+
+        Newest = last by relative path: batches named by day (``{{ ds }}.parquet``) sort in time order, and
+        modification times are not kept by ``git clone`` / ``dvc checkout``. Names starting with ``.`` or ``_`` are
+        skipped, as Arrow's dataset discovery does; ``exclude`` (e.g. the file about to be replaced) too.
+        """
+        root = self.settings.repo_path / tracked_path
+        if not root.is_dir():
+            return None
+        skip = exclude.resolve() if exclude is not None else None
+        files = [
+            p for p in root.rglob(f"*{suffix}")
+            if p.is_file() and not p.name.startswith((".", "_")) and p.resolve() != skip
+        ]
+        return max(files, key=lambda p: p.relative_to(root).as_posix()) if files else None
 
     def head_rev(self) -> str:
         return self.git("rev-parse", "HEAD").strip()

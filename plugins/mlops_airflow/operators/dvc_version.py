@@ -18,6 +18,26 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+def parquet_columns(path: Path) -> dict[str, str]:
+    """``{column: Arrow type}`` of a Parquet file, from its footer only (``pyarrow.parquet.read_schema``)."""
+    import pyarrow.parquet as pq
+
+    return {field.name: str(field.type) for field in pq.read_schema(path)}
+
+
+def schema_differences(expected: dict[str, str], actual: dict[str, str]) -> dict[str, list[str]]:
+    """What ``actual`` (a new batch) changes against ``expected`` (the dataset); column order is not compared.
+
+    Returns ``{"missing": [...], "extra": [...], "retyped": ["col: old -> new", ...]}``, all empty when compatible.
+    """
+    return {
+        "missing": sorted(set(expected) - set(actual)),
+        "extra": sorted(set(actual) - set(expected)),
+        "retyped": [f"{c}: {expected[c]} -> {actual[c]}" for c in sorted(set(expected) & set(actual))
+                    if expected[c] != actual[c]],
+    }
+
+
 class DvcVersionDatasetOperator(BaseOperator):
     """Add a batch to a DVC-tracked dataset, commit the pointer in git and push data + pointer.
 
@@ -28,12 +48,20 @@ class DvcVersionDatasetOperator(BaseOperator):
     Safe to retry: an identical batch already in place gives the same version without a new commit,
     and a *different* file at the destination is never overwritten (unless ``overwrite=True``).
 
+    Schema check (Parquet batches): the batch's column names and Arrow types (read from its footer) must equal
+    those of the dataset's newest existing Parquet file (last by name; for a single-file dataset, the file it
+    replaces); column order does not matter. Otherwise ``DatasetVersionError`` names the missing, extra and
+    retyped columns, and nothing is written or committed: a dataset whose files disagree is read with one
+    file's schema, so a changed export would silently corrupt later training sets.
+
     :param source_path: the landed batch to add (templated).
     :param dataset_path: the tracked path inside the repository, e.g. ``data/customer_events`` (templated).
     :param file_name: name of the batch inside a directory dataset, e.g. ``{{ ds }}.parquet``; None
         when ``dataset_path`` is a single file that the batch replaces (templated).
     :param overwrite: replace a different file already at the destination (default False: fail).
     :param commit_message: git commit message (templated); default names the batch and the DAG run.
+    :param schema_check: compare the batch's schema with the dataset's (default True). False only for an
+        intended schema change that every reader of the dataset handles.
     :param dvc_conn_id: connection of type ``dvc``.
     """
 
@@ -48,6 +76,7 @@ class DvcVersionDatasetOperator(BaseOperator):
         file_name: str | None = None,
         overwrite: bool = False,
         commit_message: str | None = None,
+        schema_check: bool = True,
         dvc_conn_id: str = DvcHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -57,6 +86,7 @@ class DvcVersionDatasetOperator(BaseOperator):
         self.file_name = file_name
         self.overwrite = overwrite
         self.commit_message = commit_message
+        self.schema_check = schema_check
         self.dvc_conn_id = dvc_conn_id
 
     @cached_property
@@ -82,7 +112,8 @@ class DvcVersionDatasetOperator(BaseOperator):
         rel_dest = f"{self.dataset_path.rstrip('/')}/{self.file_name}" if self.file_name else self.dataset_path
         dest = repo / rel_dest
         ident = run_identity(context)
-        with self.hook.locked():
+        with self.hook.locked():  # checked under the lock: no other run adds a file between check and commit
+            self._check_schema(source, dest)
             self._place(source, dest)
             message = self.commit_message or (
                 f"data: {rel_dest} into {self.dataset_path} ({ident['dag_id']} {ident['run_id']})"
@@ -102,6 +133,56 @@ class DvcVersionDatasetOperator(BaseOperator):
             self.hook.settings.remote or "default",
         )
         return version
+
+    def _check_schema(self, source: Path, dest: Path) -> None:
+        """Fail, before anything is written, when the batch's columns or types differ from the dataset's."""
+        if not self.schema_check:
+            self.log.warning("schema_check=False: %s is versioned without comparing its schema", source)
+            return
+        if source.suffix != ".parquet":
+            self.log.info("schema check not applicable: %s is not Parquet", source)
+            return
+        repo = self.hook.settings.repo_path
+        if self.file_name:
+            existing = self.hook.newest_file(self.dataset_path, exclude=dest)
+        else:
+            existing = dest if dest.is_file() else None
+        if existing is None:
+            if (repo / f"{self.dataset_path.rstrip('/')}.dvc").exists():
+                self.log.warning(
+                    "schema check: %s.dvc exists but the working copy holds no Parquet file of it to compare with "
+                    "(not checked out? `dvc checkout %s`); versioning without a comparison",
+                    self.dataset_path, self.dataset_path,
+                )
+            else:
+                self.log.info("schema check: %s has no files yet; this batch sets its schema", self.dataset_path)
+            return
+        rel = existing.relative_to(repo).as_posix()
+        try:
+            expected = parquet_columns(existing)
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise DatasetVersionError(
+                f"cannot read the schema of {rel}, the newest file of dataset {self.dataset_path} "
+                f"({type(err).__name__}: {err}); nothing was written or committed. The working copy at {repo} may "
+                f"be damaged: run `dvc status {self.dataset_path}` and `dvc checkout {self.dataset_path}` there, "
+                "then retry the task"
+            ) from None
+        against = f"its newest file {rel}" if self.file_name else f"{rel}, the file it replaces"
+        diff = schema_differences(expected, parquet_columns(source))
+        if any(diff.values()):
+            parts = [
+                f"missing columns {diff['missing']} (in the dataset, not in the batch)" if diff["missing"] else "",
+                f"extra columns {diff['extra']} (in the batch only)" if diff["extra"] else "",
+                f"retyped columns {diff['retyped']} (dataset -> batch)" if diff["retyped"] else "",
+            ]
+            raise DatasetVersionError(
+                f"batch {source} does not match the schema of dataset {self.dataset_path} (compared with "
+                f"{against}): {'; '.join(p for p in parts if p)}. Nothing was written or committed and the "
+                "batch stays where it is. Fix the export (rename/cast the columns to the dataset's names and types) "
+                "and land the batch again, or version the new schema as a new dataset (another dataset_path); "
+                "schema_check=False only if every reader of this dataset handles both schemas"
+            )
+        self.log.info("schema check: %s matches %s (%d columns)", source.name, rel, len(expected))
 
     def _place(self, source: Path, dest: Path) -> None:
         if dest.exists():
