@@ -26,8 +26,9 @@ class _XComUrlLink(BaseOperatorLink):
 
     @classmethod
     def persist(cls, context: Any, url: str | None) -> None:
-        if url:
-            context["ti"].xcom_push(key=cls().xcom_key, value=url)
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if url and ti is not None:  # no task instance (an operator called outside Airflow): no link to keep
+            ti.xcom_push(key=cls().xcom_key, value=url)
 
 
 class MlflowRunLink(_XComUrlLink):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_airflow.exceptions import MonitoringError
+from mlops_airflow.links.mlflow import EvidenceLink, MlflowRunLink
 from mlops_airflow.monitoring.verdict import (
     drift_verdict,
     verdict_from_columns,
@@ -123,6 +124,7 @@ class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixi
 
     template_fields: Sequence[str] = ("reference_path", "current_path", "report_dir", "experiment_name", "model_name")
     ui_color = "#ed6a5a"
+    operator_extra_links = (EvidenceLink(), MlflowRunLink())
 
     def __init__(
         self,
@@ -264,6 +266,11 @@ class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixi
                     "mlops.drift_engine": self.engine,
                 },
             )
+            # The links people open from the task: the report and the run in the MLflow UI (no network call).
+            report_url = self.hook.artifact_url(verdict["evidence_uri"])
+            verdict["run_url"] = report_url.split("/artifacts/")[0] if report_url else None
+            EvidenceLink.persist(context, report_url)
+            MlflowRunLink.persist(context, verdict["run_url"])
         else:
             verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
 

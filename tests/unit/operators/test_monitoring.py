@@ -352,6 +352,19 @@ def test_mlflow_logging_and_retry_reuses_the_run(tmp_path: Path, data: dict[str,
     other = run(run_id="manual__2026-11-04")
     assert other["mlflow_run_id"] != first["mlflow_run_id"]
 
+    # The task's extra links open the report and the run in the MLflow UI (not a raw mlflow-artifacts: URI).
+    run_url = f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs/{logged.info.run_id}"
+    assert retry["run_url"] == run_url
+    from conftest import FakeTI
+
+    ctx = {**_context(), "ti": FakeTI("check_drift")}
+    linked = _operator(tmp_path, data["reference"], data["shifted"], log_to_mlflow=True, tracking_uri=mlflow_server,
+                       experiment_name="drift-tests", model_name="churn").execute(ctx)
+    assert linked["run_url"] == (f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs/"
+                                 f"{linked['mlflow_run_id']}")
+    assert ctx["ti"].xcom["_link_MlflowRunLink"] == linked["run_url"]
+    assert ctx["ti"].xcom["_link_EvidenceLink"] == f"{linked['run_url']}/artifacts/drift/data_drift.html"
+
 
 # -- the task's own weight: no Evidently, no mlflow, every column named -----------------------------------------
 
