@@ -4,8 +4,10 @@ read_record -> rebuild_training_set (Feast, at the record's DVC revision) -> che
             -> [retrain? (param)] -> retrain_model -> compare_metrics
 
 ``check_hash`` fails, naming the likely cause, when the rebuilt training set's content hash differs
-from the record's. With ``retrain`` the record's training config (seed included) is trained again and
-``compare_metrics`` reports the metric differences (GPU non-determinism shows up here).
+from the record's. With ``retrain`` the record's entrypoint (the code that trained the version, whose sha256
+must still match: ``retrain_requested`` fails naming the change otherwise), its requirements, task type and
+training config (seed included) are trained again, and ``compare_metrics`` reports the metric differences (GPU
+non-determinism shows up here) and whether the retrained run hashed the same code.
 
 Thin composition of the pack's operators; parsing imports no heavy library and reads no connection.
 """
@@ -62,6 +64,7 @@ with DAG(
         task_id="rebuild_training_set",
         dataset_version="{{ ti.xcom_pull(task_ids='read_record')['dataset_version'] }}",
         feature_service="{{ ti.xcom_pull(task_ids='read_record')['feature_service'] }}",
+        label_column="{{ ti.xcom_pull(task_ids='read_record')['label'] }}",
         entity_start="{{ ti.xcom_pull(task_ids='read_record')['entity_window']['start'] }}",
         entity_end="{{ ti.xcom_pull(task_ids='read_record')['entity_window']['end'] }}",
         output_dir=f"{DATA_ROOT}/reproduce/{{{{ params.model_name }}}}-v{{{{ params.version }}}}",
@@ -80,8 +83,16 @@ with DAG(
     checked = check_hash(inputs, rebuild.output)
 
     @task.short_circuit(retries=2)
-    def retrain_requested(params: dict) -> bool:
-        return bool(params.get("retrain"))
+    def retrain_requested(params: dict, inputs: dict) -> bool:
+        """Retrain only when asked, and only with the code that trained the version (same sha256)."""
+        if not params.get("retrain"):
+            return False
+        from mlops_airflow.record import verify_code
+
+        code = verify_code(inputs)
+        print(f"SUMMARY reproduce-code entrypoint={code['entrypoint']} sha256={str(code['sha256'])[:12]} "
+              f"match={code['match']}")
+        return True
 
     retrain = train_model_task(
         task_id="retrain_model",
@@ -89,6 +100,9 @@ with DAG(
         dataset_version="{{ ti.xcom_pull(task_ids='read_record')['dataset_version'] }}",
         experiment_name="{{ params.model_name }}-reproduce",
         training_config="{{ ti.xcom_pull(task_ids='read_record')['training_config'] }}",
+        entrypoint="{{ ti.xcom_pull(task_ids='read_record')['entrypoint'] }}",
+        requirements="{{ ti.xcom_pull(task_ids='read_record')['requirements'] }}",
+        task_type="{{ ti.xcom_pull(task_ids='read_record')['task_type'] }}",
         execution_timeout=timedelta(hours=2),
     )
 
@@ -99,9 +113,12 @@ with DAG(
 
         diffs = metric_differences(inputs["original_metrics"], retrained["metrics"])
         worst = max((abs(d["diff"]) for d in diffs.values()), default=0.0)
+        same_code = retrained.get("entrypoint_sha256") == inputs.get("entrypoint_sha256")
         print(f"SUMMARY reproduce-retrain original_run={inputs['mlflow_run_id']} retrained_run={retrained['run_id']} "
-              f"max_abs_diff={worst:.6f} diffs={diffs}")
-        return {"differences": diffs, "max_abs_diff": worst, "retrained_run_id": retrained["run_id"]}
+              f"max_abs_diff={worst:.6f} same_code={same_code} diffs={diffs}")
+        return {"differences": diffs, "max_abs_diff": worst, "retrained_run_id": retrained["run_id"],
+                "same_code": same_code, "entrypoint": retrained.get("entrypoint"),
+                "entrypoint_sha256": retrained.get("entrypoint_sha256")}
 
-    checked >> retrain_requested() >> retrain
+    checked >> retrain_requested(inputs=inputs) >> retrain
     compare_metrics(inputs, retrain.output)

@@ -1,29 +1,21 @@
-"""Continuous-training job: train a small MLP churn classifier and log it to MLflow.
+"""Continuous-training job of the churn example: a small PyTorch MLP classifier, logged to MLflow.
 
-This script runs in the *training* environment (see ``requirements.txt`` /
-``requirements-gpu.txt``), never inside the Airflow environment.  It is started as
-``python include/training/train.py`` (local subprocess) or as the container command of the
-GPU training image.
+An example entrypoint of the pack's training contract (``mlops_airflow.training.context``): it runs in the
+*training* environment (``requirements.txt`` / ``requirements-gpu.txt``), never inside the Airflow environment,
+as ``python include/training/train.py`` (local subprocess) or as the container command of the GPU training image.
 
-Environment contract (all values are strings)
----------------------------------------------
-MLFLOW_TRACKING_URI        required; MLFLOW_TRACKING_TOKEN / _USERNAME / _PASSWORD are read
-                           by mlflow itself and are never printed.
-MLFLOW_EXPERIMENT_NAME     required.
-MLOPS_TRAINING_SET_URI     required; Parquet file (local path or file:// URI; other fsspec /
-                           pyarrow URIs are passed through to pandas).
-MLOPS_TRAINING_CONFIG      optional JSON, see ``DEFAULT_CONFIG``.
-MLOPS_DATASET_VERSION      optional JSON ``{repo, rev, path, md5}``.
-MLOPS_TRAINING_SET_HASH    optional string.
-MLOPS_RUN_TAGS             optional JSON dict of run tags, set when the run is created.
-MLOPS_RESULT_PATH          optional; where to write the result JSON.
-MLOPS_IMAGE_DIGEST         optional; default "local".
+The context reads the environment contract (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME, MLOPS_TRAINING_SET_URI,
+MLOPS_TRAINING_CONFIG, MLOPS_DATASET_VERSION, MLOPS_TRAINING_SET_HASH, MLOPS_RUN_TAGS, MLOPS_ENTRYPOINT*,
+MLOPS_REQUIREMENTS_SHA256, MLOPS_IMAGE_DIGEST, MLOPS_RESULT_PATH); see ``mlops_airflow/training/context.py``.
+The hyper-parameters (``DEFAULT_CONFIG``) come from MLOPS_TRAINING_CONFIG; the rows are split into train and
+validation by a stable hash of the first entity column (``entity_columns``, default ``customer_id``).
 
-MLflow run: created with the MLOPS_RUN_TAGS tags (+ mlops.dataset_md5/_rev, mlops.training_set_hash,
-mlops.image_digest) so an unfinished run is findable; on success it carries the params, per-epoch
-train_loss/val_loss, final val_* metrics, system/* metrics, artifacts config/training_config.json
-and runtime/runtime.json, tags mlops.runtime.* and mlops.model_uri, and a logged model
-(``name="model"``, torch.export "pt2" format, takes raw float32 features, returns P(label == 1)).
+MLflow run (``ctx.start_run``): tagged with the task identity, dataset, training-set hash, image digest, task type,
+label and the entrypoint's hash; on success it carries the params, per-epoch train_loss/val_loss, final val_*
+metrics (val_auc, val_accuracy, val_logloss ...), system/* metrics, artifacts config/training_config.json and
+runtime/runtime.json, tags mlops.runtime.* and mlops.model_uri, and a logged model (``name="model"``,
+torch.export "pt2" format: no pickle, no import of this module's class; its pyfunc takes the raw float32
+features and returns P(label == 1), so ``mlflow.pyfunc.load_model(uri).predict(features)`` scores it).
 
 Exit codes: 0 success; 2 invalid input/configuration (retrying will not help);
 1 unexpected error (MLflow unreachable, out of memory, bug: a retry may help);
@@ -37,19 +29,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import math
 import os
 import platform
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
-from urllib.parse import unquote, urlparse
+from pathlib import Path
 
 # Must be set before torch initialises cuBLAS; harmless on CPU-only machines.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -65,15 +53,29 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+try:
+    from mlops_airflow.training.context import (
+        TrainingContext,
+        TrainingInputError,
+        context,
+        exit_code,
+        failure_line,
+        report_failure,
+    )
+except ImportError:  # run from a checkout without the pack on PYTHONPATH (the operators and the image set it)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
+    from mlops_airflow.training.context import (
+        TrainingContext,
+        TrainingInputError,
+        context,
+        exit_code,
+        failure_line,
+        report_failure,
+    )
+
+# Hyper-parameters (MLOPS_TRAINING_CONFIG overrides them); features, label, task type and entity columns come
+# from the context.
 DEFAULT_CONFIG: dict = {
-    "features": [
-        "tenure_months",
-        "monthly_charges",
-        "support_calls",
-        "usage_hours",
-        "payment_delay_days",
-    ],
-    "label": "churned",
     "epochs": 20,
     "batch_size": 256,
     "lr": 0.01,
@@ -82,26 +84,8 @@ DEFAULT_CONFIG: dict = {
     "val_fraction": 0.2,
     "model_name": "churn_classifier",
 }
-EXIT_INVALID_INPUT = 2
-EXIT_UNEXPECTED = 1
-EXIT_TERMINATED = 143
-
-
-class InputError(Exception):
-    """Invalid input or configuration; ``next_step`` tells the operator what to do."""
-
-    def __init__(self, cause: str, next_step: str) -> None:
-        super().__init__(cause)
-        self.cause = cause
-        self.next_step = next_step
-
-
-class Terminated(BaseException):
-    """Raised from the SIGTERM handler (pod deletion, task killed by Airflow)."""
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise Terminated(f"received signal {signum}")
+DEFAULT_ENTITY_COLUMNS = ["customer_id"]
+InputError = TrainingInputError  # the cause and the next step; exit code 2
 
 
 def log(msg: str) -> None:
@@ -111,28 +95,9 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- configuration
 
 
-def _json_env(name: str, default, expected_type: type):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{name} is not valid JSON ({exc.msg} at char {exc.pos})",
-            f"fix the {name} value passed by the orchestrator",
-        ) from None
-    if not isinstance(value, expected_type):
-        raise InputError(
-            f"{name} must be a JSON {expected_type.__name__}, got {type(value).__name__}",
-            f"fix the {name} value passed by the orchestrator",
-        )
-    return value
-
-
-def parse_config() -> dict:
-    user = _json_env("MLOPS_TRAINING_CONFIG", {}, dict)
-    # JSON null means "use the default" (the orchestrator may pass features/label as null).
+def parse_config(ctx: TrainingContext) -> dict:
+    user = ctx.params
+    # JSON null means "use the default" (the orchestrator may pass keys as null).
     cfg = {**DEFAULT_CONFIG, **{k: v for k, v in user.items() if v is not None}}
     unknown = sorted(set(user) - set(DEFAULT_CONFIG) - {"device", "num_threads"})
     if unknown:
@@ -142,22 +107,18 @@ def parse_config() -> dict:
     # and 10-100x slower on an oversubscribed node (measured: ~1 ms/step vs 5-120 ms/step).
     cfg.setdefault("num_threads", 1)
     fix = "fix MLOPS_TRAINING_CONFIG"
-
-    feats = cfg["features"]
-    if isinstance(feats, str):
-        feats = [f.strip() for f in feats.split(",") if f.strip()]
-    if not isinstance(feats, list) or not feats or not all(isinstance(f, str) for f in feats):
-        raise InputError("config 'features' must be a non-empty list of column names", fix)
-    if len(set(feats)) != len(feats):
-        raise InputError(f"config 'features' has duplicates: {feats}", fix)
-    cfg["features"] = feats
-    if not isinstance(cfg["label"], str) or not cfg["label"]:
-        raise InputError("config 'label' must be a column name", fix)
-    if cfg["label"] in feats:
-        raise InputError(f"label column '{cfg['label']}' is also listed as a feature", fix)
+    if ctx.task_type != "binary_classification":
+        raise InputError(f"this entrypoint trains a binary classifier, not task_type={ctx.task_type!r}",
+                         "use an entrypoint for that task type (entrypoint=) or task_type='binary_classification'")
+    if len(set(ctx.features)) != len(ctx.features):
+        raise InputError(f"config 'features' has duplicates: {ctx.features}", fix)
+    cfg["features"], cfg["label"] = ctx.features, ctx.label
+    cfg["entity_columns"] = ctx.entity_columns or DEFAULT_ENTITY_COLUMNS
 
     def _int(key: str, lo: int) -> None:
         v = cfg[key]
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():  # MLflow params / templates are strings
+            v = int(v)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < lo:
             raise InputError(f"config '{key}' must be an integer >= {lo}, got {v!r}", fix)
         cfg[key] = int(v)
@@ -166,6 +127,8 @@ def parse_config() -> dict:
         _int(key, lo)
     for key in ("lr", "val_fraction"):
         v = cfg[key]
+        with contextlib.suppress(ValueError, TypeError):
+            v = float(v) if isinstance(v, str) else v
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise InputError(f"config '{key}' must be a number, got {v!r}", fix)
         cfg[key] = float(v)
@@ -180,44 +143,20 @@ def parse_config() -> dict:
     return cfg
 
 
-def _local_path(uri: str) -> str:
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return unquote(parsed.path)
-    return uri
-
-
 # --------------------------------------------------------------------------- data
 
 
-def load_training_set(uri: str, features: list[str], label: str):
-    """Return (X float32 [n, f], y float32 [n], customer_id int64 [n]) after validation."""
+def load_training_set(ctx: TrainingContext, cfg: dict):
+    """Return (X float32 [n, f], y float32 [n], entity id int64 [n]) after validation."""
     fix_data = "check the training set produced by the feature step (MLOPS_TRAINING_SET_URI)"
-    if not uri:
-        raise InputError("MLOPS_TRAINING_SET_URI is not set", "pass the training set location")
-    path = _local_path(uri)
-    if "://" not in path and not os.path.exists(path):
-        raise InputError(f"training set not found: {path}", fix_data)
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-        raise InputError(
-            f"cannot read training set {path} as Parquet ({type(exc).__name__}: {exc})".replace("\n", " "),
-            fix_data,
-        ) from None
-    if len(df) == 0:
-        raise InputError(f"training set {path} has no rows", fix_data)
-
-    required = ["customer_id", *features, label]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise InputError(
-            f"training set is missing columns {missing} (has {list(df.columns)})",
-            "fix MLOPS_TRAINING_CONFIG features/label or the feature retrieval step",
-        )
+    features, label, id_col = cfg["features"], cfg["label"], cfg["entity_columns"][0]
+    df = ctx.load_training_set()
+    if id_col not in df.columns:
+        raise InputError(f"training set is missing the entity column {id_col!r} (has {list(df.columns)})",
+                         "pass entity_columns in training_config or the training set")
 
     # Deterministic row order regardless of how the file was written.
-    sort_cols = ["customer_id"] + (["event_timestamp"] if "event_timestamp" in df.columns else [])
+    sort_cols = [id_col] + (["event_timestamp"] if "event_timestamp" in df.columns else [])
     df = df.sort_values(sort_cols, kind="mergesort").reset_index(drop=True)
 
     non_numeric = [
@@ -238,8 +177,6 @@ def load_training_set(uri: str, features: list[str], label: str):
         )
 
     y_raw = df[label]
-    if y_raw.isna().any():
-        raise InputError(f"label '{label}' has {int(y_raw.isna().sum())} missing values", fix_data)
     try:
         y = y_raw.to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
@@ -254,9 +191,9 @@ def load_training_set(uri: str, features: list[str], label: str):
             fix_data,
         )
     try:
-        cid = df["customer_id"].to_numpy(dtype=np.int64)
+        cid = df[id_col].to_numpy(dtype=np.int64)
     except (TypeError, ValueError):
-        raise InputError("customer_id must be an integer column", fix_data) from None
+        raise InputError(f"{id_col} must be an integer column", fix_data) from None
     return X.astype(np.float32), y.astype(np.float32), cid
 
 
@@ -519,219 +456,120 @@ def train(cfg: dict, X: np.ndarray, y: np.ndarray, val_mask: np.ndarray, device:
 # --------------------------------------------------------------------------- main
 
 
-def _fail(cause: str, next_step: str) -> str:
-    return f"TRAINING FAILED: {cause}; {next_step}".replace("\n", " ")
-
-
-def _write_result(path: str | None, payload: dict) -> None:
-    if not path:
-        return
-    path = _local_path(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
-
-
-def _finite_metrics(metrics: dict) -> dict:
-    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-
-
-def main() -> int:
-    result_path = os.environ.get("MLOPS_RESULT_PATH") or None
-
-    # -- things that must be right before a run can be created
-    try:
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
-            if not os.environ.get(name, "").strip():
-                raise InputError(f"{name} is not set", "pass it in the training task environment")
-        run_tags = _json_env("MLOPS_RUN_TAGS", {}, dict)
-        dataset = _json_env("MLOPS_DATASET_VERSION", {}, dict)
-    except InputError as exc:
-        print(_fail(exc.cause, exc.next_step), file=sys.stderr, flush=True)
-        _write_result(result_path, {"status": "FAILED", "error": exc.cause, "run_id": None})
-        return EXIT_INVALID_INPUT
-
+def run(ctx: TrainingContext) -> dict:
+    """Train, evaluate and log inside the active run; returns the result JSON."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    ts_hash = os.environ.get("MLOPS_TRAINING_SET_HASH", "")
-    image_digest = os.environ.get("MLOPS_IMAGE_DIGEST") or "local"
-    tags = {str(k): str(v) for k, v in run_tags.items()}
-    tags.update(
+    run_id = mlflow.active_run().info.run_id
+    log(f"mlflow run {run_id} started")
+    cfg = parse_config(ctx)
+    torch.set_num_threads(cfg["num_threads"])
+    with contextlib.suppress(RuntimeError):  # already set / parallel work already started
+        torch.set_num_interop_threads(1)
+    device = pick_device(cfg["device"])
+    determinism = setup_determinism(cfg["seed"], device)
+    ctx.log_params(cfg)  # the config the context logged stays; the defaults are added
+    mlflow.log_dict(cfg, "config/training_config.json")
+
+    X, y, cid = load_training_set(ctx, cfg)
+    val_mask = split_train_val(cid, cfg["val_fraction"], cfg["seed"])
+    n_train, n_val = int((~val_mask).sum()), int(val_mask.sum())
+    split_digest = hashlib.sha256(np.packbits(val_mask).tobytes()).hexdigest()[:16]
+    ctx.log_params({"n_rows": len(y), "n_train": n_train, "n_val": n_val, "split_digest": split_digest})
+    log(f"data: {len(y)} rows, {n_train} train / {n_val} val, device={device.type}")
+
+    def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+        mlflow.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch)
+        log(f"epoch {epoch}/{cfg['epochs']} train_loss={train_loss:.4f} val_loss={val_loss:.4f}")
+
+    model, metrics, extra = train(cfg, X, y, val_mask, device, log_epoch)
+    finite = ctx.log_metrics(metrics)
+
+    runtime = collect_runtime(device, determinism, cfg)
+    runtime.update(extra)
+    runtime["train_seconds"] = metrics["train_seconds"]
+    runtime["samples_per_s"] = metrics["samples_per_s"]
+    runtime["n_train"], runtime["n_val"] = n_train, n_val
+    mlflow.log_dict(runtime, "runtime/runtime.json")
+    mlflow.set_tags(
         {
-            "mlops.dataset_md5": str(dataset.get("md5", "")),
-            "mlops.dataset_rev": str(dataset.get("rev", "")),
-            "mlops.training_set_hash": ts_hash,
-            "mlops.image_digest": image_digest,
-            "mlops.entrypoint": "include/training/train.py",
+            "mlops.runtime.device": runtime["device"],
+            "mlops.runtime.device_name": runtime["device_name"],
+            "mlops.runtime.cuda_available": str(runtime["cuda_available"]).lower(),
+            "mlops.runtime.driver_version": str(runtime["driver_version"]),
+            "mlops.runtime.cuda_version": str(runtime["cuda_version"]),
+            "mlops.runtime.cudnn_version": str(runtime["cudnn_version"]),
+            "mlops.runtime.torch_version": runtime["torch_version"],
+            "mlops.runtime.python_version": runtime["python_version"],
+            "mlops.runtime.deterministic": str(determinism["use_deterministic_algorithms"]).lower(),
+            "mlops.runtime.samples_per_s": f"{metrics['samples_per_s']:.1f}",
         }
     )
 
-    # From here on SIGTERM (pod deletion, Airflow kill) ends the run as KILLED.
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Log a float32 CPU copy in the safe torch.export ("pt2") format: the loader needs no
+    # access to this module's ChurnMLP class and no pickle; its pyfunc returns P(label == 1).
+    cpu_model = copy.deepcopy(model).to("cpu").float().eval()
+    example = X[: min(5, len(X))].copy()
+    if len(example) < 2:  # a batch of 1 would freeze the batch dimension in the export
+        example = np.repeat(X[:1], 2, axis=0)
+    # Explicit TensorSpec signature: pt2 export requires it, and mlflow-skinny's
+    # infer_signature() needs scipy (it falls back to an untyped schema without it).
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, X.shape[1]))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
+    )
+    base_torch = torch.__version__.split("+")[0]
+    model_uri = ctx.log_model(
+        cpu_model,
+        flavor="pytorch",
+        input_example=example,
+        signature=signature,
+        serialization_format="pt2",
+        pip_requirements=[
+            f"torch=={base_torch}",
+            f"mlflow=={mlflow.__version__}",
+            f"numpy=={np.__version__}",
+            f"pandas=={pd.__version__}",
+        ],
+        metadata={"model_name": cfg["model_name"], "output": "probability of label == 1"},
+    )
+    return {
+        "status": "FINISHED",
+        "run_id": run_id,
+        "experiment_id": mlflow.active_run().info.experiment_id,
+        "model_uri": model_uri,
+        "run_model_uri": f"runs:/{run_id}/model",
+        "model_name": cfg["model_name"],
+        "features": cfg["features"],
+        "label": cfg["label"],
+        "metrics": finite,
+        "runtime": runtime,
+        "n_train": n_train,
+        "n_val": n_val,
+    }
+
+
+def main() -> int:
     try:
-        exp = mlflow.set_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"].strip())
-        run = mlflow.start_run(experiment_id=exp.experiment_id, tags=tags, log_system_metrics=True)
-    except Terminated:
-        print(_fail("terminated before the MLflow run started", "retry the task"), file=sys.stderr)
-        return EXIT_TERMINATED
-    except Exception as exc:  # noqa: BLE001
-        traceback.print_exc()
-        msg = _fail(
-            f"cannot create the MLflow run ({type(exc).__name__}: {str(exc)[:300]})",
-            "check MLFLOW_TRACKING_URI / credentials and that the MLflow server is up, then retry",
-        )
-        print(msg, file=sys.stderr, flush=True)
-        _write_result(result_path, {"status": "FAILED", "error": msg, "run_id": None})
-        return EXIT_UNEXPECTED
-
-    run_id, experiment_id = run.info.run_id, run.info.experiment_id
-    log(f"mlflow run {run_id} (experiment {experiment_id}) started")
+        ctx = context()
+    except TrainingInputError as exc:  # before a run exists: nothing to mark FAILED
+        print(failure_line(exc), file=sys.stderr, flush=True)
+        return exit_code(exc)
     try:
-        cfg = parse_config()
-        torch.set_num_threads(cfg["num_threads"])
-        with contextlib.suppress(RuntimeError):  # already set / parallel work already started
-            torch.set_num_interop_threads(1)
-        device = pick_device(cfg["device"])
-        determinism = setup_determinism(cfg["seed"], device)
-
-        params = {k: (",".join(v) if isinstance(v, list) else v) for k, v in cfg.items()}
-        params.update(
-            {
-                "dataset.repo": dataset.get("repo", ""),
-                "dataset.rev": dataset.get("rev", ""),
-                "dataset.path": dataset.get("path", ""),
-                "dataset.md5": dataset.get("md5", ""),
-                "training_set_hash": ts_hash,
-                "training_set_uri": os.environ.get("MLOPS_TRAINING_SET_URI", ""),
-            }
-        )
-        mlflow.log_params(params)
-        mlflow.log_dict(cfg, "config/training_config.json")
-
-        X, y, cid = load_training_set(
-            os.environ.get("MLOPS_TRAINING_SET_URI", "").strip(), cfg["features"], cfg["label"]
-        )
-        val_mask = split_train_val(cid, cfg["val_fraction"], cfg["seed"])
-        n_train, n_val = int((~val_mask).sum()), int(val_mask.sum())
-        split_digest = hashlib.sha256(np.packbits(val_mask).tobytes()).hexdigest()[:16]
-        mlflow.log_params({"n_rows": len(y), "n_train": n_train, "n_val": n_val, "split_digest": split_digest})
-        log(f"data: {len(y)} rows, {n_train} train / {n_val} val, device={device.type}")
-
-        def log_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
-            mlflow.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch)
-            log(f"epoch {epoch}/{cfg['epochs']} train_loss={train_loss:.4f} val_loss={val_loss:.4f}")
-
-        model, metrics, extra = train(cfg, X, y, val_mask, device, log_epoch)
-        mlflow.log_metrics(_finite_metrics(metrics))
-
-        runtime = collect_runtime(device, determinism, cfg)
-        runtime.update(extra)
-        runtime["train_seconds"] = metrics["train_seconds"]
-        runtime["samples_per_s"] = metrics["samples_per_s"]
-        runtime["n_train"], runtime["n_val"] = n_train, n_val
-        mlflow.log_dict(runtime, "runtime/runtime.json")
-        mlflow.set_tags(
-            {
-                "mlops.runtime.device": runtime["device"],
-                "mlops.runtime.device_name": runtime["device_name"],
-                "mlops.runtime.cuda_available": str(runtime["cuda_available"]).lower(),
-                "mlops.runtime.driver_version": str(runtime["driver_version"]),
-                "mlops.runtime.cuda_version": str(runtime["cuda_version"]),
-                "mlops.runtime.cudnn_version": str(runtime["cudnn_version"]),
-                "mlops.runtime.torch_version": runtime["torch_version"],
-                "mlops.runtime.python_version": runtime["python_version"],
-                "mlops.runtime.deterministic": str(determinism["use_deterministic_algorithms"]).lower(),
-                "mlops.runtime.samples_per_s": f"{metrics['samples_per_s']:.1f}",
-            }
-        )
-
-        # Log a float32 CPU copy in the safe torch.export ("pt2") format: the loader needs no
-        # access to this module's ChurnMLP class and no pickle.
-        cpu_model = copy.deepcopy(model).to("cpu").float().eval()
-        example = X[: min(5, len(X))].copy()
-        if len(example) < 2:  # a batch of 1 would freeze the batch dimension in the export
-            example = np.repeat(X[:1], 2, axis=0)
-        # Explicit TensorSpec signature: pt2 export requires it, and mlflow-skinny's
-        # infer_signature() needs scipy (it falls back to an untyped schema without it).
-        signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, X.shape[1]))]),
-            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
-        )
-        base_torch = torch.__version__.split("+")[0]
-        model_info = mlflow.pytorch.log_model(
-            cpu_model,
-            name="model",
-            input_example=example,
-            signature=signature,
-            serialization_format="pt2",
-            pip_requirements=[
-                f"torch=={base_torch}",
-                f"mlflow=={mlflow.__version__}",
-                f"numpy=={np.__version__}",
-                f"pandas=={pd.__version__}",
-            ],
-            metadata={
-                "features": cfg["features"],
-                "label": cfg["label"],
-                "model_name": cfg["model_name"],
-                "output": "probability of label == 1",
-                "training_run_id": run_id,
-            },
-        )
-        # The orchestrator reads the model back from this tag (then adopts the run on retries).
-        mlflow.set_tags({"mlops.model_uri": model_info.model_uri, "mlops.model_id": str(model_info.model_id)})
-        result = {
-            "status": "FINISHED",
-            "run_id": run_id,
-            "experiment_id": experiment_id,
-            "model_uri": model_info.model_uri,
-            "run_model_uri": f"runs:/{run_id}/model",
-            "model_id": getattr(model_info, "model_id", None),
-            "model_name": cfg["model_name"],
-            "features": cfg["features"],
-            "label": cfg["label"],
-            "metrics": _finite_metrics(metrics),
-            "runtime": runtime,
-            "n_train": n_train,
-            "n_val": n_val,
-        }
-        mlflow.end_run("FINISHED")
-    except (Exception, Terminated) as exc:  # noqa: BLE001 - every failure must end the run
-        if isinstance(exc, InputError):
-            msg, code = _fail(exc.cause, exc.next_step), EXIT_INVALID_INPUT
-            status = "FAILED"
-        elif isinstance(exc, Terminated):
-            msg, code, status = _fail("terminated by SIGTERM", "retry the task"), EXIT_TERMINATED, "KILLED"
-        else:
-            traceback.print_exc()
-            msg = _fail(
-                f"{type(exc).__name__}: {str(exc)[:300]}",
-                "see the traceback above; retry if it was an infrastructure error",
-            )
-            code, status = EXIT_UNEXPECTED, "FAILED"
-        with contextlib.suppress(Exception):
-            mlflow.set_tag("mlops.failure_reason", msg[:5000])
-        try:
-            mlflow.end_run(status)
-        except Exception as end_exc:  # noqa: BLE001
-            log(f"warning: could not end run {run_id} as {status}: {end_exc}")
-        _write_result(
-            result_path,
-            {"status": status, "error": msg, "run_id": run_id, "experiment_id": experiment_id},
-        )
-        print(msg, file=sys.stderr, flush=True)
-        return code
-
-    _write_result(result_path, result)
-    m = result["metrics"]
+        with ctx.start_run(log_system_metrics=True):
+            result = run(ctx)
+    except BaseException as exc:  # noqa: BLE001 - every failure ends the run (start_run) and maps to an exit code
+        report_failure(exc)
+        ctx.write_result({"status": "FAILED", "error": failure_line(exc)})
+        return exit_code(exc)
+    ctx.write_result(result)
+    m, runtime = result["metrics"], result["runtime"]
     print(
-        f"TRAINING DONE run_id={run_id} val_auc={m.get('val_auc', float('nan')):.4f} "
+        f"TRAINING DONE run_id={result['run_id']} val_auc={m.get('val_auc', float('nan')):.4f} "
         f"val_accuracy={m['val_accuracy']:.4f} samples/s={m['samples_per_s']:.0f} "
-        f"device={runtime['device']} model_uri={model_info.model_uri}",
+        f"device={runtime['device']} model_uri={result['model_uri']}",
         flush=True,
     )
     return 0

@@ -41,3 +41,10 @@ def project_root() -> Path:
     folder's parent."""
     configured = mlops_conf("project_root")
     return Path(configured) if configured else dags_folder_parent()
+
+
+def training_envs_dir() -> Path:
+    """``[mlops] training_envs_dir`` (virtual environments built from a model's requirements file), else
+    ``<data_root>/training_envs``."""
+    configured = mlops_conf("training_envs_dir")
+    return Path(configured) if configured else Path(mlops_conf("data_root") or "/tmp/mlops-data") / "training_envs"

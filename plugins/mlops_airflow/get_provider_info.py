@@ -20,9 +20,14 @@ _OPTIONS: dict[str, tuple[str, str, str | None]] = {
     "training_backend": ("Where training runs: local (subprocess) or kubernetes (GPU pod).", "kubernetes", "local"),
     "training_python": ("Interpreter of the training environment (local backend and scoring).",
                         "/opt/train-venv/bin/python", None),
-    "training_entrypoint": ("Path of include/training/train.py for the local backend.",
+    "training_entrypoint": ("Default training entrypoint of the local backend: a Python file or "
+                            "package.module:function (default: include_dir/training/train.py).",
                             "/opt/airflow/include/training/train.py", None),
-    "scoring_entrypoint": ("Path of the batch-scoring entrypoint (default: include_dir/training/score.py).",
+    "training_envs_dir": ("Where the local backend builds one virtual environment per training requirements file "
+                          "(keyed by its sha256; default: data_root/training_envs).",
+                          "/opt/airflow/training-envs", None),
+    "scoring_entrypoint": ("Path of a batch-scoring script that replaces the pack's scorer "
+                           "(default: python -m mlops_airflow.training.score).",
                            "/opt/airflow/include/training/score.py", None),
     "approval_policy": ("hitl: an ApprovalOperator gates every promotion; auto: logged auto-approval (demo only).",
                         "hitl", "hitl"),

@@ -1,14 +1,17 @@
 """The reproducibility record: one JSON per model version naming everything that produced it.
 
-Fields (see DESIGN.md), schema 2:
+Fields (see DESIGN.md), schema 3:
 
 - ``model``: registered name and version; ``mlflow``: run id, experiment id, logged-model URI;
 - ``dataset``: the DVC version ``{repo, rev, path, md5, rows}`` the entity rows come from;
 - ``features``: Feast project, feature service, definitions hash, materialisation window;
 - ``training_set``: uri, content hash, rows, columns, features, label (what the rebuild must match);
 - ``training``: the training config (hyper-parameters) and seed;
-- ``code``: git revision, image digest, sha256 of the Airflow lock (``uv.lock``), of the training
-  requirements and of the training entrypoint;
+- ``task``: the model's task type and label (what evaluation and monitoring chose their metrics by);
+- ``code``: git revision, image digest, sha256 of the Airflow lock (``uv.lock``), and the entrypoint that
+  actually ran (``entrypoint``: a project-relative file or ``module:function``), its sha256 and the sha256 of
+  its requirements, as the training job tagged its run (``mlops.entrypoint*``, ``mlops.requirements_sha256``);
+  None where the run does not say (never the bundled example's files);
 - ``runtime``: device, GPU name/count, driver, CUDA, cuDNN, framework versions, determinism flags
   (the run's ``runtime/runtime.json``; its ``mlops.runtime.*`` tags when the artifact is absent);
 - ``airflow``: dag_id, run_id, task_id, try number of the registering task;
@@ -31,8 +34,9 @@ from typing import Any
 
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.operators._common import run_identity
+from mlops_airflow.task_types import DEFAULT_TASK_TYPE
 
-RECORD_SCHEMA_VERSION = 2
+RECORD_SCHEMA_VERSION = 3
 RECORD_ARTIFACT = "reproducibility/record.json"
 
 
@@ -81,11 +85,20 @@ def build_record(
     runtime: dict[str, Any] | None = None,
     model_uri: str | None = None,
     trigger: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the record from the upstream tasks' XCom and the MLflow run (params, tags, runtime.json)."""
+    """Assemble the record from the upstream tasks' XCom and the MLflow run (params, tags, runtime.json).
+
+    :param training: the training task's XCom; its ``entrypoint``/``entrypoint_sha256``/``requirements_sha256``/
+        ``task_type``/``label`` stand in for run tags the run lacks.
+    """
     root = project_root()
     params = dict(run.data.params)
     tags = dict(run.data.tags)
+    training = training or {}
+
+    def lineage(key: str) -> str | None:
+        return tags.get(f"mlops.{key}") or training.get(key) or None
     if not runtime:
         runtime = {k.removeprefix("mlops.runtime."): v for k, v in tags.items() if k.startswith("mlops.runtime.")}
     record = {
@@ -101,6 +114,11 @@ def build_record(
         },
         "training_set": {k: training_set.get(k) for k in ("uri", "hash", "rows", "columns", "features", "label",
                                                           "entity_window")},
+        "task": {
+            "task_type": lineage("task_type") or training_set.get("task_type") or DEFAULT_TASK_TYPE,
+            "label": lineage("label") or training_set.get("label"),
+            "entity_columns": training_set.get("entity_columns"),
+        },
         "training": {
             "config": {k: v for k, v in params.items() if not k.startswith(_DATA_PARAMS)},
             "seed": params.get("seed"),
@@ -110,8 +128,10 @@ def build_record(
             "revision": code_revision(root),
             "image_digest": tags.get("mlops.image_digest") or runtime.get("image_digest") or "local",
             "airflow_lock_sha256": _sha256(root / "uv.lock"),
-            "training_lock_sha256": _sha256(root / "include" / "training" / "requirements.txt"),
-            "training_entrypoint_sha256": _sha256(root / "include" / "training" / "train.py"),
+            "entrypoint": lineage("entrypoint"),
+            "training_entrypoint_sha256": lineage("entrypoint_sha256"),
+            "requirements": tags.get("mlops.requirements") or None,
+            "training_lock_sha256": lineage("requirements_sha256"),
         },
         "runtime": runtime,
         "airflow": run_identity(context),
@@ -210,10 +230,13 @@ def record_tags(record: dict[str, Any]) -> dict[str, str]:
         "mlops.code_revision": record["code"]["revision"],
         "mlops.image_digest": record["code"]["image_digest"],
         "mlops.airflow_lock_sha256": record["code"]["airflow_lock_sha256"],
-        "mlops.training_lock_sha256": record["code"]["training_lock_sha256"],
+        "mlops.training_lock_sha256": record["code"].get("training_lock_sha256"),
+        "mlops.entrypoint": record["code"].get("entrypoint"),
+        "mlops.entrypoint_sha256": record["code"].get("training_entrypoint_sha256"),
         "mlops.device": record["runtime"].get("device"),
         "mlops.device_name": record["runtime"].get("device_name"),
         "mlops.torch_version": record["runtime"].get("torch_version"),
+        "mlops.framework": record["runtime"].get("framework"),
         "mlops.cuda_version": record["runtime"].get("cuda_version"),
         "mlops.seed": record["training"].get("seed"),
         "mlops.record_uri": f"runs:/{record['mlflow']['run_id']}/{RECORD_ARTIFACT}",
@@ -250,6 +273,15 @@ def reproduction_inputs(record: dict[str, Any]) -> dict[str, Any]:
             f"the record of {model.get('name')} v{model.get('version')} names no feature service or training-set "
             "hash: it cannot be reproduced (registered before schema 1?)"
         )
+    task, code = record.get("task") or {}, record.get("code") or {}
+    label = task.get("label") or training_set.get("label")
+    if not label:
+        model = record.get("model", {})
+        raise RegistryError(
+            f"the record of {model.get('name')} v{model.get('version')} names no label column (task.label, "
+            "training_set.label): the training set cannot be rebuilt; re-register the version from a training set "
+            "that names its label"
+        )
     return {
         "model": record.get("model"),
         "dataset_version": dataset_version_of(record),
@@ -259,7 +291,13 @@ def reproduction_inputs(record: dict[str, Any]) -> dict[str, Any]:
         "expected_hash": training_set["hash"],
         "expected_rows": training_set.get("rows"),
         "entity_window": training_set.get("entity_window") or {"start": None, "end": None},
-        "label": training_set.get("label") or "churned",
+        "label": label,
+        "task_type": task.get("task_type") or DEFAULT_TASK_TYPE,
+        "entity_columns": task.get("entity_columns") or None,
+        "entrypoint": code.get("entrypoint"),
+        "entrypoint_sha256": code.get("training_entrypoint_sha256"),
+        "requirements": code.get("requirements"),
+        "requirements_sha256": code.get("training_lock_sha256"),
         "training_config": config,
         "mlflow_run_id": (record.get("mlflow") or {}).get("run_id"),
         "record_sha256": record.get("record_sha256"),
@@ -289,6 +327,43 @@ def verify_rebuild(inputs: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str,
             f"Likely cause: {cause}. Compare {rebuilt.get('uri')} with the original training set"
         )
     return result
+
+
+def verify_code(inputs: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
+    """The recorded entrypoint as it is now: ``{entrypoint, sha256, match}``; ``RegistryError`` when it changed.
+
+    A file outside the project (a path inside the training image) cannot be read here: ``match`` is None and
+    the image digest stands for it.
+    """
+    from mlops_airflow.training.entrypoints import file_sha256, module_source, package_parent, parse_entrypoint
+
+    model = inputs.get("model") or {}
+    spec, expected = inputs.get("entrypoint"), inputs.get("entrypoint_sha256")
+    if not spec or not expected:
+        raise RegistryError(
+            f"the record of {model.get('name')} v{model.get('version')} names no training entrypoint and hash "
+            "(registered before schema 3): it cannot be retrained with the same code; rebuild the training set "
+            "only (retrain=false) or retrain it through the CT DAG"
+        )
+    root = root or project_root()
+    entry = parse_entrypoint(spec)
+    if entry.kind == "module":
+        source = module_source(entry.module or "", [package_parent(), root])
+    else:
+        source = Path(spec) if Path(spec).is_absolute() else root / spec
+    if source is None or not source.is_file():
+        if entry.kind == "file" and Path(spec).is_absolute():
+            return {"entrypoint": spec, "sha256": None, "match": None, "path": str(spec)}
+        raise RegistryError(f"{model.get('name')} v{model.get('version')} was trained by {spec}, which is not in "
+                            f"the project at {root} any more; check out the record's code revision and retry")
+    actual = file_sha256(source)
+    if actual != expected:
+        raise RegistryError(
+            f"{model.get('name')} v{model.get('version')} was trained by {spec} with sha256 {expected[:12]}, the "
+            f"project's copy has {actual[:12]}: the code changed since. Check out the record's code revision "
+            "(code.revision) and retry, or rebuild the training set only (retrain=false)"
+        )
+    return {"entrypoint": spec, "sha256": actual, "match": True, "path": str(source)}
 
 
 def metric_differences(original: dict[str, float], retrained: dict[str, float]) -> dict[str, dict[str, float]]:

@@ -69,7 +69,7 @@ def test_registered_version_is_rebuilt_with_the_same_hash_and_retrained(feature_
     tmp = feature_repo["tmp"]
     version = feature_repo["versions"][-1]
     training_set = FeastTrainingSetOperator(
-        task_id="build_training_set", dataset_version=version, feature_service="churn_model_v1",
+        task_id="build_training_set", dataset_version=version, feature_service="churn_model_v1", label_column="churned",
         output_dir=str(tmp / "training_sets")).execute(make_context("build_training_set"))
     trained = LocalTrainingOperator(
         task_id="train_model", training_set=training_set, dataset_version=version, experiment_name="test-reproduce",
@@ -97,7 +97,7 @@ def test_registered_version_is_rebuilt_with_the_same_hash_and_retrained(feature_
 
     rebuilt = FeastTrainingSetOperator(
         task_id="rebuild_training_set", dataset_version=inputs["dataset_version"],
-        feature_service=inputs["feature_service"], output_dir=str(tmp / "reproduce"),
+        feature_service=inputs["feature_service"], label_column=inputs["label"], output_dir=str(tmp / "reproduce"),
     ).execute(make_context("rebuild_training_set"))
     checked = dag.get_task("check_hash").python_callable(inputs=inputs, rebuilt=rebuilt)
     assert checked["match"] and checked["rebuilt_hash"] == training_set["hash"] and checked["definitions_match"]
@@ -106,11 +106,20 @@ def test_registered_version_is_rebuilt_with_the_same_hash_and_retrained(feature_
     with pytest.raises(RegistryError, match=rf"{name} v1 is NOT reproducible: .*Likely cause: same data revision"):
         dag.get_task("check_hash").python_callable(inputs={**inputs, "expected_hash": "0" * 64}, rebuilt=rebuilt)
 
+    # The record names the code that trained the version; the retrain runs that same code (same sha256).
+    assert inputs["entrypoint"] == "include/training/train.py" == trained["entrypoint"]
+    assert inputs["entrypoint_sha256"] == trained["entrypoint_sha256"]
+    assert inputs["task_type"] == "binary_classification" and inputs["label"] == training_set["label"]
+    assert dag.get_task("retrain_requested").python_callable(params=params, inputs=inputs) is True
+    with pytest.raises(RegistryError, match=r"the code changed since"):
+        dag.get_task("retrain_requested").python_callable(params=params,
+                                                          inputs={**inputs, "entrypoint_sha256": "0" * 64})
     retrained = LocalTrainingOperator(
         task_id="retrain_model", training_set=rebuilt, dataset_version=inputs["dataset_version"],
         experiment_name=f"{name}-reproduce", python=str(TRAIN_PYTHON), training_config=inputs["training_config"],
+        entrypoint=inputs["entrypoint"], requirements=inputs["requirements"], task_type=inputs["task_type"],
     ).execute(make_context("retrain_model", run_id="reproduce"))
     report = dag.get_task("compare_metrics").python_callable(inputs=inputs, retrained=retrained)
-    assert set(report["differences"]) >= {"val_auc", "val_accuracy"}
+    assert set(report["differences"]) >= {"val_auc", "val_accuracy"} and report["same_code"]
     assert report["max_abs_diff"] < 0.02, report  # CPU + fixed seed: (near-)identical
     print("REPRODUCE", json.dumps({"check": checked, "retrain": report}))

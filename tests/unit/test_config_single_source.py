@@ -44,7 +44,7 @@ def test_the_include_folder_is_found_one_way(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.delenv("AIRFLOW__MLOPS__TRAINING_ENTRYPOINT", raising=False)
     monkeypatch.delenv("AIRFLOW__MLOPS__SCORING_ENTRYPOINT", raising=False)
     assert default_entrypoint() == str(tmp_path / "training" / "train.py")
-    assert scoring_entrypoint() == str(tmp_path / "training" / "score.py")
+    assert scoring_entrypoint() is None  # the pack's own scorer (python -m mlops_airflow.training.score)
 
 
 def test_one_version_string() -> None:

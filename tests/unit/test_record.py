@@ -122,6 +122,9 @@ PARAMS = {
     "n_val": "300",
     "split_digest": "s1",
 }
+LINEAGE_TAGS = {"mlops.entrypoint": "models/own.py", "mlops.entrypoint_sha256": "e" * 64,
+                "mlops.requirements": "models/requirements.txt", "mlops.requirements_sha256": "q" * 64,
+                "mlops.task_type": "regression", "mlops.label": "churned"}
 RUNTIME_TAGS = {"mlops.runtime.device": "cpu", "mlops.runtime.torch_version": "2.5.1", "mlops.model_uri": "models:/m-1"}
 
 
@@ -145,7 +148,7 @@ def test_project_root_defaults_to_the_parent_of_the_dags_folder(monkeypatch, tmp
 # ------------------------------------------------------------------------------------------ building
 def test_build_record_from_a_real_run(project, mlflow):
     _, client, experiment_id = mlflow
-    run = _run(client, experiment_id, PARAMS, RUNTIME_TAGS)
+    run = _run(client, experiment_id, PARAMS, {**RUNTIME_TAGS, **LINEAGE_TAGS})
     ctx = make_context("register_model", run_id="ct-run-1", try_number=2)
     record = build_record(
         context=ctx,
@@ -157,7 +160,7 @@ def test_build_record_from_a_real_run(project, mlflow):
         model_version="3",
         trigger=DECISION,
     )
-    assert record["schema_version"] == RECORD_SCHEMA_VERSION == 2
+    assert record["schema_version"] == RECORD_SCHEMA_VERSION == 3
     assert record["model"] == {"name": "churn", "version": "3"}
     assert record["dataset"] == {k: DATASET[k] for k in ("repo", "rev", "path", "md5", "rows")}  # no "size"
     assert record["features"] == {
@@ -175,17 +178,18 @@ def test_build_record_from_a_real_run(project, mlflow):
         "seed": "42",
         "split": {"n_rows": "1500", "n_train": "1200", "n_val": "300", "split_digest": "s1"},
     }
-    sha = {
-        name: hashlib.sha256((project / name).read_bytes()).hexdigest()
-        for name in ("uv.lock", "include/training/requirements.txt", "include/training/train.py")
-    }
+    sha = hashlib.sha256((project / "uv.lock").read_bytes()).hexdigest()
+    # The code is what the run says ran (its mlops.entrypoint* tags), not the bundled example's files.
     assert record["code"] == {
         "revision": _git(project, "rev-parse", "HEAD"),
         "image_digest": "local",
-        "airflow_lock_sha256": sha["uv.lock"],
-        "training_lock_sha256": sha["include/training/requirements.txt"],
-        "training_entrypoint_sha256": sha["include/training/train.py"],
+        "airflow_lock_sha256": sha,
+        "entrypoint": "models/own.py",
+        "training_entrypoint_sha256": "e" * 64,
+        "requirements": "models/requirements.txt",
+        "training_lock_sha256": "q" * 64,
     }
+    assert record["task"] == {"task_type": "regression", "label": "churned", "entity_columns": None}
     assert record["runtime"] == {"device": "cpu", "torch_version": "2.5.1"}  # from the mlops.runtime.* tags
     assert record["airflow"] == {
         "dag_id": "test_dag",
@@ -217,7 +221,26 @@ def test_build_record_prefers_the_runtime_artifact_and_skips_a_missing_trigger(p
     )
     assert record["runtime"] == runtime and "trigger" not in record
     assert record["code"]["image_digest"] == "sha256:img" and record["code"]["airflow_lock_sha256"] is None
+    # A run that does not say which code trained it: None, never the bundled train.py/requirements.txt.
+    assert record["code"]["entrypoint"] is None and record["code"]["training_entrypoint_sha256"] is None
+    assert record["code"]["training_lock_sha256"] is None
+    assert record["task"] == {"task_type": "binary_classification", "label": "churned", "entity_columns": None}
     assert record["mlflow"]["model_uri"] == "models:/m-explicit" and record["training"]["split"] == {}
+
+
+def test_build_record_takes_the_code_from_the_training_xcom_when_the_run_lacks_the_tags(project, mlflow):
+    _, client, experiment_id = mlflow
+    run = _run(client, experiment_id, {"seed": "1"}, {"mlops.entrypoint": "pkg.models:train"})
+    training = {"entrypoint": "ignored:because_tagged", "entrypoint_sha256": "f" * 64, "requirements_sha256": None,
+                "task_type": "regression", "label": "target"}
+    record = build_record(context=make_context(), run=run, dataset=DATASET, training_set=TRAINING_SET,
+                          materialization=None, model_name="m", model_version="1", training=training)
+    assert record["code"]["entrypoint"] == "pkg.models:train"  # the run's tag wins over the XCom
+    assert record["code"]["training_entrypoint_sha256"] == "f" * 64
+    assert record["code"]["training_lock_sha256"] is None
+    assert record["task"]["task_type"] == "regression" and record["task"]["label"] == "target"
+    tags = record_tags(record)
+    assert tags["mlops.entrypoint"] == "pkg.models:train" and tags["mlops.entrypoint_sha256"] == "f" * 64
 
 
 def test_digest_ignores_key_order_and_its_own_field():
@@ -255,7 +278,7 @@ def test_trigger_section_keeps_the_small_facts_only():
 
 def _record(**changes) -> dict:
     record = {
-        "schema_version": 2,
+        "schema_version": 3,
         "model": {"name": "churn", "version": "3"},
         "dataset": {k: DATASET[k] for k in ("repo", "rev", "path", "md5", "rows")},
         "features": {
@@ -278,10 +301,14 @@ def _record(**changes) -> dict:
             },
             "seed": "42",
         },
+        "task": {"task_type": "binary_classification", "label": "churned", "entity_columns": ["id"]},
         "code": {
             "revision": "c" * 40,
             "image_digest": "local",
             "airflow_lock_sha256": "l" * 64,
+            "entrypoint": "include/training/train.py",
+            "training_entrypoint_sha256": "e" * 64,
+            "requirements": None,
             "training_lock_sha256": None,
         },
         "runtime": {"device": "cpu", "torch_version": "2.5.1"},
@@ -295,7 +322,7 @@ def _record(**changes) -> dict:
 
 def test_record_tags_flatten_and_drop_empty_values():
     tags = record_tags(_record(trigger={**trigger_section(DECISION), "reason": "x" * 5000}))
-    assert tags["mlops.record.schema"] == "2" and tags["mlops.dataset_rev"] == "a" * 40
+    assert tags["mlops.record.schema"] == "3" and tags["mlops.dataset_rev"] == "a" * 40
     assert tags["mlops.training_set_hash"] == "h" * 64 and tags["mlops.seed"] == "42"
     assert tags["mlops.record_uri"] == f"runs:/{'r' * 32}/{RECORD_ARTIFACT}"
     assert len(tags["mlops.retrain.reason"]) == 4000 and tags["mlops.retrain.kind"] == "drift"
@@ -407,9 +434,15 @@ def test_reproduction_inputs_coerce_params_back_to_numbers_and_booleans():
     assert inputs["mlflow_run_id"] == "r" * 32 and inputs["record_sha256"] == _record()["record_sha256"]
     json.dumps(inputs)
 
-    old = _record(training_set={"hash": "h" * 64})
+    assert (inputs["task_type"], inputs["entity_columns"]) == ("binary_classification", ["id"])
+    assert (inputs["entrypoint"], inputs["entrypoint_sha256"]) == ("include/training/train.py", "e" * 64)
+    assert inputs["requirements"] is None and inputs["requirements_sha256"] is None
+
+    old = _record(training_set={"hash": "h" * 64, "label": "y"}, task=None)
     assert reproduction_inputs(old)["entity_window"] == {"start": None, "end": None}
-    assert reproduction_inputs(old)["label"] == "churned"
+    assert reproduction_inputs(old)["label"] == "y" and reproduction_inputs(old)["task_type"] == "binary_classification"
+    with pytest.raises(RegistryError, match=r"churn v3 names no label column .*re-register the version"):
+        reproduction_inputs(_record(training_set={"hash": "h" * 64}, task=None))  # no "churned" fallback
     with pytest.raises(
         RegistryError,
         match=r"churn v3 names no feature service or training-set hash: it cannot be "
@@ -454,3 +487,27 @@ def test_metric_differences_of_the_shared_metrics():
         "loss": {"original": 0.5, "retrained": 0.45, "diff": -0.05},
     }
     assert metric_differences({}, {"auc": 1}) == {}
+
+
+def test_verify_code_accepts_the_same_code_and_names_a_change(tmp_path):
+    from mlops_airflow.record import verify_code
+
+    (tmp_path / "models").mkdir()
+    script = tmp_path / "models" / "own.py"
+    script.write_text("print('train')\n")
+    sha = hashlib.sha256(script.read_bytes()).hexdigest()
+    inputs = {"model": {"name": "m", "version": "2"}, "entrypoint": "models/own.py", "entrypoint_sha256": sha}
+    assert verify_code(inputs, tmp_path) == {"entrypoint": "models/own.py", "sha256": sha, "match": True,
+                                             "path": str(script)}
+    module = {**inputs, "entrypoint": "models.own:train"}
+    assert verify_code(module, tmp_path)["match"] is True  # module:function: the module's source file
+    script.write_text("print('changed')\n")
+    with pytest.raises(RegistryError, match=r"m v2 was trained by models/own.py with sha256 \w{12}, the project's "
+                                            r"copy has \w{12}: the code changed since"):
+        verify_code(inputs, tmp_path)
+    with pytest.raises(RegistryError, match=r"names no training entrypoint and hash \(registered before schema 3\)"):
+        verify_code({"model": {"name": "m", "version": "1"}}, tmp_path)
+    with pytest.raises(RegistryError, match="is not in the project"):
+        verify_code({**inputs, "entrypoint": "models/gone.py"}, tmp_path)
+    inside_image = verify_code({**inputs, "entrypoint": "/opt/training/train.py"}, tmp_path)
+    assert inside_image["match"] is None  # a file inside the training image: the image digest pins it

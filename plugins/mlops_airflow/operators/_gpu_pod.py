@@ -12,11 +12,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow import __version__
-from mlops_airflow.k8s.validation import GPU_RESOURCE, PodSpecError
+from mlops_airflow.k8s.validation import GPU_RESOURCE, PodSpecError, pod_to_dict
 
 if TYPE_CHECKING:
     from kubernetes.client import models as k8s
     from kubernetes.client.exceptions import ApiException
+
+    from mlops_airflow.training.entrypoints import EntryPoint
 
 DEFAULT_IMAGE = f"mlops-training:{__version__}"
 DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
@@ -29,6 +31,36 @@ DEFAULT_SECRET_KEYS = {
     "MLFLOW_TRACKING_TOKEN": "token",
 }
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def pod_entrypoint(entrypoint: str | None) -> EntryPoint | None:
+    """The entrypoint the pod runs: a file *inside the image* or ``module:function`` (None: the image's ENTRYPOINT)."""
+    from mlops_airflow.training.entrypoints import parse_entrypoint
+
+    if not entrypoint:
+        return None
+    return parse_entrypoint(entrypoint)
+
+
+def pod_command(python: str | None, entrypoint: str | None) -> list[str] | None:
+    """The container command: ``python <file>`` or ``python -m mlops_airflow.training.run module:function``."""
+    entry = pod_entrypoint(entrypoint)
+    if entry is None:
+        return [python, IMAGE_ENTRYPOINT] if python else None
+    return entry.argv(python or "python")
+
+
+def pod_lineage_env(entrypoint: str | None, requirements: str | None) -> dict[str, str]:
+    """MLOPS_ENTRYPOINT (and the requirements' sha256 when the file is on the worker) for the pod's env."""
+    from mlops_airflow.training.env import requirements_sha256
+
+    env = {"MLOPS_ENTRYPOINT": entrypoint or IMAGE_ENTRYPOINT}
+    if requirements:
+        try:
+            env["MLOPS_REQUIREMENTS_SHA256"] = requirements_sha256(requirements)
+        except RuntimeError as err:
+            raise PodSpecError(str(err)) from None
+    return env
 
 
 def image_reference_digest(image: str) -> str:
@@ -192,3 +224,55 @@ def api_error_message(exc: ApiException, ref: str, job: str) -> str:
         422: "fix the pod spec (gpu_count, container_resources, pod template) and clear the task",
     }.get(exc.status or 0, "check the cluster connection (kubernetes_conn_id) and retry")
     return f"the Kubernetes API rejected training pod {ref} ({exc.status} {exc.reason}: {detail}) [{job}]; {step}"
+
+
+def inspect_pod(op: Any, pod: k8s.V1Pod, last_seen: k8s.V1Pod) -> None:
+    """Record the image digest of a succeeded pod (``op._image_id``), or diagnose a failed one (``op._diagnosis``);
+    never raises."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from mlops_airflow.k8s.diagnose import diagnose
+
+    name, namespace = pod.metadata.name, pod.metadata.namespace
+    try:
+        try:
+            remote = op.client.read_namespaced_pod(name, namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            remote = None
+        data = pod_to_dict(remote) if remote is not None else None
+        if (pod_to_dict(last_seen).get("status") or {}).get("phase") == "Succeeded" and data is None:
+            return  # gone already (garbage-collected), but it had succeeded
+        if data and (data.get("status") or {}).get("phase") == "Succeeded":
+            for status in data["status"].get("containerStatuses") or []:
+                if status.get("name") == op.base_container_name:
+                    op._image_id = status.get("imageID")
+            return
+        events = pod_to_dict(op.pod_manager.read_pod_events(pod)).get("items") or []
+        try:
+            nodes = pod_to_dict(op.client.list_node()).get("items") or []
+        except ApiException as err:  # a namespaced service account may not list nodes
+            op.log.info("Cannot list nodes (%s %s); diagnosing from the pod events only", err.status, err.reason)
+            nodes = None
+        log_tail = None
+        if data and not termination_message(data, op.base_container_name):
+            try:
+                log_tail = op.client.read_namespaced_pod_log(
+                    name, namespace, container=op.base_container_name, tail_lines=40
+                )
+            except ApiException:
+                log_tail = None
+        op._diagnosis = diagnose(
+            data,
+            events,
+            nodes,
+            container=op.base_container_name,
+            job=op._job_description(),
+            log_tail=log_tail,
+            pod_ref=f"{namespace}/{name}",
+        )
+        op.log.error("%s", op._diagnosis.message)
+    except (ApiException, HTTPError) as err:
+        op.log.warning("Could not inspect pod %s/%s after its failure: %s", namespace, name, err)

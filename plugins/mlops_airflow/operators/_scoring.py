@@ -1,10 +1,11 @@
-"""Score a Parquet file with a registered model, in the *training* environment.
+"""Score a Parquet file with a registered model, in an environment that can load it.
 
-torch is never installed in the Airflow environment, so anything that loads a model runs
-``include/training/score.py`` as a subprocess of the worker, with the training interpreter
-(``[mlops] training_python``). Same rules as ``LocalTrainingOperator.run_subprocess``: the MLflow
-credentials go into the child's environment only (never ``os.environ`` of the worker), and the
-child's output is streamed to the task log.
+The Airflow environment need not have the model's framework (torch is never installed there), so anything that
+loads a model runs the pack's scorer ``python -m mlops_airflow.training.score`` (any MLflow flavour, through
+``mlflow.pyfunc``) as a subprocess of the worker, with the training interpreter (``python=`` of the caller, else
+``[mlops] training_python``) and the pack's folder on PYTHONPATH; ``[mlops] scoring_entrypoint`` replaces it with
+a script. Same rules as ``LocalTrainingOperator.run_subprocess``: the MLflow credentials go into the child's
+environment only (never ``os.environ`` of the worker), and the child's output is streamed to the task log.
 
 Registered versions are immutable, so the predictions of (model version, input file content) are
 cached under ``output_dir``: a retry, or a second evaluation on the same holdout, reuses them.
@@ -22,6 +23,9 @@ from mlops_airflow._io import file_sha256  # noqa: F401 - re-exported: callers i
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.operators._common import safe_part
+from mlops_airflow.training.entrypoints import package_parent
+
+SCORER_MODULE = "mlops_airflow.training.score"
 
 if TYPE_CHECKING:
     import logging
@@ -33,20 +37,30 @@ def training_python(explicit: str | None = None) -> str:
     python = explicit or mlops_conf("training_python") or os.environ.get("MLOPS_TRAINING_PYTHON")
     if not python:
         raise RegistryError(
-            "no training environment configured to load models: set [mlops] training_python "
-            "(AIRFLOW__MLOPS__TRAINING_PYTHON) to the interpreter that has torch and mlflow"
+            "no environment configured to load models: set [mlops] training_python "
+            "(AIRFLOW__MLOPS__TRAINING_PYTHON) to an interpreter with mlflow and the model's framework, or pass "
+            "python= to the operator"
         )
     return python
 
 
-def scoring_entrypoint(explicit: str | None = None) -> str:
-    """``include/training/score.py`` beside the DAGs folder, unless configured (``[mlops] scoring_entrypoint``)."""
-    configured = explicit or mlops_conf("scoring_entrypoint")
-    if configured:
-        return configured
-    from mlops_airflow.config import include_dir
+def scoring_entrypoint(explicit: str | None = None) -> str | None:
+    """A scoring script replacing the pack's scorer (``[mlops] scoring_entrypoint``), or None: the pack's scorer."""
+    return explicit or mlops_conf("scoring_entrypoint") or None
 
-    return str(include_dir() / "training" / "score.py")
+
+def scoring_command(python: str, entrypoint: str | None = None) -> list[str]:
+    """``python <script>`` when a script is configured, else ``python -m mlops_airflow.training.score``.
+
+    :raises RegistryError: the configured script does not exist.
+    """
+    script = scoring_entrypoint(entrypoint)
+    if script is None:
+        return [python, "-m", SCORER_MODULE]
+    if not Path(script).is_file():
+        raise RegistryError(f"scoring entrypoint {script} not found; fix or unset [mlops] scoring_entrypoint "
+                            "(default: the pack's scorer)")
+    return [python, script]
 
 
 def score_parquet(
@@ -60,21 +74,24 @@ def score_parquet(
     python: str | None = None,
     entrypoint: str | None = None,
     timeout_s: float = 1800,
+    task_type: str | None = None,
+    features: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run score.py for ``model_uri`` on ``input_path``; returns score.py's result (output path, rows, ...).
+    """Score ``model_uri`` on ``input_path``; returns the scorer's result (output path, rows, task_type, ...).
 
-    ``cache_key`` names the immutable model (e.g. ``churn_classifier-v3``); with the input's sha256 it
+    ``cache_key`` names the immutable model (e.g. ``<model>-v3``); with the input's sha256 it
     names the output file, so the same model on the same bytes is scored once.
-    Raises ``RegistryError`` with score.py's ``SCORING FAILED`` line (cause and next step) on failure.
+
+    :param task_type: overrides the model metadata's task type (``--task-type``).
+    :param features: overrides the model metadata's feature list (``--features``).
+    :raises RegistryError: with the scorer's ``SCORING FAILED`` line (cause and next step) on failure.
     """
     python = training_python(python)
-    script = scoring_entrypoint(entrypoint)
-    if not Path(script).is_file():
-        raise RegistryError(f"scoring entrypoint {script} not found; set [mlops] scoring_entrypoint")
+    command = scoring_command(python, entrypoint)
     if not Path(input_path).is_file():
         raise RegistryError(f"holdout/input file {input_path} not found; check the upstream task that writes it")
     out_dir = Path(output_dir) / safe_part(cache_key)
-    stem = file_sha256(input_path)[:16]
+    stem = file_sha256(input_path)[:16] + (f"-{safe_part(task_type)}" if task_type else "")
     output, result_path = out_dir / f"{stem}.parquet", out_dir / f"{stem}.json"
     if output.is_file() and result_path.is_file():
         result = json.loads(result_path.read_text())
@@ -89,11 +106,14 @@ def score_parquet(
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "MLFLOW_UV_AUTO_DETECT": "false",
+        "PYTHONPATH": str(package_parent()),
         **hook.job_env(),  # credentials: the child's environment only
     }
-    argv = [python, script, "--model-uri", model_uri, "--input", str(input_path), "--output", str(output),
+    argv = [*command, "--model-uri", model_uri, "--input", str(input_path), "--output", str(output),
             "--result", str(result_path)]
-    log.info("Scoring %s on %s with %s %s", model_uri, input_path, python, script)
+    argv += ["--task-type", task_type] if task_type else []
+    argv += ["--features", ",".join(features)] if features else []
+    log.info("Scoring %s on %s with %s", model_uri, input_path, " ".join(command))
     try:
         proc = subprocess.run(  # noqa: S603 - interpreter and script come from configuration
             argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
@@ -109,7 +129,8 @@ def score_parquet(
         cause = failed[-1] if failed else (lines[-1] if lines else "no output")
         raise RegistryError(
             f"scoring {model_uri} exited with code {proc.returncode}: {cause}. The scorer's output is in the "
-            "task log above; check that the model version's artifact loads in the training environment "
-            "([mlops] training_python) and that the input has the model's feature columns"
+            "task log above; check that the model version's artifact loads in the scoring environment "
+            "(python= / [mlops] training_python: mlflow and the model's framework) and that the input has the "
+            "model's feature columns"
         )
     return json.loads(result_path.read_text())

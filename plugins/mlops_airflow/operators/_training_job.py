@@ -1,22 +1,37 @@
 """What every training backend shares (local subprocess, GPU pod): the environment contract of the entrypoint
 and reading the outcome back from MLflow by tags. Its own module so the GPU operator and the local one import
-it without importing each other."""
+it without importing each other.
+
+The entrypoint is any framework's code: a Python file (``python file.py``) or ``package.module:function``
+(``python -m mlops_airflow.training.run package.module:function``), using ``mlops_airflow.training.context()``.
+"""
 
 from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import TrainingError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.operators._common import as_dict, run_identity
+from mlops_airflow.training.entrypoints import (
+    EntryPoint,
+    display_path,
+    file_sha256,
+    module_source,
+    package_parent,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DEFAULT_CONFIG: dict[str, Any] = {"epochs": 20, "batch_size": 256, "lr": 0.01, "hidden": 32, "seed": 42}
+# Hyper-parameters every job gets unless its training_config says otherwise (the seed: runs are reproducible).
+DEFAULT_CONFIG: dict[str, Any] = {"seed": 42}
+# Run tags the training helper writes, returned in the XCom (``mlops.<key>`` -> key).
+LINEAGE_TAGS = ("task_type", "label", "entrypoint", "entrypoint_sha256", "requirements_sha256")
 
 
 def default_entrypoint() -> str:
@@ -29,6 +44,32 @@ def default_entrypoint() -> str:
     return str(include_dir() / "training" / "train.py")
 
 
+def entrypoint_search_path(entry: EntryPoint, root: Path) -> list[Path]:
+    """Where the job's Python finds the code: the pack's parent folder, the project root, the file's folder."""
+    paths = [package_parent(), root]
+    if entry.kind == "file":
+        paths.append(Path(entry.spec).resolve().parent)
+    return paths
+
+
+def describe_entrypoint(entry: EntryPoint, root: Path) -> tuple[str, str | None]:
+    """(what the record names, sha256 of its source) of a local entrypoint, without importing it.
+
+    :raises TrainingError: the file or the module's source cannot be found (named, with the next step).
+    """
+    if entry.kind == "file":
+        path = Path(entry.spec)
+        if not path.is_file():
+            raise TrainingError(f"training entrypoint {entry.spec} not found; pass entrypoint= (a Python file or "
+                                "package.module:function) or set [mlops] training_entrypoint")
+        return display_path(path, root), file_sha256(path)
+    source = module_source(entry.module or "", entrypoint_search_path(entry, root))
+    if source is None:
+        raise TrainingError(f"training entrypoint {entry.spec}: module {entry.module!r} is not under the project "
+                            f"root {root} nor the pack's folder; put it there or pass a file path")
+    return entry.spec, file_sha256(source)
+
+
 class TrainingJobMixin:
     """What every backend shares: the env contract and reading the outcome back from MLflow."""
 
@@ -38,6 +79,9 @@ class TrainingJobMixin:
     dataset_version: dict[str, Any] | str
     training_config: dict[str, Any] | str
     extra_tags: dict[str, str] | None
+    entrypoint: str | None
+    requirements: str | None
+    model_task_type: str | None
 
     @cached_property
     def mlflow_hook(self) -> MlflowHook:
@@ -46,23 +90,49 @@ class TrainingJobMixin:
     def job_tags(self, context: Context) -> dict[str, str]:
         ident = run_identity(context)
         tags = {f"mlops.{k}": v for k, v in ident.items()}
+        if self.requirements:
+            tags["mlops.requirements"] = self.requirements_display()
         tags.update(self.extra_tags or {})
         return tags
 
+    def requirements_display(self) -> str:
+        from mlops_airflow.config import project_root
+
+        return display_path(self.requirements, project_root()) if self.requirements else ""
+
+    def lineage_env(self) -> dict[str, str]:
+        """MLOPS_ENTRYPOINT / _SHA256 / MLOPS_REQUIREMENTS_SHA256 as far as the worker knows them (the job hashes
+        the code it runs itself; a file inside an image is hashed there)."""
+        return {}
+
+    def job_config(self) -> dict[str, Any]:
+        """The training config: defaults, the task's config, then the data keys from the training set."""
+        from mlops_airflow.task_types import validate_task_type
+
+        training_set = as_dict(self.training_set, "training_set")
+        config = {**DEFAULT_CONFIG, **as_dict(self.training_config or {}, "training_config")}
+        for key in ("features", "label", "entity_columns"):
+            if config.get(key) in (None, "", []):
+                config[key] = training_set.get(key)
+        try:
+            config["task_type"] = validate_task_type(
+                self.model_task_type or config.get("task_type") or training_set.get("task_type"))
+        except ValueError as err:
+            raise TrainingError(f"{err}; fix task_type= of the training task") from None
+        return config
+
     def job_env(self, context: Context) -> dict[str, str]:
-        """The env contract of ``include/training/train.py`` (see DESIGN.md), credentials excluded."""
+        """The env contract of the training helper (``mlops_airflow.training.context``), credentials excluded."""
         training_set = as_dict(self.training_set, "training_set")
         dataset = as_dict(self.dataset_version, "dataset_version")
-        config = {**DEFAULT_CONFIG, **as_dict(self.training_config or {}, "training_config")}
-        config.setdefault("features", training_set.get("features"))
-        config.setdefault("label", training_set.get("label", "churned"))
         return {
             "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
             "MLOPS_TRAINING_SET_URI": training_set["uri"],
             "MLOPS_TRAINING_SET_HASH": training_set["hash"],
             "MLOPS_DATASET_VERSION": json.dumps({k: dataset.get(k) for k in ("repo", "rev", "path", "md5")}),
-            "MLOPS_TRAINING_CONFIG": json.dumps(config, sort_keys=True),
+            "MLOPS_TRAINING_CONFIG": json.dumps(self.job_config(), sort_keys=True),
             "MLOPS_RUN_TAGS": json.dumps(self.job_tags(context), sort_keys=True),
+            **self.lineage_env(),
         }
 
     def find_job_run(self, context: Context, *, finished_only: bool = True) -> Any | None:
@@ -82,7 +152,8 @@ class TrainingJobMixin:
 
     def result_from_run(self, run: Any, *, backend: str, adopted: bool) -> dict[str, Any]:
         client = self.mlflow_hook.get_client()
-        model_uri = run.data.tags.get("mlops.model_uri")
+        tags = run.data.tags
+        model_uri = tags.get("mlops.model_uri")
         if not model_uri:
             models = client.search_logged_models(
                 experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
@@ -91,11 +162,10 @@ class TrainingJobMixin:
         if not model_uri:
             raise TrainingError(
                 f"MLflow run {run.info.run_id} finished but logged no model; check the job log for the "
-                "mlflow.pytorch.log_model step"
+                "ctx.log_model(...) step of the entrypoint"
             )
-        runtime = {k.removeprefix("mlops.runtime."): v for k, v in run.data.tags.items()
-                   if k.startswith("mlops.runtime.")}
-        return {
+        runtime = {k.removeprefix("mlops.runtime."): v for k, v in tags.items() if k.startswith("mlops.runtime.")}
+        result = {
             "run_id": run.info.run_id,
             "experiment_id": run.info.experiment_id,
             "model_uri": model_uri,
@@ -105,5 +175,6 @@ class TrainingJobMixin:
             "runtime": runtime,
             "run_url": self.mlflow_hook.run_url(run.info.experiment_id, run.info.run_id),
         }
-
-
+        result.update({key: tags.get(f"mlops.{key}") for key in LINEAGE_TAGS})
+        result["task_type"] = result["task_type"] or self.job_config().get("task_type")
+        return result

@@ -55,7 +55,7 @@ class DvcVersionDatasetOperator(BaseOperator):
     file's schema, so a changed export would silently corrupt later training sets.
 
     :param source_path: the landed batch to add (templated).
-    :param dataset_path: the tracked path inside the repository, e.g. ``data/customer_events`` (templated).
+    :param dataset_path: the tracked path inside the repository, e.g. ``data/events`` (templated).
     :param file_name: name of the batch inside a directory dataset, e.g. ``{{ ds }}.parquet``; None
         when ``dataset_path`` is a single file that the batch replaces (templated).
     :param overwrite: replace a different file already at the destination (default False: fail).

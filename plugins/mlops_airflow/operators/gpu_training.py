@@ -8,7 +8,7 @@ the provider's pod:
   (``nvidia.com/gpu.product=<gpu_type>`` by default) and the NVIDIA toleration;
 - a memory-backed ``/dev/shm`` (PyTorch data loaders need more than the runtime's 64 MiB);
 - a non-root, no-privilege-escalation, all-capabilities-dropped security context;
-- the training env contract of ``include/training/train.py`` (DESIGN.md), with the MLflow
+- the training env contract (``mlops_airflow.training.context``, DESIGN.md), with the MLflow
   credentials of the Airflow connection as references to a Kubernetes secret, never as values;
 - strict validation of pod templates and of the built pod (``mlops_airflow.k8s.validation``);
 - all container logs, pod events on failure, and one on-call sentence when the pod fails
@@ -60,7 +60,10 @@ from mlops_airflow.operators._gpu_pod import (
     apply_gpu_preset,
     check_gpu_type,
     image_reference_digest,
+    inspect_pod,
+    pod_command,
     pod_env,
+    pod_lineage_env,
     termination_message,
 )
 from mlops_airflow.operators._training_job import TrainingJobMixin
@@ -86,7 +89,7 @@ __all__ = [
 
 
 class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
-    """Train ``include/training/train.py`` in a GPU pod; the result is read back from MLflow.
+    """Train an entrypoint (default: the image's) in a GPU pod; the result is read back from MLflow.
 
     Same arguments as :class:`~mlops_airflow.operators.training.LocalTrainingOperator`:
 
@@ -96,7 +99,12 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
     :param experiment_name: MLflow experiment (templated).
     :param training_config: hyper-parameters, merged over the defaults (templated).
     :param python: interpreter *inside the image* (default: the image's ENTRYPOINT).
-    :param entrypoint: training script *inside the image* (default ``/opt/training/train.py``).
+    :param entrypoint: a training file *inside the image* (``python <file>``) or ``package.module:function``
+        (``python -m mlops_airflow.training.run ...``; the image has the pack on PYTHONPATH) (templated; default:
+        the image's ENTRYPOINT, ``/opt/training/train.py``). The job hashes the code it runs into its run tags.
+    :param requirements: the requirements file the image was built from, on the worker (templated): its sha256
+        goes into the record (the image is not rebuilt; pin ``image`` by digest).
+    :param task_type: ``binary_classification`` (default) or ``regression`` (templated).
     :param extra_tags: more MLflow run tags.
     :param mlflow_conn_id: MLflow connection; its credentials reach the pod only as secret references.
 
@@ -129,6 +137,9 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         "dataset_version",
         "training_config",
         "experiment_name",
+        "entrypoint",
+        "requirements",
+        "model_task_type",
         "gpu_count",
         "gpu_type",
     )
@@ -144,6 +155,8 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         training_config: dict[str, Any] | str | None = None,
         python: str | None = None,
         entrypoint: str | None = None,
+        requirements: str | None = None,
+        task_type: str | None = None,
         extra_tags: dict[str, str] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         gpu_count: int | str | None = None,
@@ -169,8 +182,9 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         # The provider reuses do_xcom_push for its sidecar; it stays False and this operator pushes
         # the MLflow result itself (see _complete).
         kwargs["do_xcom_push"] = False
-        if entrypoint or python:
-            kwargs.setdefault("cmds", [python or "python", entrypoint or IMAGE_ENTRYPOINT])
+        self._command_from_entrypoint = "cmds" not in kwargs  # an explicit cmds= wins over entrypoint=
+        if self._command_from_entrypoint and pod_command(python, entrypoint):
+            kwargs["cmds"] = pod_command(python, entrypoint)
         kwargs["labels"] = {
             "app.kubernetes.io/component": "training",
             "app.kubernetes.io/part-of": "airflow-provider-mlops",
@@ -196,6 +210,8 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         self.training_config = training_config or {}
         self.python = python
         self.entrypoint = entrypoint
+        self.requirements = requirements
+        self.model_task_type = task_type  # BaseOperator.task_type is the operator's class name
         self.extra_tags = extra_tags
         self.mlflow_conn_id = mlflow_conn_id
         self.gpu_count = gpu_count if gpu_count is not None else mlops_conf("training_gpu_count", "1")
@@ -219,6 +235,10 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
 
     # ------------------------------------------------------------------ the pod
     _check_gpu_type = staticmethod(check_gpu_type)
+
+    def lineage_env(self) -> dict[str, str]:
+        """What the worker knows of the code: its name; the job hashes the file inside the image itself."""
+        return pod_lineage_env(self.entrypoint, self.requirements)
 
     def _job_description(self) -> str:
         try:
@@ -251,6 +271,8 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
             data = validate_pod_template(self.pod_template_file or self.pod_template_dict, self.kubernetes_version)
             template = PodGenerator.deserialize_model_dict(data)
         apply_gpu_preset(self, gpus, template)  # folded into the provider's own arguments (idempotent)
+        if self._command_from_entrypoint and pod_command(self.python, self.entrypoint):
+            self.cmds = pod_command(self.python, self.entrypoint)  # entrypoint= is templated: render first
         self.env_vars = self._pod_env(context, dry_run=dry_run)
         pod = super().build_pod_request_obj(context, dry_run=dry_run)
         self._check_built_pod(pod, gpus)
@@ -305,52 +327,7 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
 
     def _inspect(self, pod: k8s.V1Pod, last_seen: k8s.V1Pod) -> None:
         """Record the image digest of a succeeded pod, or diagnose a failed one (never raises)."""
-        from kubernetes.client.exceptions import ApiException
-
-        from mlops_airflow.k8s.diagnose import diagnose
-
-        name, namespace = pod.metadata.name, pod.metadata.namespace
-        try:
-            try:
-                remote = self.client.read_namespaced_pod(name, namespace)
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-                remote = None
-            data = pod_to_dict(remote) if remote is not None else None
-            if (pod_to_dict(last_seen).get("status") or {}).get("phase") == "Succeeded" and data is None:
-                return  # gone already (garbage-collected), but it had succeeded
-            if data and (data.get("status") or {}).get("phase") == "Succeeded":
-                for status in data["status"].get("containerStatuses") or []:
-                    if status.get("name") == self.base_container_name:
-                        self._image_id = status.get("imageID")
-                return
-            events = pod_to_dict(self.pod_manager.read_pod_events(pod)).get("items") or []
-            try:
-                nodes = pod_to_dict(self.client.list_node()).get("items") or []
-            except ApiException as err:  # a namespaced service account may not list nodes
-                self.log.info("Cannot list nodes (%s %s); diagnosing from the pod events only", err.status, err.reason)
-                nodes = None
-            log_tail = None
-            if data and not self._termination_message(data):
-                try:
-                    log_tail = self.client.read_namespaced_pod_log(
-                        name, namespace, container=self.base_container_name, tail_lines=40
-                    )
-                except ApiException:
-                    log_tail = None
-            self._diagnosis = diagnose(
-                data,
-                events,
-                nodes,
-                container=self.base_container_name,
-                job=self._job_description(),
-                log_tail=log_tail,
-                pod_ref=f"{namespace}/{name}",
-            )
-            self.log.error("%s", self._diagnosis.message)
-        except (ApiException, HTTPError) as err:
-            self.log.warning("Could not inspect pod %s/%s after its failure: %s", namespace, name, err)
+        inspect_pod(self, pod, last_seen)
 
     def _termination_message(self, data: dict[str, Any]) -> str | None:
         return termination_message(data, self.base_container_name)
@@ -414,7 +391,7 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
                 f"succeeded but no FINISHED MLflow run tagged with this task exists in experiment "
                 f"{self.experiment_name!r} at {self.mlflow_hook.settings.tracking_uri}; the pod must reach the "
                 "same MLflow server as Airflow (set [mlops] training_mlflow_tracking_uri to an address the pod "
-                "can resolve) and its image must run include/training/train.py"
+                "can resolve) and its entrypoint must start its run with mlops_airflow.training.context()"
             )
         if (
             self._image_id

@@ -1,4 +1,4 @@
-"""Training: one entrypoint (``include/training/train.py``), one env contract, several backends.
+"""Training: any framework's entrypoint (a file or ``module:function``), one env contract, several backends.
 
 The job writes its outcome to MLflow, tagged ``mlops.dag_id``/``mlops.run_id``/``mlops.task_id``;
 the operator reads it back from there (no XCom sidecar), and a retry first adopts a FINISHED run
@@ -24,7 +24,14 @@ from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import TrainingError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowRunLink
-from mlops_airflow.operators._training_job import DEFAULT_CONFIG, TrainingJobMixin, default_entrypoint
+from mlops_airflow.operators._training_job import (
+    DEFAULT_CONFIG,
+    TrainingJobMixin,
+    default_entrypoint,
+    describe_entrypoint,
+    entrypoint_search_path,
+)
+from mlops_airflow.training.entrypoints import parse_entrypoint, python_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,20 +46,31 @@ __all__ = [
 ]
 
 
-
 class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
     """Run the training entrypoint as a subprocess of the worker, in the training environment.
 
-    :param training_set: upstream training set ``{uri, hash, features, label}`` (templated / XCom).
+    :param training_set: upstream training set ``{uri, hash, features, label[, entity_columns, task_type]}``
+        (templated / XCom).
     :param dataset_version: upstream DVC version ``{repo, rev, path, md5}`` (templated / XCom).
-    :param training_config: hyper-parameters, merged over the defaults (templated).
+    :param training_config: hyper-parameters, merged over ``{"seed": 42}`` (templated).
     :param experiment_name: MLflow experiment (templated).
-    :param python: interpreter of the training environment; default ``[mlops] training_python``.
-    :param entrypoint: path of ``train.py``; default ``[mlops] training_entrypoint`` or
-        ``include/training/train.py`` beside the DAGs folder.
+    :param entrypoint: a Python file (run as ``python file.py``) or ``package.module:function`` (run as
+        ``python -m mlops_airflow.training.run package.module:function``) using ``mlops_airflow.training.context``
+        (templated); default ``[mlops] training_entrypoint`` or ``include/training/train.py`` beside the DAGs folder.
+        The pack's folder, the project root and the file's folder are on its PYTHONPATH.
+    :param python: interpreter of the training environment (templated); default: the environment of
+        ``requirements``, else ``[mlops] training_python``.
+    :param requirements: a pip requirements file of the model's environment (templated). Without ``python`` a
+        virtual environment is built for it once, keyed by its sha256, under ``[mlops] training_envs_dir``; with
+        ``python`` it names that interpreter's requirements. Its sha256 goes into the record either way.
+    :param task_type: ``binary_classification`` (default) or ``regression`` (templated); else the training
+        set's ``task_type`` (attribute ``model_task_type``: ``BaseOperator.task_type`` is taken).
+    :param extra_tags: more MLflow run tags.
+    :param mlflow_conn_id: MLflow connection; its credentials reach the job's environment only.
     """
 
-    template_fields: Sequence[str] = ("training_set", "dataset_version", "training_config", "experiment_name")
+    template_fields: Sequence[str] = ("training_set", "dataset_version", "training_config", "experiment_name",
+                                      "entrypoint", "python", "requirements", "model_task_type")
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#3fb950"
 
@@ -65,6 +83,8 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
         training_config: dict[str, Any] | str | None = None,
         python: str | None = None,
         entrypoint: str | None = None,
+        requirements: str | None = None,
+        task_type: str | None = None,
         extra_tags: dict[str, str] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
@@ -76,9 +96,13 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
         self.training_config = training_config or {}
         self.python = python
         self.entrypoint = entrypoint
+        self.requirements = requirements
+        # BaseOperator.task_type is the operator's class name: the model's task type needs another attribute.
+        self.model_task_type = task_type
         self.extra_tags = extra_tags
         self.mlflow_conn_id = mlflow_conn_id
         self._proc: subprocess.Popen[str] | None = None
+        self._job: dict[str, Any] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         finished = self.find_job_run(context)
@@ -91,49 +115,93 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
             if run is None:
                 raise TrainingError(
                     f"training exited 0 but no FINISHED MLflow run tagged with this task exists in experiment "
-                    f"{self.experiment_name!r}; check that train.py sets MLOPS_RUN_TAGS"
+                    f"{self.experiment_name!r}; check that the entrypoint starts its run with "
+                    "mlops_airflow.training.context().start_run() (it applies MLOPS_RUN_TAGS)"
                 )
             result = self.result_from_run(run, backend="local", adopted=False)
         MlflowRunLink.persist(context, result["run_url"])
         self.log.info(
-            "SUMMARY train backend=local run_id=%s model=%s metrics=%s adopted=%s url=%s",
-            result["run_id"], result["model_uri"], result["metrics"], result["adopted"], result["run_url"],
+            "SUMMARY train backend=local run_id=%s model=%s task_type=%s metrics=%s entrypoint=%s sha256=%s "
+            "adopted=%s url=%s", result["run_id"], result["model_uri"], result["task_type"], result["metrics"],
+            result["entrypoint"], (result["entrypoint_sha256"] or "-")[:12], result["adopted"], result["run_url"],
         )
         return result
 
-    def run_subprocess(self, context: Context) -> None:
-        python = self.python or mlops_conf("training_python") or os.environ.get("MLOPS_TRAINING_PYTHON")
+    # ------------------------------------------------------------------ the job
+    def resolve_job(self) -> dict[str, Any]:
+        """Interpreter, entrypoint, its record name and hash, requirements hash and PYTHONPATH (once per try)."""
+        if self._job is not None:
+            return self._job
+        from mlops_airflow.config import project_root, training_envs_dir
+        from mlops_airflow.training.env import ensure_env, requirements_sha256, stamped_sha256
+
+        root = project_root()
+        entry = parse_entrypoint(self.entrypoint or default_entrypoint())
+        if entry.kind == "file" and not Path(entry.spec).is_absolute() and not Path(entry.spec).is_file():
+            entry = parse_entrypoint(str(root / entry.spec))  # a path as the record names it: project-relative
+        display, sha = describe_entrypoint(entry, root)
+        python = self.python
+        requirements = self.requirements or None
+        if requirements and not Path(requirements).is_absolute() and not Path(requirements).is_file():
+            requirements = str(root / requirements)
+            self.requirements = requirements
+        if requirements and not python:
+            try:
+                python = ensure_env(requirements, training_envs_dir(), log=self.log.info)
+            except RuntimeError as err:
+                raise TrainingError(str(err)) from None
+        python = python or mlops_conf("training_python") or os.environ.get("MLOPS_TRAINING_PYTHON")
         if not python:
             raise TrainingError(
-                "no training environment configured: set [mlops] training_python "
-                "(AIRFLOW__MLOPS__TRAINING_PYTHON) to the interpreter that has torch and mlflow"
+                "no training environment configured: pass requirements= (a requirements file: its environment is "
+                "built once) or python=, or set [mlops] training_python (AIRFLOW__MLOPS__TRAINING_PYTHON)"
             )
-        entrypoint = self.entrypoint or default_entrypoint()
-        if not Path(entrypoint).is_file():
-            raise TrainingError(f"training entrypoint {entrypoint} not found; set [mlops] training_entrypoint")
+        req_sha = requirements_sha256(requirements) if requirements else stamped_sha256(python)
+        self._job = {"python": python, "entry": entry, "display": display, "sha256": sha,
+                     "requirements_sha256": req_sha,
+                     "pythonpath": python_path(*entrypoint_search_path(entry, root))}
+        return self._job
+
+    def lineage_env(self) -> dict[str, str]:
+        job = self.resolve_job()
+        env = {"MLOPS_ENTRYPOINT": job["display"], "MLOPS_ENTRYPOINT_SHA256": job["sha256"] or ""}
+        if job["requirements_sha256"]:
+            env["MLOPS_REQUIREMENTS_SHA256"] = job["requirements_sha256"]
+        return env
+
+    def run_subprocess(self, context: Context) -> None:
+        job = self.resolve_job()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": job["pythonpath"],
+            "MLFLOW_UV_AUTO_DETECT": "false",
             **self.mlflow_hook.job_env(),
             **self.job_env(context),
         }
-        self.log.info("Training: %s %s (experiment %s)", python, entrypoint, self.experiment_name)
-        self._proc = subprocess.Popen(  # noqa: S603 - interpreter and script come from configuration
-            [python, entrypoint], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
+        argv = job["entry"].argv(job["python"])
+        self.log.info("Training: %s (experiment %s, entrypoint %s sha256 %s)", " ".join(argv), self.experiment_name,
+                      job["display"], (job["sha256"] or "?")[:12])
+        from mlops_airflow.config import project_root
+
+        self._proc = subprocess.Popen(  # noqa: S603 - interpreter and entrypoint come from the DAG / configuration
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True, cwd=str(project_root()) if project_root().is_dir() else None,
         )
         tail: list[str] = []
+        failed: str | None = None
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
             line = line.rstrip()
             self.log.info("[train] %s", line)
             tail = (tail + [line])[-20:]
+            if "TRAINING FAILED" in line:
+                failed = line
         code = self._proc.wait()
         if code != 0:
-            failed = [ln for ln in tail if "TRAINING FAILED" in ln]
-            cause = failed[-1] if failed else (tail[-1] if tail else "no output")
+            cause = failed or (tail[-1] if tail else "no output")
             raise TrainingError(
                 f"training job exited with code {code}: {cause}. Full output above; "
                 f"the MLflow run (if started) is marked FAILED in experiment {self.experiment_name!r}"
