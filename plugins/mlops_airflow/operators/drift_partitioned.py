@@ -15,7 +15,7 @@ record batch and one column's counters, whatever the row count.
         reference_partitions=["s3://lake/train/part-0.parquet", ...],   # or an XComArg (list_partitions)
         current_partitions=list_partitions("s3://lake/events/2026-11-08/", rows_per_partition=5_000_000),
         work_dir="s3://lake/mlops/drift",
-        columns=[...], model_name="churn_model", report_dir="/tmp/mlops-reports",
+        columns=[...], model_name="my_model", report_dir="/tmp/mlops-reports",
     )
 
 A refinement round (a streamed Wasserstein/KS score whose bracket still holds the threshold) is counted by the

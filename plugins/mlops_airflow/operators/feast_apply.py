@@ -20,19 +20,25 @@ class FeastApplyOperator(BaseOperator):
     materialisation (applying there resets incremental state, feast#2905).
 
     Returns ``{repo_path, command, changes}`` (``changes``: the CLI's lines that describe a change).
+
+    :param feast_conn_id: Airflow connection of the feature repository.
+    :param repo_path: the feature repository (a folder with ``feature_store.yaml``); wins over the connection.
+    :param plan_only: ``feast plan`` only (nothing changes).
     """
 
     ui_color = "#e8734a"
 
     def __init__(
-        self, *, feast_conn_id: str = FeastHook.default_conn_name, plan_only: bool = False, **kwargs: Any
+        self, *, feast_conn_id: str = FeastHook.default_conn_name, plan_only: bool = False,
+        repo_path: str | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.feast_conn_id = feast_conn_id
+        self.repo_path = repo_path
         self.plan_only = plan_only
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = FeastHook(feast_conn_id=self.feast_conn_id)
+        hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
         command = "plan" if self.plan_only else "apply"
         output = hook.plan() if self.plan_only else hook.apply()
         lines = [line.rstrip() for line in output.strip().splitlines() if line.strip()]

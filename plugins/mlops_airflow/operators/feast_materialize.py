@@ -165,6 +165,8 @@ class FeastMaterializeOperator(BaseOperator):
     :param overlap: extra time before ``start`` re-read for late data (with ``start``/``end`` only).
     :param feature_views: names to materialise (templated); None = the window's, else all online views.
     :param write_batch_rows: rows per online-store write (bounds the protobuf memory of one write).
+    :param feast_conn_id: Airflow connection of the feature repository.
+    :param repo_path: the feature repository (a folder with ``feature_store.yaml``); wins over the connection.
     """
 
     template_fields: Sequence[str] = ("start", "end", "feature_views", "window")
@@ -180,9 +182,11 @@ class FeastMaterializeOperator(BaseOperator):
         window: dict[str, Any] | str | None = None,
         write_batch_rows: int = 20_000,
         feast_conn_id: str = FeastHook.default_conn_name,
+        repo_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.repo_path = repo_path
         self.start = start
         self.end = end
         self.overlap = overlap
@@ -208,7 +212,7 @@ class FeastMaterializeOperator(BaseOperator):
         start = parse_instant(window["start"], "window start")
         end = parse_instant(window["end"], "window end")
         horizon = parse_instant(window.get("interval_end") or window["end"], "interval end")
-        hook = FeastHook(feast_conn_id=self.feast_conn_id)
+        hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
         store = hook.get_store()
         views = (
             self.feature_views

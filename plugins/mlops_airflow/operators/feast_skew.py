@@ -44,6 +44,8 @@ class FeatureSkewCheckOperator(BaseOperator):
     :param max_mismatch_rate: highest share of mismatching values per feature that still passes (default 0).
     :param max_missing_rate: highest share of sampled entities absent from the online store (default 0).
     :param tolerance: absolute tolerance for floating-point values.
+    :param feast_conn_id: Airflow connection of the feature repository.
+    :param repo_path: the feature repository (a folder with ``feature_store.yaml``); wins over the connection.
     """
 
     template_fields: Sequence[str] = (
@@ -74,9 +76,11 @@ class FeatureSkewCheckOperator(BaseOperator):
         fail_on_skew: bool = True,
         feast_conn_id: str = FeastHook.default_conn_name,
         dvc_conn_id: str = DvcHook.default_conn_name,
+        repo_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.repo_path = repo_path
         if not feature_service and not features:
             raise ValueError("FeatureSkewCheckOperator needs feature_service or features")
         if sample_size < 1:
@@ -186,7 +190,7 @@ class FeatureSkewCheckOperator(BaseOperator):
         from mlops_airflow.links.mlflow import EvidenceLink
         from mlops_airflow.operators._common import run_dir
 
-        hook = FeastHook(feast_conn_id=self.feast_conn_id)
+        hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
         store = hook.get_store()
         by_view = self._refs_by_view(hook, store)
         views = [store.get_feature_view(name) for name in by_view]

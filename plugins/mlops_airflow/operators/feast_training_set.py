@@ -46,7 +46,8 @@ class FeastTrainingSetOperator(BaseOperator):
     """Point-in-time training set: entity rows from a DVC data version joined with a feature service.
 
     Entity rows (``entity_columns`` + ``timestamp_column`` + ``label_column``) are read from the exact
-    dataset version (``dvc get`` at its revision, not the working copy), joined with
+    dataset version (``dvc get`` at its revision, not the working copy; a local version ``rev: local:<md5>`` from
+    its folder), joined with
     ``get_historical_features`` and written, sorted, to a content-addressed Parquet path
     ``output_dir/<service>/<hash[:16]>.parquet``. A retry writes the same file.
 
@@ -55,6 +56,12 @@ class FeastTrainingSetOperator(BaseOperator):
     :param dataset_version: the upstream DVC version ``{rev, path, md5, ...}`` (templated / XCom).
     :param feature_service: Feast feature service name (templated).
     :param output_dir: where training sets are written (templated).
+    :param label_column: the label column of the dataset (templated); None = the feature service's ``label`` tag
+        (``FeatureService(..., tags={"label": "y"})``); neither is an error naming this parameter.
+    :param entity_columns: the entity key columns; None = the join keys of the service's feature views.
+    :param timestamp_column: the event-time column of the dataset.
+    :param feast_conn_id: Airflow connection of the feature repository.
+    :param repo_path: the feature repository (a folder with ``feature_store.yaml``); wins over the connection.
     :param track_with_dvc: also version the Parquet in the data repository of ``dvc_conn_id`` at
         ``<dvc_output_dir>/<service>/<hash[:16]>.parquet`` (dvc add + git commit + dvc push); the result then
         carries ``dvc: {repo, rev, path, md5}``, so the training set itself can be fetched at that revision.
@@ -73,6 +80,7 @@ class FeastTrainingSetOperator(BaseOperator):
         "dvc_output_dir",
         "entity_start",
         "entity_end",
+        "label_column",
     )
     ui_color = "#e8734a"
 
@@ -82,10 +90,11 @@ class FeastTrainingSetOperator(BaseOperator):
         dataset_version: dict[str, Any] | str,
         feature_service: str,
         output_dir: str,
-        label_column: str = "churned",
-        entity_columns: Sequence[str] = ("customer_id",),
+        label_column: str | None = None,
+        entity_columns: Sequence[str] | None = None,
         timestamp_column: str = "event_timestamp",
         feast_conn_id: str = FeastHook.default_conn_name,
+        repo_path: str | None = None,
         dvc_conn_id: str = DvcHook.default_conn_name,
         track_with_dvc: bool = False,
         dvc_output_dir: str = "training_sets",
@@ -102,23 +111,46 @@ class FeastTrainingSetOperator(BaseOperator):
         self.feature_service = feature_service
         self.output_dir = output_dir
         self.label_column = label_column
-        self.entity_columns = list(entity_columns)
+        self.entity_columns = list(entity_columns) if entity_columns else None
         self.timestamp_column = timestamp_column
         self.feast_conn_id = feast_conn_id
+        self.repo_path = repo_path
         self.dvc_conn_id = dvc_conn_id
 
     @cached_property
     def feast_hook(self) -> FeastHook:
-        return FeastHook(feast_conn_id=self.feast_conn_id)
+        return FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
+
+    def resolve_columns(self, store: Any, service: Any) -> None:
+        """Entity keys and label from the parameters, else from the feature service (views' join keys, tags)."""
+        if not self.entity_columns:
+            keys: list[str] = []
+            for projection in service.feature_view_projections:
+                for column in store.get_feature_view(projection.name).entity_columns:
+                    if column.name not in keys:
+                        keys.append(column.name)
+            self.entity_columns = keys
+        if self.label_column in (None, "", "None"):
+            tags = dict(getattr(service, "tags", None) or {})
+            self.label_column = tags.get("label") or tags.get("mlops.label")
+        if not self.label_column:
+            raise FeatureStoreError(
+                f"FeastTrainingSetOperator needs label_column: none was passed and feature service "
+                f"{self.feature_service!r} has no 'label' tag. Pass label_column (ModelSpec.label), or tag the "
+                "service: FeatureService(..., tags={'label': '<column>'})"
+            )
 
     def entity_rows(self, version: dict[str, Any]) -> Any:
         import pandas as pd
         import pyarrow as pa
 
-        dvc = DvcHook(dvc_conn_id=self.dvc_conn_id)
-        wanted = [*self.entity_columns, self.timestamp_column, self.label_column]
+        wanted = [*(self.entity_columns or []), self.timestamp_column, self.label_column]
         with tempfile.TemporaryDirectory(prefix="mlops-entities-") as tmp:
-            local = dvc.materialize_version(version["path"], version["rev"], Path(tmp) / "data")
+            if version.get("repo") is None and str(version.get("rev", "")).startswith("local:"):
+                local = Path(version["path"])  # a local dataset folder (no DVC), versioned by md5
+            else:
+                dvc = DvcHook(dvc_conn_id=self.dvc_conn_id)
+                local = dvc.materialize_version(version["path"], version["rev"], Path(tmp) / "data")
             where = f"{version['path']}@{version['rev'][:12]}"
             try:
                 df = pd.read_parquet(local)
@@ -131,9 +163,10 @@ class FeastTrainingSetOperator(BaseOperator):
         missing = [c for c in wanted if c not in df.columns]
         if missing:
             raise FeatureStoreError(
-                f"dataset {where} lacks entity/label columns {missing}; it has {list(df.columns)}. Nothing was "
-                "written. Set entity_columns/timestamp_column/label_column to its names, or validate and version "
-                "a batch that has them"
+                f"dataset {where} lacks entity/label columns {missing} (entity_columns={self.entity_columns}, "
+                f"timestamp_column={self.timestamp_column!r}, label_column={self.label_column!r}); it has "
+                f"{list(df.columns)}. Nothing was written. Set them to its names (ModelSpec.entity_columns/"
+                "timestamp_column/label), or validate and version a batch that has them"
             )
         rows = df[wanted]
         nulls = rows[self.entity_columns].isna().any(axis=1)
@@ -175,6 +208,9 @@ class FeastTrainingSetOperator(BaseOperator):
 
         version = as_dict(self.dataset_version, "dataset_version")
         window = self._window()
+        store = self.feast_hook.get_store()
+        service = self.feast_hook.get_feature_service(store, self.feature_service)
+        self.resolve_columns(store, service)
         entities = self.entity_rows(version)
         if entities.empty:
             raise FeatureStoreError(
@@ -203,8 +239,6 @@ class FeastTrainingSetOperator(BaseOperator):
                     "training_window_days) or check that the day's batch was versioned"
                 )
             entities = entities[keep].reset_index(drop=True)
-        store = self.feast_hook.get_store()
-        service = self.feast_hook.get_feature_service(store, self.feature_service)
         df = store.get_historical_features(entity_df=entities, features=service).to_df()
         keys = [*self.entity_columns, self.timestamp_column]
         feature_cols = sorted(c for c in df.columns if c not in {*keys, self.label_column})
@@ -227,6 +261,8 @@ class FeastTrainingSetOperator(BaseOperator):
             "columns": list(df.columns),
             "features": feature_cols,
             "label": self.label_column,
+            "entity_columns": list(self.entity_columns),
+            "timestamp_column": self.timestamp_column,
             "feature_service": self.feature_service,
             "project": store.project,
             "definitions_hash": definitions_hash(store, service),
@@ -249,8 +285,6 @@ class FeastTrainingSetOperator(BaseOperator):
 
     def _track(self, out: Path, digest: str) -> dict[str, Any]:
         """Version the training set in the data repository (content-addressed path: a retry adds nothing)."""
-
-
         dvc = DvcHook(dvc_conn_id=self.dvc_conn_id)
         repo = dvc.ensure_repo()
         rel = f"{self.dvc_output_dir.strip('/')}/{self.feature_service}/{digest[:16]}.parquet"

@@ -23,6 +23,8 @@ from mlops_airflow.operators.feast_features import (
 
 pytestmark = pytest.mark.unit
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
+# The label is the spec's (ModelSpec.label) or the feature service's 'label' tag; the churn service has no tag.
+TrainingSet = __import__("functools").partial(FeastTrainingSetOperator, label_column="churned")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_materialize_then_training_set_is_point_in_time_and_reproducible(feature
     assert window["start"] == "2026-11-01T18:00:00+00:00" and window["feature_views"] == ["customer_activity"]
 
     v1, v2 = feature_repo["versions"]
-    op = FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+    op = TrainingSet(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
                                   output_dir=str(tmp_path / "sets"))
     first = op.execute(context())
     assert first["rows"] == 400 and first["features"] == sorted(first["features"]) and len(first["features"]) == 5
@@ -75,7 +77,7 @@ def test_materialize_then_training_set_is_point_in_time_and_reproducible(feature
     again = op.execute(context(try_number=2))
     assert again["hash"] == first["hash"] and again["uri"] == first["uri"]
     # An older data version gives its own (smaller) training set, rebuilt from that revision.
-    old = FeastTrainingSetOperator(task_id="ts", dataset_version=v1, feature_service="churn_model_v1",
+    old = TrainingSet(task_id="ts", dataset_version=v1, feature_service="churn_model_v1",
                                    output_dir=str(tmp_path / "sets")).execute(context())
     assert old["rows"] == 200 and old["hash"] != first["hash"]
 
@@ -93,7 +95,7 @@ def test_training_window_keeps_only_recent_entity_rows_and_is_reproducible(featu
 
     v2 = feature_repo["versions"][1]
     window = {"start": "2026-11-02T00:00:00+00:00", "end": "2026-11-03T00:00:00+00:00"}
-    op = FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+    op = TrainingSet(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
                                   output_dir=str(tmp_path / "sets"), entity_start=window["start"],
                                   entity_end=window["end"])
     recent = op.execute(context())
@@ -103,20 +105,21 @@ def test_training_window_keeps_only_recent_entity_rows_and_is_reproducible(featu
     inputs = reproduction_inputs({"features": {"feature_service": "churn_model_v1"}, "training_set": recent,
                                   "dataset": {k: v2[k] for k in ("repo", "rev", "path", "md5")}})
     rebuilt = FeastTrainingSetOperator(
-        task_id="ts", dataset_version=v2, feature_service="churn_model_v1", output_dir=str(tmp_path / "again"),
+        task_id="ts", dataset_version=v2, feature_service="churn_model_v1", label_column=inputs["label"],
+        output_dir=str(tmp_path / "again"),
         entity_start=inputs["entity_window"]["start"], entity_end=inputs["entity_window"]["end"]).execute(context())
     assert rebuilt["hash"] == recent["hash"]
     # Unset bounds (None, or a template that rendered None as text) = all history.
-    everything = FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+    everything = TrainingSet(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
                                           output_dir=str(tmp_path / "sets"), entity_start="None",
                                           entity_end=None).execute(context())
     assert everything["rows"] == 400 and everything["entity_window"] is None
     with pytest.raises(FeatureStoreError, match="no rows in the training window .* Widen the window"):
-        FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+        TrainingSet(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
                                  output_dir=str(tmp_path / "sets"), entity_start="2027-01-01T00:00:00+00:00",
                                  ).execute(context())
     with pytest.raises(ValueError, match="must be before"):
-        FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+        TrainingSet(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
                                  output_dir=str(tmp_path / "sets"), entity_start=window["end"],
                                  entity_end=window["start"]).execute(context())
 
@@ -124,7 +127,7 @@ def test_training_window_keeps_only_recent_entity_rows_and_is_reproducible(featu
 def test_unknown_feature_service_names_the_known_ones(feature_repo, tmp_path, context):
     v = feature_repo["versions"][0]
     with pytest.raises(FeatureStoreError, match=r"'no_such_service' does not exist.*churn_model_v1") as err:
-        FeastTrainingSetOperator(task_id="ts", dataset_version=v, feature_service="no_such_service",
+        TrainingSet(task_id="ts", dataset_version=v, feature_service="no_such_service",
                                  output_dir=str(tmp_path / "sets")).execute(context())
     print(f"BAD-INPUT | Feast feature service that does not exist | {err.value}")
     assert "run the feast apply DAG" in str(err.value)
@@ -175,7 +178,7 @@ def test_training_set_rejects_bad_entity_rows_and_keeps_the_version(feature_repo
     assert version["rev"] != v1["rev"]
     out = tmp_path / "sets"
     with pytest.raises(FeatureStoreError, match=expected) as err:
-        FeastTrainingSetOperator(task_id="ts", dataset_version=version, feature_service="churn_model_v1",
+        TrainingSet(task_id="ts", dataset_version=version, feature_service="churn_model_v1",
                                  output_dir=str(out)).execute(context())
     message = str(err.value)
     print(f"BAD-INPUT | {case} (training-set entity rows) | {message}")
@@ -194,7 +197,7 @@ def test_training_set_from_a_corrupt_parquet_version(feature_repo, tmp_path, con
     (feature_repo["repo"] / path).write_bytes(os.urandom(4096))
     version = DvcHook().version_path(path, "a corrupt batch versioned by another tool")
     with pytest.raises(FeatureStoreError, match=r"corrupt\.parquet@\w{12} is not readable Parquet") as err:
-        FeastTrainingSetOperator(task_id="ts", dataset_version=version, feature_service="churn_model_v1",
+        TrainingSet(task_id="ts", dataset_version=version, feature_service="churn_model_v1",
                                  output_dir=str(tmp_path / "sets")).execute(context())
     print(f"BAD-INPUT | corrupt Parquet (training-set entity rows) | {err.value}")
     assert not (tmp_path / "sets").exists()
@@ -204,7 +207,7 @@ def test_training_set_from_a_corrupt_parquet_version(feature_repo, tmp_path, con
 def test_training_set_for_a_revision_that_does_not_exist(feature_repo, tmp_path, context):
     bogus = {**feature_repo["versions"][0], "rev": "0" * 40}
     with pytest.raises(DatasetVersionError, match=r"revision '0{40}' does not exist") as err:
-        FeastTrainingSetOperator(task_id="ts", dataset_version=bogus, feature_service="churn_model_v1",
+        TrainingSet(task_id="ts", dataset_version=bogus, feature_service="churn_model_v1",
                                  output_dir=str(tmp_path / "sets")).execute(context())
     print(f"BAD-INPUT | DVC revision that does not exist (training set) | {err.value}")
     assert not (tmp_path / "sets").exists()
@@ -338,7 +341,7 @@ def test_training_set_is_versioned_in_dvc(feature_repo, tmp_path, context):
     from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
 
     v2 = feature_repo["versions"][1]
-    op = FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+    op = TrainingSet(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
                                   output_dir=str(tmp_path / "sets"), track_with_dvc=True)
     first = op.execute(context())
     tracked = first["dvc"]
@@ -421,3 +424,16 @@ def test_feature_asset_uri_and_its_scheme_is_registered():
     with pytest.raises(ValueError, match="contain no '/'"):
         feature_asset_uri("a/b")
     assert {"feast", "dvc"} <= {s for entry in get_provider_info()["asset-uris"] for s in entry["schemes"]}
+
+
+def test_training_set_label_comes_from_the_spec_or_the_service_and_entities_from_its_views(feature_repo, tmp_path,
+                                                                                           context):
+    v2 = feature_repo["versions"][-1]
+    with pytest.raises(FeatureStoreError, match="needs label_column: .*no 'label' tag") as err:
+        FeastTrainingSetOperator(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+                                 output_dir=str(tmp_path / "sets")).execute(context())
+    assert not (tmp_path / "sets").exists()
+    print(f"BAD-INPUT | training set without a label | {err.value}")
+    built = TrainingSet(task_id="ts", dataset_version=v2, feature_service="churn_model_v1",
+                        output_dir=str(tmp_path / "sets")).execute(context())
+    assert built["entity_columns"] == ["customer_id"] and built["label"] == "churned"
