@@ -160,10 +160,14 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "asset-uris": [
-            {"schemes": ["dvc"], "handler": "mlops_airflow.assets.sanitize_uri"},
-            {"schemes": ["mlflow"], "handler": "mlops_airflow.assets.sanitize_uri"},
-            {"schemes": ["mlops"], "handler": "mlops_airflow.assets.sanitize_uri"},
-            {"schemes": ["feast"], "handler": "mlops_airflow.assets.sanitize_uri"},
+            {"schemes": ["dvc"], "handler": "mlops_airflow.assets.sanitize_uri",
+             "to_openlineage_converter": "mlops_airflow.lineage.asset_to_openlineage"},
+            {"schemes": ["mlflow"], "handler": "mlops_airflow.assets.sanitize_uri",
+             "to_openlineage_converter": "mlops_airflow.lineage.asset_to_openlineage"},
+            {"schemes": ["mlops"], "handler": "mlops_airflow.assets.sanitize_uri",
+             "to_openlineage_converter": "mlops_airflow.lineage.asset_to_openlineage"},
+            {"schemes": ["feast"], "handler": "mlops_airflow.assets.sanitize_uri",
+             "to_openlineage_converter": "mlops_airflow.lineage.asset_to_openlineage"},
         ],
         "extra-links": [
             "mlops_airflow.links.mlflow.MlflowRunLink",

@@ -33,6 +33,7 @@ from airflow.sdk import BaseHook
 
 from mlops_airflow._io import file_md5  # noqa: F401 - re-exported: callers import it from here
 from mlops_airflow.exceptions import DatasetVersionError
+from mlops_airflow.lineage import dvc_asset, report_lineage
 
 GIT_IDENTITY = ["-c", "user.name=airflow-mlops", "-c", "user.email=airflow-mlops@localhost"]
 
@@ -286,7 +287,7 @@ class DvcHook(BaseHook):
             self.git("commit", "-m", message, "--", *to_stage, what="git commit of the data version")
         self.push()
         out = self.read_dvc_file(tracked_path)
-        return {
+        version = {
             "repo": self.settings.repo_url or str(self.settings.repo_path),
             "rev": self.git("log", "-1", "--format=%H", "--", dvc_file).strip() or self.head_rev(),
             "path": tracked_path,
@@ -295,6 +296,8 @@ class DvcHook(BaseHook):
             "nfiles": int(out.get("nfiles", 1)),
             "new_commit": bool(changed),
         }
+        report_lineage(self, outputs=[dvc_asset(version)])  # hook-level lineage: this version was written
+        return version
 
     def resolve_rev(self, rev: str) -> str:
         """The full commit sha of ``rev`` (a sha, branch or tag); a clear error when it does not exist."""
@@ -398,6 +401,8 @@ class DvcHook(BaseHook):
             raise
         _remove(dest)
         tmp.replace(dest)
+        repo = self.settings.repo_url or str(self.settings.repo_path)
+        report_lineage(self, inputs=[dvc_asset({"repo": repo, "path": path, "rev": rev, "md5": expected})])
         return dest
 
     def test_connection(self) -> tuple[bool, str]:

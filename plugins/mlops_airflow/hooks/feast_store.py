@@ -146,11 +146,39 @@ class FeastHook(BaseHook):
         offline_type = str(getattr(store.config.offline_store, "type", ""))
         if not isinstance(source, FileSource) or offline_type not in ("file", "dask"):
             store.materialize(start_date=start, end_date=end, feature_views=[view_name])
+            self._report_materialized(store, view_name)
             return {"view": view_name, "mode": "feast", "rows_read": None, "entities_written": None,
                     "skipped_newer": None}
         facts = self._materialize_file_window(store, view, start, end, horizon_end, write_batch_rows)
         store.registry.apply_materialization(view, store.project, start, end, commit=True)
+        self._report_materialized(store, view_name)
         return {"view": view_name, "mode": "arrow", **facts}
+
+    # -- lineage (Airflow's hook lineage collector; a no-op unless OpenLineage is enabled) --------------------------
+    def _report_materialized(self, store: FeatureStore, view_name: str) -> None:
+        from mlops_airflow.lineage import feature_view_asset, report_lineage
+
+        report_lineage(self, outputs=[feature_view_asset(store.project, view_name)])
+
+    def historical_features(self, store: FeatureStore, entity_df: Any, feature_service: Any) -> Any:
+        """``store.get_historical_features`` for a feature service, reporting its feature views as inputs.
+
+        :param store: the feature store (``get_store()``).
+        :param entity_df: the entity rows (keys + event timestamps).
+        :param feature_service: the Feast ``FeatureService`` (``get_feature_service``).
+        """
+        from mlops_airflow.lineage import feature_view_asset, report_lineage
+
+        job = store.get_historical_features(entity_df=entity_df, features=feature_service)
+        views = [p.name for p in feature_service.feature_view_projections]
+        report_lineage(self, inputs=[feature_view_asset(store.project, v) for v in views])
+        return job
+
+    def report_training_set(self, training_set: dict[str, Any]) -> None:
+        """Report a training set written from this store (a training-set task's XCom) as an output."""
+        from mlops_airflow.lineage import report_lineage, training_set_asset
+
+        report_lineage(self, outputs=[training_set_asset(training_set)])
 
     def _materialize_file_window(
         self, store: Any, view: Any, start: datetime, end: datetime, horizon_end: datetime | None, batch: int

@@ -242,6 +242,34 @@ class MlflowHook(BaseHook):
     def model_url(self, name: str) -> str:
         return f"{self.settings.ui_url}/#/models/{name}"
 
+    # Lineage (Airflow's hook lineage collector; a no-op unless OpenLineage is enabled).
+    def register_lineage_output(self, name: str, version: str | int) -> None:
+        """Report model version ``name``/``version`` as written by the running task (registered, aliased)."""
+        from mlops_airflow.lineage import model_asset, report_lineage
+
+        report_lineage(self, outputs=[model_asset(self.settings.tracking_uri, name, version)])
+
+    def register_lineage_input(self, name: str, version: str | int) -> None:
+        """Report model version ``name``/``version`` as read by the running task (scored, evaluated)."""
+        from mlops_airflow.lineage import model_asset, report_lineage
+
+        report_lineage(self, inputs=[model_asset(self.settings.tracking_uri, name, version)])
+
+    def run_facts(self, run_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        """``{params, experiment_id, experiment_name}`` of a run, over REST (no ``mlflow`` import).
+
+        :param run_id: the MLflow run.
+        :param timeout_s: per request; short, as lineage is extracted within OpenLineage's own time limit.
+        """
+        from mlops_airflow.hooks.mlflow_rest import MlflowRestClient
+
+        rest = MlflowRestClient(self.settings, timeout_s=timeout_s)
+        run = rest.call("GET", "runs/get", {"run_id": run_id})["run"]
+        params = {p["key"]: p.get("value", "") for p in (run.get("data") or {}).get("params") or []}
+        experiment_id = str(run["info"]["experiment_id"])
+        experiment = rest.call("GET", "experiments/get", {"experiment_id": experiment_id})["experiment"]
+        return {"params": params, "experiment_id": experiment_id, "experiment_name": experiment.get("name")}
+
     def test_connection(self) -> tuple[bool, str]:
         try:
             self.get_client().search_experiments(max_results=1)
