@@ -3,6 +3,9 @@
 read_record -> rebuild_training_set (Feast, at the record's DVC revision) -> check_hash
             -> [retrain? (param)] -> retrain_model -> compare_metrics
 
+The training set is rebuilt with the model's own feature repository: the record's ``features.feast_conn_id`` /
+``features.feast_repo`` (written for models built with ``continuous_training``), else the ``feast_conn_id`` param,
+else ``feast_default``; a rebuild that reads another Feast project than the record's fails, naming the param.
 ``check_hash`` fails, naming the likely cause, when the rebuilt training set's content hash differs
 from the record's. With ``retrain`` the record's entrypoint (the code that trained the version, whose sha256
 must still match: ``retrain_requested`` fails naming the change otherwise), its requirements, task type and
@@ -23,6 +26,17 @@ from mlops_airflow.operators.training import train_model_task
 
 DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
 
+
+class RebuildTrainingSetOperator(FeastTrainingSetOperator):
+    """``FeastTrainingSetOperator`` whose feature repository (connection, folder) comes from the record."""
+
+    template_fields = (*FeastTrainingSetOperator.template_fields, "feast_conn_id", "repo_path")
+
+    def execute(self, context):  # noqa: ANN001, ANN201 - the base operator's signature
+        self.repo_path = self.repo_path or None  # "" (the record names no folder): the connection's repository
+        return super().execute(context)
+
+
 with DAG(
     dag_id="mlops_reproduce",
     description="Rebuild a model version's training set from its reproducibility record; optionally retrain",
@@ -35,6 +49,9 @@ with DAG(
         "model_name": Param("churn_classifier", type="string", description="Registered model name"),
         "version": Param("1", type="string", description="Model version to reproduce"),
         "retrain": Param(False, type="boolean", description="Also retrain with the record's config and compare"),
+        "feast_conn_id": Param(None, type=["null", "string"],
+                               description="Feast connection of the model's feature repository (empty = the one the "
+                                           "record names, else feast_default)"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -52,16 +69,21 @@ with DAG(
         inputs = reproduction_inputs(record)
         run = client.get_run(inputs["mlflow_run_id"])
         inputs["original_metrics"] = {k: v for k, v in run.data.metrics.items() if k.startswith("val_")}
+        inputs["feast_conn_id"] = params.get("feast_conn_id") or inputs.get("feast_conn_id") or "feast_default"
+        inputs["feast_repo"] = inputs.get("feast_repo") or ""
         dataset = inputs["dataset_version"]
         print(f"SUMMARY reproduce-read model={params['model_name']} version={params['version']} "
               f"dataset={dataset['path']}@{str(dataset['rev'])[:12]} service={inputs['feature_service']} "
+              f"feast={inputs['feast_conn_id']}{' ' + inputs['feast_repo'] if inputs['feast_repo'] else ''} "
               f"expected_hash={inputs['expected_hash'][:16]}")
         return inputs
 
     inputs = read_record()
 
-    rebuild = FeastTrainingSetOperator(
+    rebuild = RebuildTrainingSetOperator(
         task_id="rebuild_training_set",
+        feast_conn_id="{{ ti.xcom_pull(task_ids='read_record')['feast_conn_id'] }}",
+        repo_path="{{ ti.xcom_pull(task_ids='read_record')['feast_repo'] }}",
         dataset_version="{{ ti.xcom_pull(task_ids='read_record')['dataset_version'] }}",
         feature_service="{{ ti.xcom_pull(task_ids='read_record')['feature_service'] }}",
         label_column="{{ ti.xcom_pull(task_ids='read_record')['label'] }}",

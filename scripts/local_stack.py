@@ -289,18 +289,19 @@ def scenario(spec: str | None) -> int:
     return 0
 
 
-def demo(day: str | None) -> int:
+def demo(day: str | None, dag_id: str = DAG_ID, data_dir: str = "") -> int:
+    """One CT run for ``day`` (``dag_id``; its summary under ``<data_root>/<data_dir>``), then its summary."""
     t0 = time.monotonic()
     bootstrap()
     t_boot = time.monotonic() - t0
     day = day or next_demo_day().isoformat()
-    log(f"running {DAG_ID} for day {day} (airflow dags test; task logs: .local/logs/demo-{day}.log)")
-    summary_file = LOCAL / "data" / "runs" / "latest_summary.json"
+    log(f"running {dag_id} for day {day} (airflow dags test; task logs: .local/logs/demo-{day}.log)")
+    summary_file = LOCAL / "data" / data_dir / "runs" / "latest_summary.json"
     summary_file.unlink(missing_ok=True)
     log_path = LOCAL / "logs" / f"demo-{day}.log"
     with open(log_path, "w") as logf:
         proc = subprocess.run(
-            [str(VENV / "bin" / "airflow"), "dags", "test", DAG_ID, "-c", json.dumps({"day": day})],
+            [str(VENV / "bin" / "airflow"), "dags", "test", dag_id, "-c", json.dumps({"day": day})],
             env=stack_env(), stdout=logf, stderr=subprocess.STDOUT, check=False,
         )
     text = log_path.read_text(errors="replace")
@@ -311,20 +312,22 @@ def demo(day: str | None) -> int:
         log(f"the DAG run FAILED (exit {proc.returncode}); full log: {log_path}")
         return 1
     s = json.loads(summary_file.read_text())
-    print_summary(s, t_boot, time.monotonic() - t0)
+    print_summary(s, t_boot, time.monotonic() - t0, dag_id)
     return 0
 
 
-def print_summary(s: dict, t_boot: float, t_total: float) -> None:
-    d, m, dr = s["dataset_version"], s["model"], s["drift"]
+def print_summary(s: dict, t_boot: float, t_total: float, dag_id: str = DAG_ID) -> None:
+    d, m, dr, run = s["dataset_version"], s["model"], s["drift"], s["mlflow_run"]
     lines = [
         "",
-        "=== mlops_continuous_training: run summary ===",
+        f"=== {dag_id}: run summary ({s.get('model_name', m['name'])}, {s.get('task_type', 'binary_classification')}) "
+        "===",
         f"dataset version   : {d['path']} rev {d['rev'][:12]} md5 {d['md5']} ({d['rows']} rows)",
         f"validation        : {'PASSED' if s['validation']['passed'] else 'FAILED'} ({s['validation']['evidence']})",
         f"training set      : hash {s['training_set']['hash'][:16]} ({s['training_set']['rows']} rows)",
         f"MLflow run        : {s['mlflow_run']['run_id']} {s['mlflow_run']['metrics']}",
         f"                    {s['mlflow_run']['url']}",
+        f"training code     : {run.get('entrypoint')} sha256 {str(run.get('entrypoint_sha256'))[:16]}",
         f"model version     : {m['name']} v{m['version']} aliases={m['aliases'] or '[] (champion unchanged)'}",
         f"                    {m['url']}",
         f"drift             : {'no drift' if dr['passed'] else 'DRIFT'} share={dr['drift_share']:.2f} "
@@ -371,7 +374,11 @@ def main() -> int:
     sub.add_parser("training-env")
     p_demo = sub.add_parser("demo")
     p_demo.add_argument("--day", help="run the CT DAG once for this batch day YYYY-MM-DD (default: the scenario)")
-    p_demo.add_argument("--scenario", help="scenario spec JSON (default include/scenario/drift_timeline.json)")
+    p_demo.add_argument("--scenario", help="scenario spec JSON (default include/scenario/drift_timeline.json; "
+                        "include/scenario/diabetes_short.json: the regression example)")
+    p_demo.add_argument("--dag", default=DAG_ID, help=f"with --day: the CT DAG to run (default {DAG_ID})")
+    p_demo.add_argument("--data-dir", default="", help="with --day: the model's folder under the data root "
+                        "(e.g. diabetes for mlops_diabetes_ct)")
     sub.add_parser("up")
     sub.add_parser("stop")
     p_exec = sub.add_parser("exec")
@@ -384,7 +391,7 @@ def main() -> int:
         training_env()
         return 0
     if args.cmd == "demo":
-        return demo(args.day) if args.day else scenario(args.scenario)
+        return demo(args.day, args.dag, args.data_dir) if args.day else scenario(args.scenario)
     if args.cmd == "up":
         return up()
     if args.cmd == "stop":

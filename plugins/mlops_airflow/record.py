@@ -4,7 +4,9 @@ Fields (see DESIGN.md), schema 3:
 
 - ``model``: registered name and version; ``mlflow``: run id, experiment id, logged-model URI;
 - ``dataset``: the DVC version ``{repo, rev, path, md5, rows}`` the entity rows come from;
-- ``features``: Feast project, feature service, definitions hash, materialisation window;
+- ``features``: Feast project, feature service, definitions hash, materialisation window and, when the training
+  run names them (tags ``mlops.feast_conn_id`` / ``mlops.feast_repo``), the model's feature repository: the
+  Airflow connection and/or the repository folder a rebuild must use;
 - ``training_set``: uri, content hash, rows, columns, features, label (what the rebuild must match);
 - ``training``: the training config (hyper-parameters) and seed;
 - ``task``: the model's task type and label (what evaluation and monitoring chose their metrics by);
@@ -38,6 +40,8 @@ from mlops_airflow.task_types import DEFAULT_TASK_TYPE
 
 RECORD_SCHEMA_VERSION = 3
 RECORD_ARTIFACT = "reproducibility/record.json"
+# The model's feature repository, as the training run's tags name it (``mlops.<key>``), recorded in ``features``.
+FEAST_SOURCE_KEYS = ("feast_conn_id", "feast_repo")
 
 
 def _sha256(path: Path) -> str | None:
@@ -111,6 +115,7 @@ def build_record(
             "feature_service": training_set.get("feature_service"),
             "definitions_hash": training_set.get("definitions_hash"),
             "materialization": materialization,
+            **{key: tags[f"mlops.{key}"] for key in FEAST_SOURCE_KEYS if tags.get(f"mlops.{key}")},
         },
         "training_set": {k: training_set.get(k) for k in ("uri", "hash", "rows", "columns", "features", "label",
                                                           "entity_window")},
@@ -286,6 +291,9 @@ def reproduction_inputs(record: dict[str, Any]) -> dict[str, Any]:
         "model": record.get("model"),
         "dataset_version": dataset_version_of(record),
         "feature_service": features["feature_service"],
+        "project": features.get("project"),
+        "feast_conn_id": features.get("feast_conn_id"),
+        "feast_repo": features.get("feast_repo"),
         "definitions_hash": features.get("definitions_hash"),
         "materialization": features.get("materialization"),
         "expected_hash": training_set["hash"],
@@ -308,6 +316,12 @@ def verify_rebuild(inputs: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str,
     """Compare a rebuilt training set with the record; ``RegistryError`` naming the cause when they differ."""
     model = inputs.get("model") or {}
     dataset = inputs["dataset_version"]
+    if inputs.get("project") and rebuilt.get("project") and inputs["project"] != rebuilt["project"]:
+        raise RegistryError(
+            f"{model.get('name')} v{model.get('version')} was trained on Feast project {inputs['project']!r}, the "
+            f"rebuild read project {rebuilt['project']!r} (connection {inputs.get('feast_conn_id') or 'feast_default'}"
+            "): the wrong feature repository. Pass the model's connection as the reproduce DAG's feast_conn_id param"
+        )
     expected, actual = inputs["expected_hash"], rebuilt.get("hash")
     defs_same = not inputs.get("definitions_hash") or inputs["definitions_hash"] == rebuilt.get("definitions_hash")
     result = {"match": expected == actual, "expected_hash": expected, "rebuilt_hash": actual,

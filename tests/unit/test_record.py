@@ -511,3 +511,16 @@ def test_verify_code_accepts_the_same_code_and_names_a_change(tmp_path):
         verify_code({**inputs, "entrypoint": "models/gone.py"}, tmp_path)
     inside_image = verify_code({**inputs, "entrypoint": "/opt/training/train.py"}, tmp_path)
     assert inside_image["match"] is None  # a file inside the training image: the image digest pins it
+
+
+def test_the_models_feature_repository_is_recorded_and_a_rebuild_from_another_project_fails():
+    """Run tags mlops.feast_conn_id / mlops.feast_repo (continuous_training writes them) name the repository."""
+    record = _record(features={"project": "proj_a", "feature_service": "svc_v1", "definitions_hash": "d" * 64,
+                               "feast_conn_id": "feast_other"})
+    inputs = reproduction_inputs(record)
+    assert (inputs["feast_conn_id"], inputs["feast_repo"], inputs["project"]) == ("feast_other", None, "proj_a")
+    same = {"hash": "h" * 64, "rows": 1400, "definitions_hash": "d" * 64, "uri": "/r.parquet", "project": "proj_a"}
+    assert verify_rebuild(inputs, same)["match"] is True
+    with pytest.raises(RegistryError, match=r"trained on Feast project 'proj_a', the rebuild read project 'proj_b' "
+                                            r"\(connection feast_other\): the wrong feature repository"):
+        verify_rebuild(inputs, {**same, "project": "proj_b"})

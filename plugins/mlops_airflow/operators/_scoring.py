@@ -2,10 +2,14 @@
 
 The Airflow environment need not have the model's framework (torch is never installed there), so anything that
 loads a model runs the pack's scorer ``python -m mlops_airflow.training.score`` (any MLflow flavour, through
-``mlflow.pyfunc``) as a subprocess of the worker, with the training interpreter (``python=`` of the caller, else
-``[mlops] training_python``) and the pack's folder on PYTHONPATH; ``[mlops] scoring_entrypoint`` replaces it with
-a script. Same rules as ``LocalTrainingOperator.run_subprocess``: the MLflow credentials go into the child's
-environment only (never ``os.environ`` of the worker), and the child's output is streamed to the task log.
+``mlflow.pyfunc``) as a subprocess of the worker, with the pack's folder on PYTHONPATH; ``[mlops]
+scoring_entrypoint`` replaces it with a script. The interpreter (``scoring_python``): ``python=`` of the caller;
+else the environment the model version was trained in, found from its training run's tags
+(``mlops.requirements_sha256``, ``mlops.requirements``: the venv of that requirements file under ``[mlops]
+training_envs_dir``, built when missing, or ``[mlops] training_python`` when its stamp is that hash); else
+``[mlops] training_python``. So every operator that scores works for a model of any framework, unchanged.
+Same rules as ``LocalTrainingOperator.run_subprocess``: the MLflow credentials go into the child's environment
+only (never ``os.environ`` of the worker), and the child's output is streamed to the task log.
 
 Registered versions are immutable, so the predictions of (model version, input file content) are
 cached under ``output_dir``: a retry, or a second evaluation on the same holdout, reuses them.
@@ -42,6 +46,81 @@ def training_python(explicit: str | None = None) -> str:
             "python= to the operator"
         )
     return python
+
+
+def model_run_id(client: Any, model_uri: str) -> str | None:
+    """The MLflow run that logged ``model_uri`` (``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+    ``models:/<model_id>``, ``runs:/<run_id>/...``); None for another form (a local path)."""
+    if model_uri.startswith("runs:/"):
+        return model_uri.removeprefix("runs:/").split("/", 1)[0] or None
+    if not model_uri.startswith("models:/"):
+        return None
+    ref = model_uri.removeprefix("models:/").strip("/")
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        return client.get_model_version_by_alias(name, alias).run_id
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        return client.get_model_version(name, version).run_id
+    return client.get_logged_model(ref).source_run_id
+
+
+def scoring_python(hook: MlflowHook, model_uri: str, log: logging.Logger, explicit: str | None = None) -> str:
+    """The interpreter that loads ``model_uri``: ``explicit``; else the model's training environment; else
+    ``[mlops] training_python`` (see the module docstring).
+
+    The training environment is named by the training run's tags ``mlops.requirements_sha256`` (the hash of the
+    requirements the job ran with) and ``mlops.requirements`` (the file, project-relative): the venv
+    ``<training_envs_dir>/<sha256[:16]>`` stamped with that hash; else ``[mlops] training_python`` when its venv
+    is stamped with it; else the venv built now from the file, when the file still has that hash. A model whose
+    environment cannot be found is scored with ``[mlops] training_python``, and the log says why.
+
+    :raises RegistryError: nothing found and no ``[mlops] training_python`` configured.
+    """
+    if explicit:
+        return explicit
+    from mlops_airflow.config import project_root, training_envs_dir
+    from mlops_airflow.training.env import ensure_env, requirements_sha256, stamped_sha256
+
+    configured = mlops_conf("training_python") or os.environ.get("MLOPS_TRAINING_PYTHON") or None
+    try:
+        client = hook.get_client()
+        run_id = model_run_id(client, model_uri)
+        tags = client.get_run(run_id).data.tags if run_id else {}
+    except Exception as err:  # noqa: BLE001 - the scorer reports a missing model itself, with its next step
+        log.warning("Scoring %s: its training run cannot be read (%s: %s); using [mlops] training_python",
+                    model_uri, type(err).__name__, str(err)[:200])
+        return training_python(None)
+    sha, requirements = tags.get("mlops.requirements_sha256"), tags.get("mlops.requirements")
+    if not sha:
+        log.info("Scoring %s: its training run names no requirements (no mlops.requirements_sha256 tag); using "
+                 "[mlops] training_python", model_uri)
+        return training_python(None)
+    venv_python = training_envs_dir() / sha[:16] / "bin" / "python"
+    if venv_python.exists() and stamped_sha256(venv_python) == sha:
+        log.info("Scoring %s in its training environment %s (requirements sha256 %s)", model_uri, venv_python,
+                 sha[:12])
+        return str(venv_python)
+    if configured and stamped_sha256(configured) == sha:
+        log.info("Scoring %s with [mlops] training_python %s: its training environment (requirements sha256 %s)",
+                 model_uri, configured, sha[:12])
+        return configured
+    if requirements:
+        path = Path(requirements) if Path(requirements).is_absolute() else project_root() / requirements
+        if path.is_file() and requirements_sha256(path) == sha:
+            try:
+                return ensure_env(path, training_envs_dir(), log=log.info)
+            except RuntimeError as err:
+                raise RegistryError(f"scoring {model_uri}: {err}") from None
+        why = "not found" if not path.is_file() else "changed since the model was trained"
+        log.warning("Scoring %s: its training requirements %s (sha256 %s) are %s and no environment under %s has "
+                    "that hash; using [mlops] training_python (pass python= to choose the interpreter)", model_uri,
+                    requirements, sha[:12], why, training_envs_dir())
+    else:
+        log.warning("Scoring %s: no environment with its requirements hash %s (under %s, or [mlops] "
+                    "training_python); using [mlops] training_python (pass python= to choose)", model_uri, sha[:12],
+                    training_envs_dir())
+    return training_python(None)
 
 
 def scoring_entrypoint(explicit: str | None = None) -> str | None:
@@ -82,12 +161,11 @@ def score_parquet(
     ``cache_key`` names the immutable model (e.g. ``<model>-v3``); with the input's sha256 it
     names the output file, so the same model on the same bytes is scored once.
 
+    :param python: the scoring interpreter; None = ``scoring_python`` (the model's training environment).
     :param task_type: overrides the model metadata's task type (``--task-type``).
     :param features: overrides the model metadata's feature list (``--features``).
     :raises RegistryError: with the scorer's ``SCORING FAILED`` line (cause and next step) on failure.
     """
-    python = training_python(python)
-    command = scoring_command(python, entrypoint)
     if not Path(input_path).is_file():
         raise RegistryError(f"holdout/input file {input_path} not found; check the upstream task that writes it")
     out_dir = Path(output_dir) / safe_part(cache_key)
@@ -99,6 +177,7 @@ def score_parquet(
             log.info("Scoring %s on %s: reusing %s (same model version, same input bytes)", model_uri, input_path,
                      output)
             return result
+    command = scoring_command(scoring_python(hook, model_uri, log, python), entrypoint)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

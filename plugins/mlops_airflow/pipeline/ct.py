@@ -203,6 +203,11 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
         ts_output = training_set.output if hasattr(training_set, "output") else training_set  # operator | XComArg
         optional = {k: v for k, v in {"entrypoint": _root(spec.entrypoint), "python": spec.python,
                                       "requirements": _root(spec.requirements)}.items() if v}
+        # The model's feature repository goes into the record (reproduction rebuilds from the same one).
+        feast_tags = {f"mlops.{k}": v for k, v in _feast_kwargs(spec).items() if spec.uses_feast}
+        feast_tags = {("mlops.feast_repo" if k == "mlops.repo_path" else k): v for k, v in feast_tags.items()}
+        if feast_tags:
+            optional["extra_tags"] = feast_tags
         train = train_model_task(
             task_id="train_model", training_set=ts_output, dataset_version=dataset, experiment_name=spec.experiment,
             training_config=dict(spec.training_config), task_type=spec.task_type,

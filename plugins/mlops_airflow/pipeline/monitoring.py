@@ -124,6 +124,7 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
             task_id="check_drift", reference_path=pull("resolve_champion", "['reference_path']"),
             current_path=pull("land_window", "['path']"), columns=columns, exclude_columns=spec.keys,
             label_column=spec.label, report_dir=f"{root}/reports", model_name=spec.name,
+            drift_share_threshold=spec.drift_share_threshold,
         )
 
         @task(task_id="prediction_reference", retries=2)

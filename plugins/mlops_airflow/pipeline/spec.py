@@ -102,6 +102,8 @@ class ModelSpec:
     :param min_improvement: primary-metric gain over the champion a challenger needs (templated).
     :param primary_metric: the metric a comparison is decided on (default ``auc`` / ``rmse`` by task type).
     :param monitored_columns: columns whose drift is checked (default: ``features``, or all shared columns).
+    :param drift_share_threshold: dataset drift (monitoring's retraining event) when at least this share of the
+        monitored columns drifted (default 0.5).
     :param holdout: a fresh labelled batch the challenger and champion are scored on (same forms as ``source``);
         None = no evaluation stage (a new version stays challenger).
     :param holdout_params: keyword arguments for the holdout function (templated).
@@ -138,6 +140,7 @@ class ModelSpec:
     min_improvement: float | str = 0.0
     primary_metric: str | None = None
     monitored_columns: Sequence[str] | None = None
+    drift_share_threshold: float = 0.5
     holdout: Source | None = None
     holdout_params: Mapping[str, Any] = field(default_factory=dict)
     holdout_day_offset: int = 1
@@ -178,6 +181,10 @@ class ModelSpec:
             raise SpecError(f"ModelSpec.holdout_day_offset={self.holdout_day_offset!r} must be an integer (days)")
         if not isinstance(self.n_boot, int) or self.n_boot < 100:
             raise SpecError(f"ModelSpec.n_boot={self.n_boot!r}: use at least 100 bootstrap resamples")
+        if isinstance(self.drift_share_threshold, bool) or not isinstance(self.drift_share_threshold, int | float) \
+                or not 0.0 < float(self.drift_share_threshold) <= 1.0:
+            raise SpecError(f"ModelSpec.drift_share_threshold={self.drift_share_threshold!r} must be a number in "
+                            "(0, 1]: the share of monitored columns that must drift for dataset drift")
         if not 0.0 <= float(self.canary_share) < 1.0:
             raise SpecError(f"ModelSpec.canary_share={self.canary_share!r} must be in [0, 1)")
         if self.approval_policy not in (None, "hitl", "auto"):

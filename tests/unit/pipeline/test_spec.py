@@ -47,6 +47,9 @@ def test_defaults_and_derived_values():
     ({"monitored_columns": ["a", "y"]}, "ModelSpec.monitored_columns"),
     ({"approval_policy": "yes"}, "ModelSpec.approval_policy"),
     ({"canary_share": 1.5}, "ModelSpec.canary_share"),
+    ({"drift_share_threshold": 0}, "ModelSpec.drift_share_threshold"),
+    ({"drift_share_threshold": 1.5}, "ModelSpec.drift_share_threshold"),
+    ({"drift_share_threshold": "half"}, "ModelSpec.drift_share_threshold"),
 ])
 def test_invalid_fields_fail_naming_the_field(kw, field):
     with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
