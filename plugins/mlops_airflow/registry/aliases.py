@@ -207,10 +207,18 @@ def move_alias(
 
         # 2. Idempotency: nothing to do when the version already holds the alias ...
         if current == str(version):
+            # An earlier try of this same task instance moved it and recorded it, then failed before Airflow recorded
+            # its success (and so its asset event): that try announced nothing, so this one announces the change.
+            # At least once: a rerun cleared by hand after a success announces it again, with the same ledger seq
+            # (consumers deduplicate on it); never announcing a move that happened is the worse failure.
+            earlier_try = (last is not None and str(last.get("version")) == str(version)
+                           and _entry_matches_task(last, ident)
+                           and str((last.get("airflow") or {}).get("try_number")) != str(ident["try_number"]))
             if log:
-                log.info("%s@%s is already v%s: nothing to move (ledger entry %s)", model_name, alias, version,
-                         last.get("seq") if last else None)
-            return last or {}, own and str(completed.get("version")) == str(version)
+                log.info("%s@%s is already v%s: nothing to move (ledger entry %s%s)", model_name, alias, version,
+                         last.get("seq") if last else None,
+                         ", made by an earlier try of this task" if earlier_try else "")
+            return last or {}, (own and str(completed.get("version")) == str(version)) or earlier_try
         if only_if_unset and current is not None:
             if log:
                 log.warning("%s@%s was set to v%s meanwhile: v%s is not made %s", model_name, alias, current,
