@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import DAG, Asset, Param, task
+from mlops_airflow._summary import summary_line
 from mlops_airflow.assets import feature_asset_uri
 from mlops_airflow.operators.feast_features import FeastApplyOperator
 
@@ -53,7 +54,7 @@ with DAG(
             service = hook.get_feature_service(store, name)  # names the known services when missing
             services[name] = sorted(p.name for p in service.feature_view_projections)
         views = sorted(fv.name for fv in store.list_feature_views())
-        print(f"SUMMARY feast-verify project={store.project} views={views} services={services}")
+        print(summary_line("feast-verify", project=store.project, views=views, services=services))
         return {"project": store.project, "feature_views": views, "feature_services": services}
 
     plan >> apply >> verify_definitions()

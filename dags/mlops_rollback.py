@@ -49,6 +49,7 @@ with DAG(
         """The labelled window (features + labels) the target is validated on, kept by mlops_monitoring."""
         from pathlib import Path
 
+        from mlops_airflow._summary import summary_line
         from mlops_airflow.exceptions import RegistryError
 
         folder = Path(DATA_ROOT) / "monitoring" / "labelled"
@@ -62,7 +63,7 @@ with DAG(
                 f"no labelled window at {path}: the rollback target cannot be validated. Pick a day that "
                 f"mlops_monitoring has landed (files in {folder}), or run mlops_monitoring first"
             )
-        print(f"SUMMARY rollback-window path={path}")
+        print(summary_line("rollback-window", path=path))
         return {"path": str(path), "day": path.stem}
 
     window = labelled_window()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from mlops_airflow.exceptions import RegistryError
+from mlops_airflow.hooks._mlflow_runs import MlflowRunsMixin
 from mlops_airflow.hooks._mlflow_settings import MlflowSettings
 
 __all__ = ["MlflowHook", "MlflowSettings"]
@@ -55,7 +56,7 @@ def route_mlflow_logging() -> None:
 route_mlflow_logging()  # every operator that talks to MLflow imports this module before it imports mlflow
 
 
-class MlflowHook(BaseHook):
+class MlflowHook(MlflowRunsMixin, BaseHook):
     """Talks to an MLflow tracking server and model registry.
 
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.

@@ -21,8 +21,6 @@ from mlops_airflow.monitoring.verdict import finite as _finite
 from mlops_airflow.operators._common import run_identity, safe_part, task_key
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
     from mlops_airflow.hooks.mlflow_registry import MlflowHook
 
 _UNSAFE_METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /:]+")
@@ -107,12 +105,6 @@ def _placeholder_report(path: Path, title: str, reasons: Sequence[str]) -> None:
     path.write_text(
         f"<!doctype html><html><body><h1>{html.escape(title)}</h1><ul>{items}</ul></body></html>", encoding="utf-8"
     )
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 def _retrain_outlet(kwargs: dict[str, Any], model_name: str | None, emit: bool, retrain_asset: str | None) -> bool:
@@ -318,77 +310,37 @@ class _MonitoringMixin:
         metrics: dict[str, float],
         tags: dict[str, str],
     ) -> None:
-        """``_log_run`` through ``MlflowClient`` (artifact stores the client writes to itself)."""
-        from mlflow.entities import Metric, RunStatus
-
-        client: MlflowClient | None = None
+        """``_log_run`` through the hook's ``MlflowClient`` (artifact stores the client writes to itself)."""
+        hook = self.hook
         run_id: str | None = None
         try:
-            client = self.hook.get_client()
-            experiment_id = self._experiment_id(client, str(self.experiment_name))
+            name = str(self.experiment_name)
+            experiment_id = hook.experiment_id(name, create=True)
             keys = self._run_keys(kind, ident)
-            run = self._find_run(client, experiment_id, keys)
+            run = hook.find_run(name, keys, prefer_finished=True)
             if run is None:
-                run = client.create_run(experiment_id, tags={**keys, "mlflow.runName": run_name})
+                run = hook.create_run(experiment_id, keys, run_name=run_name)
                 self.log.info("created MLflow run %s in experiment %s", run.info.run_id, experiment_id)
             else:
                 self.log.info("retry: reusing MLflow run %s (status %s)", run.info.run_id, run.info.status)
             run_id = run.info.run_id
-            all_tags = self._run_tags(ident, verdict, tags)
-            for key, value in all_tags.items():
-                client.set_tag(run_id, key, value)
+            hook.set_run_tags(run_id, self._run_tags(ident, verdict, tags))
             self._fill_uris(
                 verdict, f"{run.info.artifact_uri.rstrip('/')}/{artifact_dir}", run_id, report_path, verdict_path
             )
-            now = _now_ms()
-            batch = [Metric(key, float(value), now, 0) for key, value in metrics.items() if _finite(value) is not None]
-            for start in range(0, len(batch), 900):  # MLflow's log_batch takes at most 1000 metrics
-                client.log_batch(run_id, metrics=batch[start : start + 900])
-            client.log_artifact(run_id, str(report_path), artifact_dir)
-            client.log_artifact(run_id, str(verdict_path), artifact_dir)
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+            hook.log_run_metrics(run_id, {k: float(v) for k, v in metrics.items() if _finite(v) is not None})
+            hook.log_run_artifact(run_id, str(report_path), artifact_dir)
+            hook.log_run_artifact(run_id, str(verdict_path), artifact_dir)
+            hook.end_run(run_id, "FINISHED")
         except Exception as err:
-            if client is not None and run_id is not None:
+            if run_id is not None:
                 with contextlib.suppress(Exception):  # the original error is the one to report
-                    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+                    hook.end_run(run_id, "FAILED")
             uri = self.tracking_uri or f"connection {self.mlflow_conn_id!r}"
             raise MonitoringError(
                 f"could not log the {kind} evidence to MLflow ({uri}, experiment {self.experiment_name!r}): {err}. "
                 f"The HTML report is at {report_path}; check the MLflow connection, or set log_to_mlflow=False"
             ) from err
-
-    @staticmethod
-    def _experiment_id(client: MlflowClient, name: str) -> str:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            if experiment.lifecycle_stage == "deleted":
-                raise MonitoringError(
-                    f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments restore) or choose "
-                    "another experiment_name"
-                )
-            return experiment.experiment_id
-        try:
-            return client.create_experiment(name)
-        except Exception:
-            # Another task created it in the meantime (RESOURCE_ALREADY_EXISTS).
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-            return experiment.experiment_id
-
-    @staticmethod
-    def _find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> Any:
-        """The run an earlier try of this task made: a FINISHED one first, else the latest (a crashed try's)."""
-        clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items() if "'" not in value and "\\" not in value]
-        runs = client.search_runs(
-            [experiment_id],
-            filter_string=" and ".join(clauses),
-            max_results=100,
-            order_by=["attributes.start_time DESC"],
-        )
-        matching = [r for r in runs if all(r.data.tags.get(key) == value for key, value in tags.items())]
-        finished = [r for r in matching if r.info.status == "FINISHED"]
-        return (finished or matching or [None])[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

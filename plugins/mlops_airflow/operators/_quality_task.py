@@ -145,9 +145,7 @@ class _QualityTaskMixin:
                 "must name model_version or model_uri; or pass reference_quality"
             )
         try:
-            client = self.hook.get_client()
-            run_id = client.get_model_version(str(self.model_name), version).run_id
-            run_metrics = client.get_run(run_id).data.metrics
+            run_metrics = self.hook.version_run(str(self.model_name), version).data.metrics
         except Exception as err:
             raise MonitoringError(
                 f"cannot read the training run of {self.model_name} v{version} ({type(err).__name__}: {err}); pass "

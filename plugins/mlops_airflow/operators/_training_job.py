@@ -137,28 +137,13 @@ class TrainingJobMixin:
 
     def find_job_run(self, context: Context, *, finished_only: bool = True) -> Any | None:
         """The newest MLflow run of this task instance's job (any try), or None."""
-        client = self.mlflow_hook.get_client()
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            return None
         ident = run_identity(context)
-        clauses = [f"tags.`mlops.{k}` = '{ident[k]}'" for k in ("dag_id", "run_id", "task_id")]
-        if finished_only:
-            clauses.append("attributes.status = 'FINISHED'")
-        runs = client.search_runs(
-            [experiment.experiment_id], " and ".join(clauses), order_by=["attributes.start_time DESC"], max_results=1
-        )
-        return runs[0] if runs else None
+        tags = {f"mlops.{k}": ident[k] for k in ("dag_id", "run_id", "task_id")}
+        return self.mlflow_hook.find_run(self.experiment_name, tags, finished_only=finished_only)
 
     def result_from_run(self, run: Any, *, backend: str, adopted: bool) -> dict[str, Any]:
-        client = self.mlflow_hook.get_client()
         tags = run.data.tags
-        model_uri = tags.get("mlops.model_uri")
-        if not model_uri:
-            models = client.search_logged_models(
-                experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
-            )
-            model_uri = f"models:/{models[0].model_id}" if models else None
+        model_uri = self.mlflow_hook.logged_model_uri(run)
         if not model_uri:
             raise TrainingError(
                 f"MLflow run {run.info.run_id} finished but logged no model; check the job log for the "

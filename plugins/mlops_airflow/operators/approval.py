@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -199,10 +200,10 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
         skip_if_failed(verdict, self.model_name, version)
         for warning in warnings:
             self.log.warning("Degenerate evaluation evidence (shown to the approver): %s", warning)
-        self.log.info(
-            "SUMMARY approval-requested model=%s version=%s alias=%s approvers=%s warnings=%d evidence=%s",
-            self.model_name, version, self.alias, [u["id"] for u in self.assigned_users or []] or "anyone",
-            len(warnings), verdict.get("evidence_uri"),
+        log_summary(
+            self.log, "approval-requested", model=self.model_name, version=version, alias=self.alias,
+            approvers=[u["id"] for u in self.assigned_users or []] or "anyone", warnings=len(warnings),
+            evidence=verdict.get("evidence_uri"),
         )
         return super().execute(context)
 
@@ -210,10 +211,10 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
         """The person's answer (or the timeout): the ledger for a rejection, one SUMMARY line, Airflow's handling."""
         version = str(self.version.get("version") if isinstance(self.version, dict) else self.version)
         if "error" in event:
-            self.log.info(
-                "SUMMARY approval model=%s version=%s alias=%s decision=none (%s): nothing is promoted; "
-                "rerun the DAG to ask again", self.model_name, version, self.alias,
-                event.get("error_type") or event.get("error"),
+            log_summary(
+                self.log, "approval", model=self.model_name, version=version, alias=self.alias,
+                decision=f"none ({event.get('error_type') or event.get('error')}): nothing is promoted; "
+                "rerun the DAG to ask again",
             )
             return super().execute_complete(context=context, event=event)
         chosen = (event.get("chosen_options") or ["?"])[0]
@@ -231,10 +232,8 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
             reason = reason or f"no answer within {self.response_timeout} (rejected by default)"
             record_rejection(self, context, version=version, by=str(by), reason=reason,
                              at=event.get("responded_at"))
-        self.log.info(
-            "SUMMARY approval model=%s version=%s alias=%s decision=%s by=%s at=%s reason=%r",
-            self.model_name, version, self.alias, chosen, by, event.get("responded_at"), reason,
-        )
+        log_summary(self.log, "approval", model=self.model_name, version=version, alias=self.alias, decision=chosen,
+                    by=by, at=event.get("responded_at"), reason=repr(reason))
         return super().execute_complete(context=context, event=event)
 
 
@@ -277,8 +276,8 @@ class AutoApproveOperator(_GateInputs, BaseOperator):
         if warnings:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            self.log.info("SUMMARY approval model=%s version=%s alias=%s decision=refused by=policy:auto "
-                          "warnings=%s", self.model_name, version, self.alias, warnings)
+            log_summary(self.log, "approval", model=self.model_name, version=version, alias=self.alias,
+                        decision="refused", by="policy:auto", warnings=warnings)
             raise AirflowSkipException(
                 f"NOT auto-approved: the evaluation evidence for {self.model_name} v{version} cannot decide a "
                 f"promotion ({'; '.join(warnings)}). Nothing is promoted; a person must review it "
@@ -286,12 +285,8 @@ class AutoApproveOperator(_GateInputs, BaseOperator):
             )
         who = "AUTO-APPROVED by policy [mlops] approval_policy=auto (no person reviewed this; local demo only)"
         self.log.warning("%s: %s", who, subject)
-        self.log.info(
-            "SUMMARY approval model=%s version=%s alias=%s decision=Approve by=policy:auto",
-            self.model_name,
-            version,
-            self.alias,
-        )
+        log_summary(self.log, "approval", model=self.model_name, version=version, alias=self.alias,
+                    decision="Approve", by="policy:auto")
         return {
             "chosen_options": [APPROVE],
             "params_input": {},

@@ -19,6 +19,7 @@ without them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import DataValidationError
 from mlops_airflow.links.mlflow import EvidenceLink
 from mlops_airflow.operators._common import run_dir, run_identity
@@ -292,16 +294,10 @@ class DataValidationGateOperator(BaseOperator):
         }
         checks = verdict["contract"]
         if passed:
-            self.log.info(
-                "SUMMARY data-validation passed=true batch=%s md5=%s rows=%d expectations=%d failed=0 "
-                "contract_checks=%d contract_warnings=%d evidence=%s",
-                source,
-                data_md5,
-                rows,
-                metrics["evaluated"],
-                checks["evaluated"],
-                checks["warnings"],
-                result_path,
+            log_summary(
+                self.log, "data-validation", passed="true", batch=source, md5=data_md5, rows=rows,
+                expectations=metrics["evaluated"], failed=0, contract_checks=checks["evaluated"],
+                contract_warnings=checks["warnings"], evidence=result_path,
             )
             return verdict
 
@@ -333,16 +329,9 @@ class DataValidationGateOperator(BaseOperator):
             contract=result["contract"],
         )
         self.log.error("%s", message)
-        self.log.error(
-            "SUMMARY data-validation passed=false batch=%s md5=%s rows=%d expectations=%d failed=%d "
-            "contract_failed=%d quarantined_to=%s evidence=%s",
-            source,
-            data_md5,
-            rows,
-            metrics["evaluated"],
-            metrics["failed"],
-            checks["failed"],
-            verdict["quarantined_to"],
-            result_path,
+        log_summary(
+            self.log, "data-validation", logging.ERROR, passed="false", batch=source, md5=data_md5, rows=rows,
+            expectations=metrics["evaluated"], failed=metrics["failed"], contract_failed=checks["failed"],
+            quarantined_to=verdict["quarantined_to"], evidence=result_path,
         )
         raise DataValidationError(message)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.links.mlflow import EvidenceLink, MlflowRunLink
 from mlops_airflow.monitoring.verdict import (
@@ -279,15 +280,14 @@ class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixi
         elif dataset_drift and not self.emit_retrain_event:
             self.log.info("dataset drift, but emit_retrain_event is off (or no model_name): no retraining trigger")
 
-        summary = (
-            f"data-drift passed={verdict['passed']} drift_share={verdict['drift_share']:.2f} "
-            f"drifted={verdict['drifted_columns']} engine={self.engine} "
-            f"rows={verdict['metrics']['reference_rows']}/{verdict['metrics']['current_rows']} "
-            f"retrain_event={'yes' if verdict['retrain_event'] else 'no'} report={verdict['evidence_uri']}"
-        )
         for reason in verdict["reasons"]:
             self.log.info("reason: %s", reason)
-        self.log.info("SUMMARY %s", summary)
+        summary = log_summary(
+            self.log, "data-drift", passed=verdict["passed"], drift_share=f"{verdict['drift_share']:.2f}",
+            drifted=verdict["drifted_columns"], engine=self.engine,
+            rows=f"{verdict['metrics']['reference_rows']}/{verdict['metrics']['current_rows']}",
+            retrain_event="yes" if verdict["retrain_event"] else "no", report=verdict["evidence_uri"],
+        )
         if self.fail_on_drift and not verdict["passed"]:
             raise MonitoringError(
                 f"{summary}; reasons: {'; '.join(verdict['reasons'])}. Next: inspect the report; the retraining "

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.operators._common import safe_part, task_key
 from mlops_airflow.operators.drift import DataDriftOperator
@@ -95,12 +96,8 @@ class DriftPartitionsOperator(BaseOperator):
             ) from err
         if not parts:
             raise MonitoringError(f"{self.path!r} holds no Parquet rows: nothing to check; check the upstream step")
-        self.log.info(
-            "SUMMARY drift-partitions path=%s partitions=%d rows=%d",
-            self.path,
-            len(parts),
-            sum(int(p.get("rows", 0)) for p in parts),
-        )
+        log_summary(self.log, "drift-partitions", path=self.path, partitions=len(parts),
+                    rows=sum(int(p.get("rows", 0)) for p in parts))
         return parts
 
 
@@ -133,7 +130,7 @@ class DriftSummarizeOperator(BaseOperator):
         except (DriftEngineError, OSError) as err:
             raise MonitoringError(f"cannot summarise the {self.side} partition {self.partition!r}: {err}") from err
         uri = save(doc, _doc_uri(str(self.work_dir), context, self.task_id, f"{self.side}.summary"))
-        self.log.info("SUMMARY drift-summary side=%s partition=%s doc=%s", self.side, self.partition, uri)
+        log_summary(self.log, "drift-summary", side=self.side, partition=self.partition, doc=uri)
         return uri
 
 
@@ -182,13 +179,8 @@ class DriftPlanOperator(BaseOperator):
         except DriftEngineError as err:
             raise MonitoringError(f"drift plan over {len(refs)} + {len(curs)} partitions failed: {err}") from err
         uri = save(doc, _doc_uri(str(self.work_dir), context, self.task_id, "plan"))
-        self.log.info(
-            "SUMMARY drift-plan partitions=%d/%d needs_count=%s doc=%s",
-            len(refs),
-            len(curs),
-            doc.get("needs_count"),
-            uri,
-        )
+        log_summary(self.log, "drift-plan", partitions=f"{len(refs)}/{len(curs)}", needs_count=doc.get("needs_count"),
+                    doc=uri)
         return uri
 
 
@@ -220,7 +212,7 @@ class DriftCountOperator(BaseOperator):
         except (DriftEngineError, OSError) as err:
             raise MonitoringError(f"cannot count the {self.side} partition {self.partition!r}: {err}") from err
         uri = save(doc, _doc_uri(str(self.work_dir), context, self.task_id, f"{self.side}.counts"))
-        self.log.info("SUMMARY drift-count side=%s partition=%s doc=%s", self.side, self.partition, uri)
+        log_summary(self.log, "drift-count", side=self.side, partition=self.partition, doc=uri)
         return uri
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator
 
 from mlops_airflow._io import copy_atomic
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import DatasetVersionError
 from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
 from mlops_airflow.operators._common import parquet_rows, run_identity
@@ -127,11 +128,9 @@ class DvcVersionDatasetOperator(BaseOperator):
         for outlet in self.outlets or []:
             if isinstance(outlet, Asset) and outlet.uri.startswith("dvc://"):
                 context["outlet_events"][outlet].extra = extra
-        self.log.info(
-            "SUMMARY dvc-version path=%s rev=%s md5=%s rows=%s new_commit=%s remote=%s",
-            version["path"], version["rev"][:12], version["md5"], version["rows"], version["new_commit"],
-            self.hook.settings.remote or "default",
-        )
+        log_summary(self.log, "dvc-version", path=version["path"], rev=version["rev"][:12], md5=version["md5"],
+                    rows=version["rows"], new_commit=version["new_commit"],
+                    remote=self.hook.settings.remote or "default")
         return version
 
     def _check_schema(self, source: Path, dest: Path) -> None:
@@ -288,8 +287,6 @@ class DvcResolveVersionOperator(BaseOperator):
             "local_path": str(dest.absolute()),
             "reused": reused,
         }
-        self.log.info(
-            "SUMMARY dvc-resolve path=%s rev=%s md5=%s verified=true rows=%s local=%s reused=%s",
-            path, sha[:12], out["md5"], rows, dest, reused,
-        )
+        log_summary(self.log, "dvc-resolve", path=path, rev=sha[:12], md5=out["md5"], verified="true", rows=rows,
+                    local=dest, reused=reused)
         return result

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.hooks.feast_store import FeastHook
 from mlops_airflow.operators._feast_common import announce
 
@@ -49,5 +50,5 @@ class FeastApplyOperator(BaseOperator):
         result = {"repo_path": str(hook.repo_path), "command": command, "changes": changes[:200]}
         if not self.plan_only:
             announce(self, context, {**result, "changes": len(changes)})
-        self.log.info("SUMMARY feast-%s repo=%s changes=%d", command, hook.repo_path, len(changes))
+        log_summary(self.log, f"feast-{command}", repo=hook.repo_path, changes=len(changes))
         return result

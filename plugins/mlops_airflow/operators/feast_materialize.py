@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.hooks.feast_store import FeastHook
 from mlops_airflow.operators._common import as_dict
@@ -125,14 +126,9 @@ class FeastMaterializationWindowsOperator(BaseOperator):
             max_windows=self.max_windows,
             feature_views=self.feature_views,
         )
-        self.log.info(
-            "SUMMARY feast-windows interval=[%s, %s) windows=%d max_window=%s overlap=%s",
-            windows[0]["interval_start"],
-            windows[0]["interval_end"],
-            len(windows),
-            self.max_window,
-            self.overlap,
-        )
+        first = windows[0]
+        log_summary(self.log, "feast-windows", interval=f"[{first['interval_start']}, {first['interval_end']})",
+                    windows=len(windows), max_window=self.max_window, overlap=self.overlap)
         return windows
 
 
@@ -247,16 +243,10 @@ class FeastMaterializeOperator(BaseOperator):
             "entities_written": sum(v["entities_written"] or 0 for v in done),
         }
         announce(self, context, result)
-        self.log.info(
-            "SUMMARY feast-materialize project=%s views=%s window=%d/%d [%s, %s) rows_read=%d entities_written=%d",
-            store.project,
-            views,
-            result["index"] + 1,
-            result["count"],
-            result["start"],
-            result["end"],
-            result["rows_read"],
-            result["entities_written"],
+        log_summary(
+            self.log, "feast-materialize", project=store.project, views=views,
+            window=f"{result['index'] + 1}/{result['count']} [{result['start']}, {result['end']})",
+            rows_read=result["rows_read"], entities_written=result["entities_written"],
         )
         return result
 
@@ -311,15 +301,9 @@ class FeastMaterializationRecordOperator(BaseOperator):
             "entities_written": sum(w["entities_written"] for w in done),
         }
         announce(self, context, record)
-        self.log.info(
-            "SUMMARY feast-materialization project=%s views=%s interval=[%s, %s) windows=%d rows_read=%d "
-            "entities_written=%d",
-            record["project"],
-            record["feature_views"],
-            record["start"],
-            record["end"],
-            count,
-            record["rows_read"],
-            record["entities_written"],
+        log_summary(
+            self.log, "feast-materialization", project=record["project"], views=record["feature_views"],
+            interval=f"[{record['start']}, {record['end']})", windows=count, rows_read=record["rows_read"],
+            entities_written=record["entities_written"],
         )
         return record

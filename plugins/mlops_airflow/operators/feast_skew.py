@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_airflow._io import write_atomic
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.hooks.dvc_repo import DvcHook
 from mlops_airflow.hooks.feast_store import FeastHook
@@ -280,14 +281,13 @@ class FeatureSkewCheckOperator(BaseOperator):
         ti = context.get("ti") if hasattr(context, "get") else None
         if ti is not None and hasattr(ti, "xcom_push"):
             EvidenceLink.persist(context, evidence.as_uri())
-        summary = (
-            f"feature-skew passed={str(verdict['passed']).lower()} project={store.project} "
-            f"service={self.feature_service} sampled={len(rows)} max_mismatch_rate={metrics['max_mismatch_rate']:.4f} "
-            f"evidence={evidence}"
-        )
         for reason in reasons:
             self.log.error("reason: %s", reason)
-        self.log.info("SUMMARY %s", summary)
+        log_summary(
+            self.log, "feature-skew", passed=str(verdict["passed"]).lower(), project=store.project,
+            service=self.feature_service, sampled=len(rows),
+            max_mismatch_rate=f"{metrics['max_mismatch_rate']:.4f}", evidence=evidence,
+        )
         if reasons and self.fail_on_skew:
             raise FeatureStoreError(
                 f"training-serving skew in project {store.project}: {'; '.join(reasons[:6])}. Evidence: {evidence}. "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_airflow._io import copy_atomic, write_atomic
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.hooks.dvc_repo import DvcHook
 from mlops_airflow.hooks.feast_store import FeastHook
@@ -271,15 +272,10 @@ class FeastTrainingSetOperator(BaseOperator):
             "null_share": {c: round(float(v), 6) for c, v in null_share.items() if v > 0},
             "dvc": self._track(out, digest) if self.track_with_dvc else None,
         }
-        self.log.info(
-            "SUMMARY feast-training-set service=%s rows=%d hash=%s dataset=%s@%s uri=%s dvc=%s",
-            self.feature_service,
-            len(df),
-            digest[:16],
-            version["path"],
-            version["rev"][:12],
-            out,
-            f"{result['dvc']['path']}@{result['dvc']['rev'][:12]}" if result["dvc"] else "off",
+        log_summary(
+            self.log, "feast-training-set", service=self.feature_service, rows=len(df), hash=digest[:16],
+            dataset=f"{version['path']}@{version['rev'][:12]}", uri=out,
+            dvc=f"{result['dvc']['path']}@{result['dvc']['rev'][:12]}" if result["dvc"] else "off",
         )
         return result
 

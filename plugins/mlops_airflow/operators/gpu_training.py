@@ -26,6 +26,7 @@ while parsing. The pod helpers are in ``operators/_gpu_pod.py``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
 from urllib3.exceptions import HTTPError
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import MLOpsError, TrainingError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -349,12 +351,8 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         ref = f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None else self.task_id
         if isinstance(exc, MLOpsError):  # already says what to do (invalid spec, missing secret ...)
             if not getattr(exc, "_mlops_summary_logged", False):
-                self.log.error(
-                    "SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s",
-                    type(exc).__name__,
-                    ref,
-                    self.gpu_count,
-                )
+                log_summary(self.log, "train", logging.ERROR, backend="kubernetes", status="failed",
+                            cause=type(exc).__name__, pod=ref, gpus=self.gpu_count)
                 exc._mlops_summary_logged = True  # type: ignore[attr-defined]
             return exc
         if self._diagnosis is not None:
@@ -371,9 +369,8 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
             cause = "api_unreachable"
         else:
             return exc
-        self.log.error(
-            "SUMMARY train backend=kubernetes status=failed cause=%s pod=%s gpus=%s", cause, ref, self.gpu_count
-        )
+        log_summary(self.log, "train", logging.ERROR, backend="kubernetes", status="failed", cause=cause, pod=ref,
+                    gpus=self.gpu_count)
         error = TrainingError(message)
         error._mlops_summary_logged = True  # type: ignore[attr-defined]  # trigger_reentry may run in execute
         return error
@@ -399,7 +396,7 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
             and not str(run.data.tags.get("mlops.image_digest", "")).startswith("sha256:")
         ):
             digest = self._image_id.split("://", 1)[-1]
-            self.mlflow_hook.get_client().set_tag(run.info.run_id, "mlops.image_digest", digest)
+            self.mlflow_hook.set_run_tags(run.info.run_id, {"mlops.image_digest": digest})
             run.data.tags["mlops.image_digest"] = digest
         return self._complete(context, run, adopted=False)
 
@@ -409,18 +406,12 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         # do_xcom_push stays False (it means "sidecar" to the provider), so push the return value here.
         context["ti"].xcom_push(key="return_value", value=result)
         pod = self.pod or self.pod_request_obj
-        self.log.info(
-            "SUMMARY train backend=kubernetes run_id=%s model=%s metrics=%s adopted=%s pod=%s gpus=%s gpu_type=%s "
-            "image=%s url=%s",
-            result["run_id"],
-            result["model_uri"],
-            result["metrics"],
-            adopted,
-            f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None and not adopted else "-",
-            self.gpu_count,
-            self.gpu_type or "any",
-            run.data.tags.get("mlops.image_digest", self.image),
-            result["run_url"],
+        log_summary(
+            self.log, "train", backend="kubernetes", run_id=result["run_id"], model=result["model_uri"],
+            metrics=result["metrics"], adopted=adopted,
+            pod=f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None and not adopted else "-",
+            gpus=self.gpu_count, gpu_type=self.gpu_type or "any",
+            image=run.data.tags.get("mlops.image_digest", self.image), url=result["run_url"],
         )
         return result
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.monitoring.quality_stats import (
     ALL_QUALITY_METRICS,
@@ -410,17 +411,17 @@ class QualityCheckOperator(_QualityTaskMixin, _QualityInputsMixin, _MonitoringMi
         shown = "n/a" if current_value is None else f"{current_value:.3f}"
         ref_shown = "n/a" if reference_value is None else f"{float(reference_value):.3f}"
         drop_shown = "n/a" if quality_drop is None else f"{quality_drop:.3f}"
-        summary = (
-            f"quality passed={verdict['passed']} {metric}={shown} reference={ref_shown} drop={drop_shown} "
-            f"concept_drift={concept_drift} task_type={self.model_task_type} joined={n_joined}/{len(labels)} "
-            f"low_confidence={'n/a' if share is None else f'{share:.2f}'} "
-            f"served_versions={json.dumps(served_versions, sort_keys=True)} served_version={served_version} "
-            f"serving_version={serving_version} retired={retired} "
-            f"retrain_event={'yes' if verdict['retrain_event'] else 'no'} report={verdict['evidence_uri']}"
-        )
+        fields = {  # a dict: the metric's name is one of the keys
+            "passed": verdict["passed"], metric: shown, "reference": ref_shown, "drop": drop_shown,
+            "concept_drift": concept_drift, "task_type": self.model_task_type, "joined": f"{n_joined}/{len(labels)}",
+            "low_confidence": "n/a" if share is None else f"{share:.2f}",
+            "served_versions": json.dumps(served_versions, sort_keys=True), "served_version": served_version,
+            "serving_version": serving_version, "retired": retired,
+            "retrain_event": "yes" if verdict["retrain_event"] else "no", "report": verdict["evidence_uri"],
+        }
         for reason in reasons:
             self.log.info("reason: %s", reason)
-        self.log.info("SUMMARY %s", summary)
+        summary = log_summary(self.log, "quality", **fields)
         if self.fail_on_quality and not verdict["passed"]:
             raise MonitoringError(
                 f"{summary}; reasons: {'; '.join(reasons)}. Next: open the report; on concept drift retrain on "

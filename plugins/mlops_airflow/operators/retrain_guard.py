@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 
 if TYPE_CHECKING:
@@ -133,14 +134,13 @@ class RetrainGuardOperator(BaseOperator):
             cooldown_applies_to_manual=self.cooldown_applies_to_manual,
             last_retrain_source=source,
         )
-        summary = (
-            f"retrain-guard model={self.model_name} proceed={decision['proceed']} "
-            f"triggered_by={decision['triggered_by']!r} reason={decision['reason']!r} "
-            f"last_retrain_at={decision['last_retrain_at']} cooldown={cooldown} as_of={now.isoformat()}"
-        )
         for reason in decision["blocked_by"]:
             self.log.info("blocked: %s", reason)
-        self.log.info("SUMMARY %s", summary)
+        summary = log_summary(
+            self.log, "retrain-guard", model=self.model_name, proceed=decision["proceed"],
+            triggered_by=repr(decision["triggered_by"]), reason=repr(decision["reason"]),
+            last_retrain_at=decision["last_retrain_at"], cooldown=cooldown, as_of=now.isoformat(),
+        )
         if decision["proceed"] or self.on_block == "return":
             return decision
         ti = get("ti")
@@ -154,13 +154,9 @@ class RetrainGuardOperator(BaseOperator):
 
         try:
             self.hook.ensure_reachable()
-            client = self.hook.get_client()
-            try:
-                model = client.get_registered_model(model_name)
-            except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException(RESOURCE_DOES_NOT_EXIST)
-                if "RESOURCE_DOES_NOT_EXIST" in str(err) or "not found" in str(err).lower():
-                    return None, "no registered model yet"
-                raise
+            model = self.hook.find_registered_model(model_name)
+            if model is None:
+                return None, "no registered model yet"
             tag = (model.tags or {}).get(LAST_RETRAIN_TAG)
             if tag:
                 try:
@@ -169,7 +165,7 @@ class RetrainGuardOperator(BaseOperator):
                     self.log.warning("tag %s=%r is not an ISO time; using the newest version", LAST_RETRAIN_TAG, tag)
             if "'" in model_name:
                 return None, "model name not searchable"
-            versions = client.search_model_versions(f"name = '{model_name}'", max_results=1000)
+            versions = self.hook.model_versions(model_name, max_results=1000)
         except MonitoringError:
             raise
         except Exception as err:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from mlops_airflow._io import write_atomic
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowModelVersionLink
@@ -41,24 +42,12 @@ SERVED_COLUMNS = ("prediction", "proba", "confidence")
 DEFAULT_TIMESTAMP = "event_timestamp"
 
 
-def alias_versions(client: Any, model_name: str, aliases: Sequence[str]) -> dict[str, str]:
-    """``{alias: version}`` for the aliases that exist on ``model_name``."""
-    from mlflow.exceptions import MlflowException
-
-    found: dict[str, str] = {}
-    for alias in aliases:
-        try:
-            found[alias] = str(client.get_model_version_by_alias(model_name, alias).version)
-        except MlflowException:
-            continue
-    return found
-
-
-def served_task(client: Any, hook: Any, model_name: str, version: str, need_metadata: bool) -> dict[str, Any]:
+def served_task(hook: MlflowHook, model_name: str, version: str, need_metadata: bool) -> dict[str, Any]:
     """What ``version`` predicts (:func:`mlops_airflow.registry.tags.model_task`): its tags, plus its MLmodel
     metadata when ``need_metadata`` (a value the tags cannot give: entity columns, or a missing label)."""
     from mlops_airflow.registry.tags import model_task
 
+    client = hook.get_client()
     info = model_task(client, model_name, version)
     if need_metadata or not info["label"]:
         try:
@@ -151,8 +140,7 @@ class BatchScoringOperator(BaseOperator):
                 f"window {source} has no rows: nothing to score (an empty window is not a pass); check that the "
                 "landing step wrote this interval's batch, then re-run"
             )
-        client = self.hook.get_client()
-        versions = alias_versions(client, self.model_name, ["champion", "canary", *self.shadow_aliases])
+        versions = self.hook.alias_versions(self.model_name, ["champion", "canary", *self.shadow_aliases])
         if "champion" not in versions:
             raise MonitoringError(
                 f"{self.model_name} has no champion alias: nothing can serve. Run the CT DAG to register and "
@@ -161,7 +149,7 @@ class BatchScoringOperator(BaseOperator):
         canary_serves = "canary" in versions and self.canary_share > 0
         info: dict[str, Any] = {}
         if self.label_columns is None or (canary_serves and not self.entity_column):
-            info = served_task(client, self.hook, self.model_name, versions["champion"],
+            info = served_task(self.hook, self.model_name, versions["champion"],
                                need_metadata=canary_serves and not self.entity_column)
         label_columns = self.label_columns if self.label_columns is not None else (
             [info["label"]] if info.get("label") else [])
@@ -237,10 +225,10 @@ class BatchScoringOperator(BaseOperator):
                             "mean_prediction": round(float(log["prediction"].mean()), 6)})
         (work / f"{digest[:16]}.json").write_text(json.dumps(summary, indent=2))
         MlflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, versions["champion"]))
-        self.log.info(
-            "SUMMARY batch-scoring model=%s task_type=%s champion=v%s canary=%s shadows=%s rows=%d "
-            "mean_confidence=%s log=%s", self.model_name, summary["task_type"], versions["champion"],
-            versions.get("canary"), shadows, len(log), summary["mean_confidence"], out,
+        log_summary(
+            self.log, "batch-scoring", model=self.model_name, task_type=summary["task_type"],
+            champion=f"v{versions['champion']}", canary=versions.get("canary"), shadows=shadows, rows=len(log),
+            mean_confidence=summary["mean_confidence"], log=out,
         )
         return summary
 
@@ -338,7 +326,7 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
                 info["error"] = "the inference log has no model_version column"
             else:
                 hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
-                info = served_task(hook.get_client(), hook, str(self.model_name), version,
+                info = served_task(hook, str(self.model_name), version,
                                    need_metadata=need_labels and self.keys is None)
         task = self.model_task_type or info.get("task_type")
         source = {"task_type": "parameter" if self.model_task_type else info["source"].get("task_type", "")}
@@ -411,7 +399,7 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
                    "promote_alias": promote_alias, "rollback_alias": "canary" if recommendation == "rollback" else None,
                    "evidence_uri": out.as_uri(), "task_type": task_type}
         out.write_text(json.dumps(verdict, indent=2, default=str))
-        self.log.info("SUMMARY shadow-canary task_type=%s passed=%s recommendation=%s comparisons=%s evidence=%s",
-                      task_type, verdict["passed"], recommendation, json.dumps(metrics["comparisons"], default=str),
-                      out)
+        log_summary(self.log, "shadow-canary", task_type=task_type, passed=verdict["passed"],
+                    recommendation=recommendation, comparisons=json.dumps(metrics["comparisons"], default=str),
+                    evidence=out)
         return verdict

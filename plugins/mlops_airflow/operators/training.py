@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import TrainingError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -120,10 +121,10 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
                 )
             result = self.result_from_run(run, backend="local", adopted=False)
         MlflowRunLink.persist(context, result["run_url"])
-        self.log.info(
-            "SUMMARY train backend=local run_id=%s model=%s task_type=%s metrics=%s entrypoint=%s sha256=%s "
-            "adopted=%s url=%s", result["run_id"], result["model_uri"], result["task_type"], result["metrics"],
-            result["entrypoint"], (result["entrypoint_sha256"] or "-")[:12], result["adopted"], result["run_url"],
+        log_summary(
+            self.log, "train", backend="local", run_id=result["run_id"], model=result["model_uri"],
+            task_type=result["task_type"], metrics=result["metrics"], entrypoint=result["entrypoint"],
+            sha256=(result["entrypoint_sha256"] or "-")[:12], adopted=result["adopted"], url=result["run_url"],
         )
         return result
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import DatasetVersionError
 from mlops_airflow.triggers.dvc import DvcNewVersionTrigger, probe_dataset
 
@@ -87,10 +88,8 @@ class DvcNewVersionSensor(BaseSensorOperator):
         }
 
     def _done(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.log.info(
-            "SUMMARY dvc-new-version path=%s rev=%s md5=%s previous_md5=%s repo=%s",
-            payload["path"], str(payload["rev"])[:12], payload["md5"], payload["previous_md5"], payload["repo"],
-        )
+        log_summary(self.log, "dvc-new-version", path=payload["path"], rev=str(payload["rev"])[:12], md5=payload["md5"],
+                    previous_md5=payload["previous_md5"], repo=payload["repo"])
         return payload
 
     def execute(self, context: Context) -> Any:

@@ -29,7 +29,8 @@ def test_labels_that_match_no_prediction_are_an_error(tmp_path: Path) -> None:
         ["2026-11-02T01:00:00Z", "2026-11-02T02:00:00Z"], utc=True), "churned": [1, 0]})
     labels.to_parquet(tmp_path / "labels.parquet", index=False)
     op = ShadowCanaryAnalysisOperator(task_id="shadow_canary", inference_log=str(_log(tmp_path)),
-                                      labels_path=str(tmp_path / "labels.parquet"), evidence_dir=str(tmp_path))
+                                      labels_path=str(tmp_path / "labels.parquet"), evidence_dir=str(tmp_path),
+                                      label_column="churned", keys=["customer_id", "event_timestamp"])
     with pytest.raises(MonitoringError, match=r"0 of 2 labels joined the inference log .*check the keys"):
         op.execute(make_context(task_id="shadow_canary"))
 
