@@ -13,6 +13,7 @@ from mlops_airflow._io import copy_atomic
 from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import DatasetVersionError
 from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
+from mlops_airflow.lineage import DvcVersionLineageMixin
 from mlops_airflow.operators._common import parquet_rows, run_identity
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def schema_differences(expected: dict[str, str], actual: dict[str, str]) -> dict
     }
 
 
-class DvcVersionDatasetOperator(BaseOperator):
+class DvcVersionDatasetOperator(DvcVersionLineageMixin, BaseOperator):
     """Add a batch to a DVC-tracked dataset, commit the pointer in git and push data + pointer.
 
     The dataset (``dataset_path``, a file or a directory inside the repository) gets a new version;
