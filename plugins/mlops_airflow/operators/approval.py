@@ -49,6 +49,22 @@ def approval_policy() -> str:
     return policy
 
 
+#: The inputs (and template fields) both approval operators take: the evidence a decision is made on.
+GATE_FIELDS = ("model_name", "version", "alias", "verdict", "dataset_version", "drift", "training_set")
+
+
+def _gate_inputs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop the gate's inputs from an operator's keyword arguments (``model_name``, ``version`` and ``verdict`` are
+    required; ``alias`` defaults to champion), leaving Airflow's own arguments."""
+    missing = [k for k in ("model_name", "version", "verdict") if k not in kwargs]
+    if missing:
+        raise TypeError(f"an approval gate needs {', '.join(missing)}")
+    inputs = {k: kwargs.pop(k, None) for k in GATE_FIELDS}
+    inputs["alias"] = inputs["alias"] or "champion"
+    inputs["mlflow_conn_id"] = kwargs.pop("mlflow_conn_id", MlflowHook.default_conn_name)
+    return inputs
+
+
 class _GateInputs:
     """Template fields and evidence shared by both approval policies."""
 
@@ -154,33 +170,12 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
     :param approvers: Airflow user ids assigned to answer; default ``[mlops] approvers`` (empty: anyone).
     """
 
-    template_fields: Sequence[str] = (
-        *ApprovalOperator.template_fields,
-        "model_name",
-        "version",
-        "alias",
-        "verdict",
-        "dataset_version",
-        "drift",
-        "training_set",
-    )
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, *GATE_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        model_name: str,
-        version: Any,
-        verdict: Any,
-        alias: str = "champion",
-        dataset_version: Any = None,
-        drift: Any = None,
-        training_set: Any = None,
-        approvers: Sequence[str] | None = None,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
-        subject: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, approvers: Sequence[str] | None = None, subject: str | None = None, **kwargs: Any) -> None:
         from airflow.sdk import Param
+
+        inputs = _gate_inputs(kwargs)
 
         users = list(approvers) if approvers is not None else configured_approvers()
         kwargs.setdefault("defaults", [REJECT])  # no answer in time = rejected, nothing promoted
@@ -190,10 +185,10 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
         params.setdefault("reason", Param(None, type=["null", "string"], title="Reason",
                                           description="Why you approve or reject. Required to reject: recorded in "
                                                       "the promotion ledger and on the models page."))
-        super().__init__(subject=subject or f"Promote {model_name} to {alias}", params=params, **kwargs)
-        self.model_name, self.version, self.alias, self.verdict = model_name, version, alias, verdict
-        self.dataset_version, self.drift, self.mlflow_conn_id = dataset_version, drift, mlflow_conn_id
-        self.training_set = training_set
+        super().__init__(subject=subject or f"Promote {inputs['model_name']} to {inputs['alias']}", params=params,
+                         **kwargs)
+        for name, value in inputs.items():
+            setattr(self, name, value)
 
     def execute(self, context: Context) -> Any:
         version, verdict, self.subject, self.body, warnings = self.evidence(context)
@@ -246,27 +241,14 @@ class AutoApproveOperator(_GateInputs, BaseOperator):
     ``ApprovalOperator`` (``chosen_options``, ``responded_by_user``, ``responded_at``).
     """
 
-    template_fields: Sequence[str] = ("model_name", "version", "alias", "verdict", "dataset_version", "drift",
-                                      "training_set")
+    template_fields: Sequence[str] = GATE_FIELDS
     ui_color = "#f0ad4e"
 
-    def __init__(
-        self,
-        *,
-        model_name: str,
-        version: Any,
-        verdict: Any,
-        alias: str = "champion",
-        dataset_version: Any = None,
-        drift: Any = None,
-        training_set: Any = None,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        inputs = _gate_inputs(kwargs)
         super().__init__(**kwargs)
-        self.model_name, self.version, self.alias, self.verdict = model_name, version, alias, verdict
-        self.dataset_version, self.drift, self.mlflow_conn_id = dataset_version, drift, mlflow_conn_id
-        self.training_set = training_set
+        for name, value in inputs.items():
+            setattr(self, name, value)
 
     def execute(self, context: Context) -> dict[str, Any]:
         version, verdict, subject, body, warnings = self.evidence(context)

@@ -50,6 +50,7 @@ from mlops_airflow.registry.versions import (  # noqa: F401 - model_artifact_pre
     model_artifact_present,
     now_iso,
     registered_model,
+    registry_outage_guard,
     run_ids,
 )
 
@@ -110,6 +111,13 @@ class PromoteModelOperator(BaseOperator):
         if self.alias not in ALIASES:
             raise RegistryError(f"alias {self.alias!r} is not one of {ALIASES}; nothing was moved")
         self.hook.ensure_reachable()
+        with registry_outage_guard(
+            self.hook, f"{self.action} of {self.model_name}@{self.alias}",
+            "a move left half-done is completed or dropped from the ledger's pending intent, never made twice",
+        ):
+            return self._move(context)
+
+    def _move(self, context: Context) -> dict[str, Any]:
         verdict = as_dict(self.verdict, "verdict") if self.verdict else None
         client = self.hook.get_client()
         version = self.target_version(client, verdict)

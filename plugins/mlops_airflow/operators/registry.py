@@ -20,14 +20,23 @@ from airflow.sdk import Asset, BaseOperator
 from mlops_airflow.assets import model_asset_uri
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
+from mlops_airflow.lineage import RegisterModelLineageMixin
 from mlops_airflow.links.mlflow import MlflowModelVersionLink, MlflowRunLink
 from mlops_airflow.operators._common import as_dict, run_identity
 from mlops_airflow.operators.promotion import emit_model_event
 from mlops_airflow.record import RECORD_ARTIFACT, build_record, record_tags
 from mlops_airflow.registry.aliases import move_alias
-from mlops_airflow.registry.ledger import event_extra, last_entry, read_ledger
+from mlops_airflow.registry.ledger import event_extra
 from mlops_airflow.registry.tags import task_tags
-from mlops_airflow.registry.versions import model_artifact_present, now_iso
+from mlops_airflow.registry.versions import (
+    CONFIG_TAG,
+    model_artifact_present,
+    now_iso,
+    outage_cause,
+    registry_outage_guard,
+    run_lineage,
+    same_lineage_version,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -78,14 +87,21 @@ def as_thresholds(value: Any, field: str) -> dict[str, Any]:
     return as_dict(value, field) if isinstance(value, str) else dict(value)
 
 
-class RegisterModelOperator(BaseOperator):
+class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
     """Register the model of a training run as a new version of ``model_name`` (idempotent).
 
     Writes the reproducibility record (``reproducibility/record.json`` on the run) and lineage tags
     on the version. A retry finds the version it already created for the run instead of creating
-    another. With no ``champion`` yet, the version becomes champion if it passes ``min_metrics`` and
-    ``max_metrics``. The version is tagged with what it predicts (``mlops.task_type``, ``mlops.label``), which the
-    evaluation, rollback, quality and canary operators read back.
+    another. Idempotent on data too: a training with the same lineage as an existing version (dataset rev,
+    training-set hash, entrypoint and requirements sha256, training config sha256 = version tag
+    ``mlops.training_config_sha256``), e.g. the CT DAG run twice for one day, *adopts* that version: XCom
+    ``adopted_existing: true`` with its ``version`` and ``run_id`` (this training's run is ``trained_run_id``,
+    tagged ``mlops.registered_as``). Otherwise XCom ``lineage`` says which field differs from the closest
+    version, or that none has this data. The MLflow server going away mid-task fails the task in seconds with
+    one line (cause, what was done, next step); the retry completes it without a duplicate version, alias move
+    or ledger entry. With no ``champion`` yet, the version becomes champion if it passes ``min_metrics`` and
+    ``max_metrics``. The version is tagged with what it predicts (``mlops.task_type``, ``mlops.label``), which
+    the evaluation, rollback, quality and canary operators read back.
 
     :param model_name: registered model name (templated).
     :param training: upstream training result ``{run_id, model_uri, metrics}`` (templated / XCom).
@@ -151,6 +167,15 @@ class RegisterModelOperator(BaseOperator):
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.hook.ensure_reachable()
+        with registry_outage_guard(
+            self.hook, f"register_model of {self.model_name}",
+            "it finds the version this training already created, or the one with the same lineage, and completes "
+            "or drops a half-done alias move from the ledger's pending intent",
+        ) as done:
+            return self._register(context, done)
+
+    def _register(self, context: Context, done: list[str]) -> dict[str, Any]:
         from mlflow.exceptions import MlflowException
 
         training = as_dict(self.training, "training")
@@ -158,13 +183,14 @@ class RegisterModelOperator(BaseOperator):
         dataset = as_dict(self.dataset_version, "dataset_version")
         window = as_dict(self.materialization, "materialization") if self.materialization else None
         retrain = as_dict(self.retrain, "retrain") if self.retrain not in (None, "", "None") else None
-        self.hook.ensure_reachable()
         client = self.hook.get_client()
         run_id, model_uri = training["run_id"], training.get("model_uri") or ""
         task_type, label = task_of(training, training_set, self.model_task_type, self.label_column)
         try:
             run = client.get_run(run_id)
         except MlflowException as err:
+            if outage_cause(err):
+                raise
             raise RegistryError(
                 f"training run {run_id} not found in MLflow ({self.hook.settings.tracking_uri}, {err.error_code}): "
                 f"nothing registered for {self.model_name}; check the train task's XCom"
@@ -172,61 +198,87 @@ class RegisterModelOperator(BaseOperator):
         self._check_model_logged(client, run_id, model_uri)
 
         self._ensure_registered_model(client)
+        lineage = run_lineage(run, dataset.get("rev"), training_set.get("hash"), training)
+        adopted, why = False, "a retry: the version of this training run"
         version = self._find_version(client, run_id)
         if version is None:
-            lineage = {
+            version, why = same_lineage_version(client, self.model_name, lineage, run_id, run.data.params)
+            adopted = version is not None
+        if adopted:
+            self.log.info("Adopting %s version %s instead of registering run %s again: %s", self.model_name,
+                          version.version, run_id, why)
+            client.set_tag(run_id, "mlops.registered_as", f"models:/{self.model_name}/{version.version} (adopted: "
+                           "same lineage)")
+        elif version is None:
+            tags = {
                 "mlops.dataset_md5": dataset.get("md5", ""),
                 "mlops.dataset_rev": dataset.get("rev", ""),
                 "mlops.dataset_path": dataset.get("path", ""),
                 "mlops.training_set_hash": training_set.get("hash", ""),
                 "mlops.feature_service": training_set.get("feature_service", ""),
+                CONFIG_TAG: lineage[CONFIG_TAG],
                 **{f"mlops.{k}": v for k, v in run_identity(context).items()},
                 **task_tags(task_type, label),
             }
             version = client.create_model_version(
-                name=self.model_name, source=model_uri, run_id=run_id, tags=lineage,
+                name=self.model_name, source=model_uri, run_id=run_id, tags=tags,
                 model_id=model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None,
             )
-            self.log.info("Registered %s version %s from run %s", self.model_name, version.version, run_id)
+            self.log.info("Registered %s version %s from run %s (a new version: %s)", self.model_name,
+                          version.version, run_id, why)
         else:
             self.log.info("Version %s of %s already exists for run %s (retry): reusing it",
                           version.version, self.model_name, run_id)
+        done.append(f"{'adopted' if adopted else 'created'} v{version.version}")
         version = self._wait_ready(client, version.version)
+        source_run = client.get_run(version.run_id) if adopted else run
 
-        record = build_record(
-            context=context, run=run, dataset=dataset, training_set=training_set, materialization=window,
-            model_name=self.model_name, model_version=str(version.version), runtime=self._runtime(client, run_id),
-            model_uri=model_uri, trigger=retrain,
-        )
-        self.hook.log_json_artifact(client, run_id, record, RECORD_ARTIFACT)
-        for key, value in {**record_tags(record), **task_tags(task_type, label)}.items():
-            client.set_model_version_tag(self.model_name, version.version, key, value)
+        if not adopted or not (version.tags or {}).get("mlops.record_sha256"):
+            record = build_record(
+                context=context, run=source_run, dataset=dataset, training_set=training_set, materialization=window,
+                model_name=self.model_name, model_version=str(version.version),
+                runtime=self._runtime(client, source_run.info.run_id),
+                model_uri=(source_run.data.tags.get("mlops.model_uri") or version.source) if adopted else model_uri,
+                trigger=retrain, training=training,
+            )
+            self.hook.log_json_artifact(client, source_run.info.run_id, record, RECORD_ARTIFACT)
+            for key, value in {**record_tags(record), **task_tags(task_type, label),
+                               CONFIG_TAG: lineage[CONFIG_TAG]}.items():
+                client.set_model_version_tag(self.model_name, version.version, key, value)
+            record_sha = record["record_sha256"]
+            done.append("record written")
+        else:  # the adopted version's record describes it already (its run, its registration)
+            record_sha = version.tags["mlops.record_sha256"]
         if retrain and retrain.get("decided_at"):
             from mlops_airflow.monitoring.retrain import LAST_RETRAIN_TAG
 
             client.set_registered_model_tag(self.model_name, LAST_RETRAIN_TAG, str(retrain["decided_at"]))
 
-        aliases = self._assign_alias(client, str(version.version), run_id, training.get("metrics", {}), context)
+        metrics = ({k: v for k, v in source_run.data.metrics.items() if k.startswith("val_")} if adopted
+                   else training.get("metrics", {}))
+        aliases = self._assign_alias(client, str(version.version), source_run.info.run_id, metrics, context)
         url = self.hook.model_version_url(self.model_name, version.version)
         MlflowModelVersionLink.persist(context, url)
         MlflowRunLink.persist(context, training.get("run_url"))
         result = {
             "model_name": self.model_name,
             "version": str(version.version),
-            "run_id": run_id,
+            "run_id": source_run.info.run_id,
+            "trained_run_id": run_id,
             "model_uri": f"models:/{self.model_name}/{version.version}",
             "aliases": aliases,
             "url": url,
-            "record_uri": f"runs:/{run_id}/{RECORD_ARTIFACT}",
-            "record_sha256": record["record_sha256"],
+            "record_uri": f"runs:/{source_run.info.run_id}/{RECORD_ARTIFACT}",
+            "record_sha256": record_sha,
             "task_type": task_type,
             "label": label,
+            "adopted_existing": adopted,
+            "lineage": why,
         }
-        result["retrain_reason"] = (record.get("trigger") or {}).get("reason")
-        self.log.info("SUMMARY register model=%s version=%s task_type=%s label=%s aliases=%s run=%s record=%s "
-                      "reason=%r url=%s", self.model_name, version.version, task_type, label, aliases, run_id,
-                      result["record_uri"],
-                      result["retrain_reason"], url)
+        result["retrain_reason"] = (retrain or {}).get("reason")
+        self.log.info("SUMMARY register model=%s version=%s adopted_existing=%s task_type=%s label=%s aliases=%s "
+                      "run=%s record=%s reason=%r lineage=%r url=%s", self.model_name, version.version, adopted,
+                      task_type, label, aliases, run_id, result["record_uri"], result["retrain_reason"], why, url)
         return result
 
     def _check_model_logged(self, client: Any, run_id: str, model_uri: str) -> None:
@@ -292,10 +344,18 @@ class RegisterModelOperator(BaseOperator):
         """First model: champion if it passes ``min_metrics``/``max_metrics``. Later models: challenger."""
         aliases = client.get_registered_model(self.model_name).aliases
         current = aliases.get(self.champion_alias)
+        first = {"approved_by": "policy:first-champion (absolute thresholds, no previous champion)",
+                 "approved_at": now_iso(), "policy": "first-champion"}
         if current is not None:
-            if str(current) == version:  # a retry of the task that made this version champion
-                last = last_entry(read_ledger(client, self.model_name), self.champion_alias) or {}
-                emit_model_event(self, context, self.model_name, event_extra(last, False))
+            if str(current) == version:
+                # A retry of the task that made this version champion (or an adopted champion): nothing moves, but
+                # a try that stopped after the move and before its ledger append (server or worker gone) left a
+                # pending intent, which move_alias completes under the lock (one entry, announced once).
+                entry, changed = move_alias(
+                    client, model_name=self.model_name, alias=self.champion_alias, version=version, approval=first,
+                    context=context, action="first-champion", log=self.log, only_if_unset=True,
+                )
+                emit_model_event(self, context, self.model_name, event_extra(entry, changed))
             elif self.challenger_alias:
                 approval = {"approved_by": "policy:register (challenger = candidate awaiting evaluation; no traffic)",
                             "approved_at": now_iso(), "policy": "register"}
@@ -304,8 +364,9 @@ class RegisterModelOperator(BaseOperator):
                     approval=approval, context=context, action="candidate", log=self.log,
                 )
                 emit_model_event(self, context, self.model_name, event_extra(entry, changed))
-            self.log.info("%s already has %s=v%s; v%s waits for evaluation and approval",
-                          self.model_name, self.champion_alias, current, version)
+            if str(current) != version:
+                self.log.info("%s already has %s=v%s; v%s waits for evaluation and approval",
+                              self.model_name, self.champion_alias, current, version)
             return sorted(client.get_model_version(self.model_name, version).aliases)
         minimums = {k: float(v) for k, v in (as_thresholds(self.min_metrics, "min_metrics")).items()}
         maximums = {k: float(v) for k, v in (as_thresholds(self.max_metrics, "max_metrics")).items()}
@@ -319,10 +380,8 @@ class RegisterModelOperator(BaseOperator):
                    "max_metrics": maximums}
         evidence_uri = self.hook.log_json_artifact(client, run_id, {**verdict, "at": now_iso()},
                                                    "evaluation/first-champion.json")
-        approval = {"approved_by": "policy:first-champion (absolute thresholds, no previous champion)",
-                    "approved_at": now_iso(), "policy": "first-champion"}
         entry, changed = move_alias(
-            client, model_name=self.model_name, alias=self.champion_alias, version=version, approval=approval,
+            client, model_name=self.model_name, alias=self.champion_alias, version=version, approval=first,
             context=context, evidence_uri=evidence_uri, verdict={**verdict, "evidence_uri": evidence_uri},
             action="first-champion", log=self.log, only_if_unset=True,
         )

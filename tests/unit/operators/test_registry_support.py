@@ -50,6 +50,14 @@ def _training_set(name: str, **knobs: float) -> dict:
 @functools.cache
 def trained(tracking_uri: str) -> dict:
     """``{"good": (training XCom, training set), "weak": (...)}``, trained once per MLflow server."""
+    return train_jobs(tracking_uri, {"good": ("good", {}, {"epochs": 4}),
+                                     "weak": ("weak", {"concept_drift": 1.0}, {"epochs": 4})})
+
+
+def train_jobs(tracking_uri: str, jobs: dict[str, tuple[str, dict, dict]]) -> dict:
+    """Train ``{key: (training set name, generator knobs, training_config)}`` side by side, each as its own DAG
+    run (``train-<key>-<uuid>``); jobs naming the same training set share its file (written once).
+    Returns ``{key: (training XCom, training set)}``."""
     import os
 
     from mlops_airflow.operators.training import LocalTrainingOperator
@@ -59,25 +67,26 @@ def trained(tracking_uri: str) -> dict:
     try:
         from concurrent.futures import ThreadPoolExecutor
 
-        def train(name: str, knobs: dict) -> tuple:
-            ts = _training_set(name, **knobs)
+        sets = {ts_name: _training_set(ts_name, **knobs) for ts_name, knobs, _ in jobs.values()}
+
+        def train(key: str, ts: dict, config: dict) -> tuple:
             op = LocalTrainingOperator(
                 task_id="train_model", training_set=ts, dataset_version=DATASET, experiment_name="test-registry",
-                python=str(TRAIN_PYTHON), training_config={"epochs": 4},
+                python=str(TRAIN_PYTHON), training_config=config,
             )
-            return op.execute(make_context(task_id="train_model", run_id=f"train-{name}-{uuid.uuid4().hex}")), ts
+            return op.execute(make_context(task_id="train_model", run_id=f"train-{key}-{uuid.uuid4().hex}")), ts
 
-        # The two jobs are separate processes: training them side by side halves the wait (the
-        # experiment is created first, so they do not race to create it).
+        # The jobs are separate processes: training them side by side shortens the wait (the experiment is
+        # created first, so they do not race to create it).
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri)
         if client.get_experiment_by_name("test-registry") is None:
             client.create_experiment("test-registry")
-        with ThreadPoolExecutor(2) as pool:
-            futures = {name: pool.submit(train, name, knobs)
-                       for name, knobs in (("good", {}), ("weak", {"concept_drift": 1.0}))}
-            return {name: future.result() for name, future in futures.items()}
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            futures = {key: pool.submit(train, key, sets[ts_name], config)
+                       for key, (ts_name, _, config) in jobs.items()}
+            return {key: future.result() for key, future in futures.items()}
     finally:
         if old is None:
             os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
