@@ -3,7 +3,8 @@
 Uses the stack of ``test_scheduler_run.py`` (Airflow on PostgreSQL with LocalExecutor, MLflow on
 PostgreSQL, after one successful run of the CT DAG; started once per pytest session by whichever test
 asks first). The page must load through the api-server's plugin mount and show the model the DAG
-promoted. Screenshots: ``test-output/ui_models_page.png`` (the page) and
+promoted, with its version history (the clicks inside the Airflow UI's frame are in ``test_ui_browser.py``).
+Screenshots: ``test-output/ui_models_page.png`` (the page) and
 ``test-output/ui_models_page_in_airflow.png`` (the page inside the Airflow UI's navigation).
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``); skipped with the reason when it is
@@ -97,6 +98,13 @@ def test_models_page_shows_the_promoted_model(stack) -> None:
     assert model["monitoring"]["quality"] is None
     assert model["ledger"] and model["ledger"][0]["alias"] == "champion" and model["ledger"][0]["version"] == version
     assert model["ledger"][0]["dag_run"] == f"mlops_continuous_training/{stack.run_id}"
+    # Every version with its status; metrics by source (a first champion was never evaluated on a holdout).
+    history = model["version_history"]
+    assert history[0]["version"] == version and history[0]["states"][0] == "champion"
+    assert all(v["state"] for v in history)
+    assert "val_auc" in champion["validation_metrics"]
+    assert set(champion["validation_metrics"]) <= set(champion["metrics"])
+    assert not any(k.startswith("val_") for k in champion["holdout_metrics"])
 
     # The Evidently report, served from the drift run in a CSP sandbox.
     import urllib.request
@@ -119,6 +127,8 @@ def test_models_page_shows_the_promoted_model(stack) -> None:
     assert summary["training_set"]["hash"][:16] in html
     assert "Evidently report" in html and ("no drift" in html or ">drift<" in html)
     assert "policy:first-champion" in html  # the ledger row of the first promotion
+    assert "<h3>Versions</h3>" in html and f'data-version="{version}" data-state="champion"' in html
+    assert "validation (training run)" in html and '<script src="frame.js"></script>' in html
 
     OUTPUT.mkdir(exist_ok=True)
     shot = OUTPUT / "ui_models_page.png"

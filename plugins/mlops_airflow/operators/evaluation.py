@@ -56,6 +56,7 @@ PRIMARY_METRICS = task_types.HOLDOUT_METRICS[task_types.BINARY_CLASSIFICATION]  
 ALL_PRIMARY_METRICS = tuple(m for names in task_types.HOLDOUT_METRICS.values() for m in names)
 roc_auc = stats.roc_auc
 improvement = stats.improvement
+EVALUATION_TAG_PREFIX = "mlops.evaluation."  # the verdict on the challenger version
 
 
 # ----------------------------------------------------------------------------------- statistics
@@ -201,6 +202,17 @@ def version_of(value: Any) -> str | None:
     return str(value.get("version") if isinstance(value, dict) else value)
 
 
+def tag_evaluation(client: Any, mv: Any, values: dict[str, str]) -> None:
+    """Write ``values`` as ``mlops.evaluation.<key>`` tags of version ``mv``; stale ones go (idempotent)."""
+    current = {k: v for k, v in dict(mv.tags or {}).items() if k.startswith(EVALUATION_TAG_PREFIX)}
+    wanted = {f"{EVALUATION_TAG_PREFIX}{k}": str(v) for k, v in values.items()}
+    for key in sorted(set(current) - set(wanted)):
+        client.delete_model_version_tag(mv.name, mv.version, key)
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            client.set_model_version_tag(mv.name, mv.version, key, value)
+
+
 # ------------------------------------------------------------------------------------ operator
 class EvaluateChallengerOperator(BaseOperator):
     """Score challenger and champion on the same holdout and return a verdict (a "blessing").
@@ -221,6 +233,11 @@ class EvaluateChallengerOperator(BaseOperator):
     :param n_boot: bootstrap resamples (fixed ``seed``); ``alpha``: 1 - confidence level.
     :param require_significance: the CI's lower bound must be above 0 (default True).
     :param output_dir: where scored predictions are cached (default ``[mlops] data_root``/scores).
+
+    The verdict is also written on the challenger version as tags (what the models page shows; a rerun rewrites
+    them and drops stale ones): ``mlops.evaluation.passed`` (``true``/``false``), ``.primary_metric``,
+    ``.champion_version`` (``none`` without one), ``.evidence_uri`` and ``mlops.evaluation.<metric>`` for each
+    holdout metric of the challenger. Not when the challenger already is the champion (nothing compared).
     """
 
     template_fields: Sequence[str] = ("model_name", "challenger", "holdout_path", "min_metrics", "max_metrics",
@@ -395,6 +412,13 @@ class EvaluateChallengerOperator(BaseOperator):
                                                    f"evaluation/{safe_part(name)}.json")
         run = client.get_run(mv.run_id)
         run_url = self.hook.run_url(run.info.experiment_id, mv.run_id)
+        if champion == challenger:  # no comparison made: the version keeps the verdict that made it champion
+            self.log.info("v%s already holds %r: its mlops.evaluation.* tags are left as they are", challenger,
+                          self.champion_alias)
+        else:
+            tag_evaluation(client, mv, {"passed": str(passed).lower(), "primary_metric": primary,
+                                        "champion_version": champion or "none", "evidence_uri": evidence_uri,
+                                        **{k: str(v) for k, v in chal_metrics.items()}})
         EvidenceLink.persist(context, f"{run_url}/artifacts/evaluation")
         MlflowRunLink.persist(context, run_url)
         MlflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, challenger))

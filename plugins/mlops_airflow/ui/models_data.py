@@ -1,10 +1,15 @@
 """The data of the "MLOps models" page: one request's read of the MLflow registry, as JSON-ready dicts.
 
 For each registered model: the versions behind ``champion``/``challenger``/``canary``/``shadow`` with their
-data version (DVC rev + md5) and training-set hash, the last drift and quality verdicts (runs of the
-monitoring experiment), the promotion history (read by the registry's one ledger reader,
-:func:`mlops_airflow.registry.ledger.promotion_history`) and links to the MLflow run, the model version and
-the Evidently report. The HTML and the routes are in :mod:`mlops_airflow.ui.models_page`.
+data version (DVC rev + md5) and training-set hash, every version with its status (:func:`version_states`),
+the last drift and quality verdicts (runs of the monitoring experiment), the promotion history (read by the
+registry's one ledger reader, :func:`mlops_airflow.registry.ledger.promotion_history`; rejections with who and
+why) and links to the MLflow run, the model version, the evaluation evidence and the Evidently report. The
+HTML and the routes are in :mod:`mlops_airflow.ui.models_page`.
+
+Metrics carry their source: ``validation`` = the training run's ``val_*`` metrics (its own validation split),
+``holdout`` = the challenger-vs-champion evaluation on fresh data (the ``mlops.evaluation.*`` version tags that
+:class:`~mlops_airflow.operators.evaluation.EvaluateChallengerOperator` writes), which is what the approval used.
 
 The MLflow connection (``[mlops] ui_mlflow_conn_id``, default ``mlflow_default``) is read at request time,
 never at import. No FastAPI here.
@@ -12,18 +17,25 @@ never at import. No FastAPI here.
 
 from __future__ import annotations
 
+import math
 import time
 import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
 from mlops_airflow.registry.aliases import ALIASES
-from mlops_airflow.registry.ledger import promotion_history
+from mlops_airflow.registry.ledger import NOT_MOVES, ledger_from_tags, promotion_history
 from mlops_airflow.registry.lock import LOCK_SUFFIX
 
 DEFAULT_MONITORING_EXPERIMENT = "mlops-monitoring"
 REPORT_ARTIFACTS = {"data_drift": "drift/data_drift.html"}
 MAX_MODELS = 100
+MAX_VERSIONS = 200
+EVALUATION_PREFIX = "mlops.evaluation."  # written by EvaluateChallengerOperator on the challenger version
+_EVALUATION_FIELDS = ("passed", "primary_metric", "champion_version", "evidence_uri")
+#: How the page labels each metric source.
+METRIC_SOURCES = {"validation": "validation (training run)", "holdout": "holdout (evaluation)",
+                  "training": "training run"}
 
 # The page's former name for the registry's reader (kept for one release).
 read_promotion_ledger = promotion_history
@@ -77,6 +89,15 @@ class _Registry:
                 self._runs[run_id] = None
         return self._runs[run_id]
 
+    def prefetch(self, run_ids: list[str]) -> None:
+        """Fetch the runs of many versions at once (a few in parallel): one request per run, not one after another."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        missing = sorted({r for r in run_ids if r and r not in self._runs})
+        if len(missing) > 1:
+            with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
+                list(pool.map(self.run, missing))
+
     def run_url(self, run: Any | None) -> str | None:
         if run is None:
             return None
@@ -89,10 +110,37 @@ class _Registry:
         return f"{self.ui_url}/#/models/{urllib.parse.quote(name, safe='')}"
 
 
+def _evaluation(reg: _Registry, tags: dict[str, str]) -> dict[str, Any] | None:
+    """The holdout verdict on a version from its ``mlops.evaluation.*`` tags (None: never evaluated)."""
+    values = {k.removeprefix(EVALUATION_PREFIX): v for k, v in tags.items() if k.startswith(EVALUATION_PREFIX)}
+    if not values:
+        return None
+    metrics = {}
+    for key in sorted(set(values) - set(_EVALUATION_FIELDS)):
+        try:
+            number = float(values[key])
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            metrics[key] = number
+    passed = values.get("passed")
+    champion = values.get("champion_version")
+    return {
+        "passed": None if passed is None else passed.lower() == "true",
+        "primary_metric": values.get("primary_metric"),
+        "champion_version": None if champion in (None, "", "none") else champion,
+        "evidence_uri": values.get("evidence_uri"),
+        "evidence_url": _evidence_url(reg, values.get("evidence_uri")),
+        "metrics": metrics,
+    }
+
+
 def _version_view(reg: _Registry, name: str, mv: Any) -> dict[str, Any]:
     tags = dict(mv.tags or {})
     run = reg.run(mv.run_id)
     metrics = dict(run.data.metrics) if run is not None else {}
+    metrics = {k: metrics[k] for k in sorted(metrics) if not k.startswith("system/") and math.isfinite(metrics[k])}
+    evaluation = _evaluation(reg, tags)
     return {
         "version": str(mv.version),
         "status": mv.status,
@@ -107,9 +155,52 @@ def _version_view(reg: _Registry, name: str, mv: Any) -> dict[str, Any]:
         },
         "training_set_hash": tags.get("mlops.training_set_hash"),
         "feature_service": tags.get("mlops.feature_service"),
-        "metrics": {k: metrics[k] for k in sorted(metrics) if not k.startswith("system/")},
+        "metrics": metrics,
+        "validation_metrics": {k: v for k, v in metrics.items() if k.startswith("val_")},
+        "holdout_metrics": evaluation["metrics"] if evaluation else {},
+        "evaluation": evaluation,
         "dag_run": "/".join(v for v in (tags.get("mlops.dag_id"), tags.get("mlops.run_id")) if v) or None,
     }
+
+
+def version_states(version: str, aliases: list[str], ledger: list[dict[str, Any]],
+                   evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """The status of one version: the aliases it holds, then ``rejected`` (a ledger entry ``rejected`` for it),
+    ``rolled back`` (a ``rollback`` entry whose ``previous_version`` it is), ``refused`` (its evaluation failed);
+    with none of these ``retired`` (it held an alias once) or ``registered``.
+
+    :param version: the version number.
+    :param aliases: the aliases it holds now (in display order).
+    :param ledger: the model's promotion history (:func:`promotion_history` rows, newest first).
+    :param evaluation: its holdout verdict (:func:`_evaluation`), None when never evaluated.
+    :returns: ``{"state", "states", "rejections", "rollbacks"}``; ``state`` is the first of ``states``.
+    """
+    rejections = [{"by": r.get("rejected_by"), "reason": r.get("note"), "at": r.get("at"), "alias": r.get("alias"),
+                   "dag_run": r.get("dag_run")}
+                  for r in ledger if r.get("action") == "rejected" and r.get("version") == version]
+    rollbacks = [{"alias": r.get("alias"), "at": r.get("at"), "by": r.get("approved_by"),
+                  "replaced_by": r.get("version"), "dag_run": r.get("dag_run")}
+                 for r in ledger if r.get("action") == "rollback" and r.get("previous_version") == version]
+    states = list(aliases)
+    states += ["rejected"] if rejections else []
+    states += ["rolled back"] if rollbacks else []
+    states += ["refused"] if evaluation and evaluation.get("passed") is False else []
+    if not states:
+        held = any((r.get("version") == version and r.get("action") not in NOT_MOVES)
+                   or r.get("previous_version") == version for r in ledger)
+        states = ["retired" if held else "registered"]
+    return {"state": states[0], "states": states, "rejections": rejections, "rollbacks": rollbacks}
+
+
+def _ledger(reg: _Registry, model_tags: dict[str, str], versions: list[Any]) -> list[dict[str, Any]]:
+    """The promotion history with a link per evidence, and who rejected (``rejected_by``) where someone did."""
+    raw = {int(entry["seq"]): entry for entry in ledger_from_tags(model_tags)}
+    rows = []
+    for row in promotion_history(model_tags, versions):
+        entry = raw.get(row["seq"], {}) if row.get("seq") is not None else {}
+        rows.append({**row, "rejected_by": entry.get("rejected_by"),
+                     "evidence_url": _evidence_url(reg, row.get("evidence_uri"))})
+    return rows
 
 
 def _last_monitoring_run(reg: _Registry, experiment_id: str | None, name: str, kind_filter: str) -> Any | None:
@@ -156,14 +247,31 @@ def collect(client: Any, ui_url: str, experiment_name: str) -> list[dict[str, An
         if rm.name.endswith(LOCK_SUFFIX):
             continue
         name = rm.name
-        versions = client.search_model_versions(f"name = '{name}'", max_results=200) if "'" not in name else []
+        versions = (client.search_model_versions(f"name = '{name}'", max_results=MAX_VERSIONS,
+                                                 order_by=["version_number DESC"]) if "'" not in name else [])
         by_version = {str(v.version): v for v in versions}
+        reg.prefetch([v.run_id for v in versions])
+        ledger = _ledger(reg, dict(rm.tags or {}), versions)
+        views: dict[str, dict[str, Any]] = {}
+        held: dict[str, list[str]] = {}
         aliases: dict[str, Any] = {}
         for alias, version in sorted(
             dict(rm.aliases or {}).items(), key=lambda kv: (ALIASES.index(kv[0]) if kv[0] in ALIASES else 99, kv[0])
         ):
             mv = by_version.get(str(version)) or client.get_model_version(name, str(version))
-            aliases[alias] = _version_view(reg, name, mv)
+            views.setdefault(str(mv.version), _version_view(reg, name, mv))
+            held.setdefault(str(mv.version), []).append(alias)
+            aliases[alias] = views[str(mv.version)]
+        history = []
+        for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            view = views.get(str(mv.version)) or _version_view(reg, name, mv)
+            view.update(aliases=held.get(view["version"], []),
+                        **version_states(view["version"], held.get(view["version"], []), ledger, view["evaluation"]))
+            history.append(view)
+        for view in views.values():  # an aliased version beyond the newest MAX_VERSIONS
+            if "state" not in view:
+                view.update(aliases=held[view["version"]],
+                            **version_states(view["version"], held[view["version"]], ledger, view["evaluation"]))
         drift = _last_monitoring_run(reg, experiment_id, name, "tags.`mlops.kind` = 'data_drift'")
         quality = _last_monitoring_run(reg, experiment_id, name, "tags.`mlops.kind` LIKE '%quality%'")
         latest = max(versions, key=lambda v: int(v.version)) if versions else None
@@ -175,11 +283,9 @@ def collect(client: Any, ui_url: str, experiment_name: str) -> list[dict[str, An
                 "versions": len(versions),
                 "latest_version": str(latest.version) if latest else None,
                 "aliases": aliases,
+                "version_history": history,
                 "monitoring": {"drift": _verdict_view(reg, drift), "quality": _verdict_view(reg, quality)},
-                "ledger": [
-                    {**entry, "evidence_url": _evidence_url(reg, entry.get("evidence_uri"))}
-                    for entry in promotion_history(dict(rm.tags or {}), versions)
-                ],
+                "ledger": ledger,
             }
         )
     return models

@@ -1,15 +1,23 @@
 """The "MLOps models" page of the Airflow UI: a FastAPI app that the pack's plugin mounts at ``/mlops``.
 
 For each registered model of the MLflow registry: the versions behind ``champion``/``challenger``/
-``canary``/``shadow`` with their data version (DVC rev + md5) and training-set hash, the last drift and
-quality verdicts (runs of the monitoring experiment), the promotion ledger, and links to the MLflow run,
-the model version and the Evidently report. The data is gathered by :mod:`mlops_airflow.ui.models_data`
-(the ledger through the registry's reader, :mod:`mlops_airflow.registry.ledger`); this module renders it.
+``canary``/``shadow`` with their data version (DVC rev + md5) and training-set hash, every version with its
+status (champion ... rejected, rolled back, refused, retired), metrics labelled by source (validation of the
+training run vs the holdout evaluation), the last drift and quality verdicts (runs of the monitoring
+experiment), the promotion ledger (rejections with who and why), and links to the MLflow run, the model
+version, the evaluation evidence and the Evidently report. The data is gathered by
+:mod:`mlops_airflow.ui.models_data` (the ledger through the registry's reader,
+:mod:`mlops_airflow.registry.ledger`); this module renders it.
+
+Every link opens a new tab. Inside the Airflow UI the page is an iframe sandboxed without ``allow-popups``
+(Airflow 3.3), where a ``target="_blank"`` link does nothing; there ``frame.js`` opens the tab from the
+Airflow window (same origin, not sandboxed) on the same click.
 
 - ``GET /mlops/``               server-rendered HTML (every value escaped);
 - ``GET /mlops/api/models``     the same data as JSON;
 - ``GET /mlops/reports/{run}``  a monitoring run's HTML report, served in a CSP sandbox (its scripts
-  run in an opaque origin: they can neither read the Airflow session cookie nor call the Airflow API).
+  run in an opaque origin: they can neither read the Airflow session cookie nor call the Airflow API);
+- ``GET /mlops/frame.js``       the page's one script (new tabs from inside the Airflow UI's frame).
 
 Every route requires an Airflow user allowed to view the website (the auth manager's ``WEBSITE`` view),
 from the session cookie the UI sets or a bearer token: Airflow does not authenticate plugin apps itself.
@@ -34,11 +42,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 # Re-exported for one release (noqa: F401): the data side moved to ui/models_data.py, the ledger to the registry.
 from mlops_airflow.registry.ledger import LEDGER_PREFIX  # noqa: F401
+from mlops_airflow.ui.assets import CSS, FRAME_JS, ICON
 from mlops_airflow.ui.models_data import (  # noqa: F401
     ALIASES,
     DEFAULT_MONITORING_EXPERIMENT,
     LOCK_SUFFIX,
     MAX_MODELS,
+    METRIC_SOURCES,
     REPORT_ARTIFACTS,
     collect,
     mlflow_conn_id,
@@ -48,15 +58,8 @@ from mlops_airflow.ui.models_data import (  # noqa: F401
 )
 
 MAX_LEDGER_ROWS = 25
+MAX_VERSION_ROWS = 50
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-# The nav icon: a model version stack with a check mark (20x20, currentColor-free so it shows on both themes).
-ICON = (
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="#0194e2" stroke-width="2" '
-    'stroke-linecap="round" stroke-linejoin="round"><path d="M12 2 3 7l9 5 9-5-9-5z"/><path d="m3 12 9 5 9-5"/>'
-    '<path d="m3 17 9 5 9-5"/></svg>'
-)
-
-
 # --------------------------------------------------------------------------------------------------- HTML
 def e(value: Any) -> str:
     """Escape for HTML text and attribute values (None -> empty)."""
@@ -66,13 +69,13 @@ def e(value: Any) -> str:
 def _link(url: str | None, text: str, *, external: bool = True) -> str:
     """An escaped link; only http(s) and the page's own relative routes (never ``javascript:`` & co.).
 
-    Links to this API server (the report, the JSON, DAG runs) open in the same frame: inside the Airflow UI
-    the page is an iframe that may not open windows. Links to MLflow open a new tab (the full page).
+    Every link opens a new tab (``external=False``: the same tab), MLflow's and this server's (the report,
+    the JSON, DAG runs in the Airflow UI, which inside the frame would nest the UI in itself). Inside the
+    Airflow UI's sandboxed frame ``frame.js`` opens the tab.
     """
     if not url or not url.startswith(("http://", "https://", "reports/", "api/", "../dags/")):
         return f'<span class="muted">{e(text)}</span>' if not url else e(url)
-    same_origin = url.startswith(("reports/", "api/", "../dags/"))
-    target = "" if same_origin or not external else ' target="_blank" rel="noopener noreferrer"'
+    target = ' target="_blank" rel="noopener noreferrer"' if external else ""
     return f'<a href="{e(url)}"{target}>{e(text)}</a>'
 
 
@@ -93,6 +96,21 @@ def _metrics(metrics: dict[str, float], limit: int = 4) -> str:
     return " ".join(f'<span class="metric">{e(k)} <b>{v:.4g}</b></span>' for k, v in ranked[:limit])
 
 
+def _metric_sources(version: dict[str, Any], limit: int = 4) -> str:
+    """The version's metrics under their source: validation (training run) and holdout (evaluation)."""
+    groups = []
+    if version.get("validation_metrics"):
+        groups.append(("validation", version["validation_metrics"]))
+    elif version.get("metrics"):  # no val_* metric: what the training run logged, said so
+        groups.append(("training", version["metrics"]))
+    if version.get("holdout_metrics"):
+        groups.append(("holdout", version["holdout_metrics"]))
+    if not groups:
+        return '<span class="muted">-</span>'
+    return "".join(f'<div class="msrc msrc-{key}"><span class="src">{e(METRIC_SOURCES[key])}</span> '
+                   f'{_metrics(metrics, limit)}</div>' for key, metrics in groups)
+
+
 def _when(iso: str | None) -> str:
     """``2026-11-29T05:24:06.235+00:00`` -> ``2026-11-29 05:24 UTC`` (the full value in the tooltip)."""
     if not iso:
@@ -110,7 +128,7 @@ def _dag_run(dag_run: str | None) -> str:
         return e(dag_run)
     dag_id, _, run_id = dag_run.partition("/")
     href = f"../dags/{urllib.parse.quote(dag_id, safe='')}/runs/{urllib.parse.quote(run_id, safe='')}"
-    return f'<a href="{e(href)}" title="{e(dag_run)}">{e(run_id[:36])}</a>'
+    return f'<a href="{e(href)}" title="{e(dag_run)}" target="_blank" rel="noopener noreferrer">{e(run_id[:36])}</a>'
 
 
 def _evidence(evidence: str | None, url: str | None = None) -> str:
@@ -152,11 +170,60 @@ def _alias_rows(model: dict[str, Any]) -> str:
         rows.append(
             f'<tr><td><span class="alias alias-{e(alias)}">{e(alias)}</span></td>'
             f'<td class="num">v{e(v["version"])}</td><td>{data}</td><td>{_short(v["training_set_hash"], 16)}</td>'
-            f'<td>{_metrics(v["metrics"])}</td><td class="small">{_when(v["created_at"])}'
+            f'<td>{_metric_sources(v)}</td><td class="small">{_when(v["created_at"])}'
             f'{"<br>" + _dag_run(v["dag_run"]) if v["dag_run"] else ""}</td>'
             f"<td>{links}</td></tr>"
         )
     return "".join(rows)
+
+
+def _state_badges(v: dict[str, Any]) -> str:
+    """A version's status: its aliases, then rejected / rolled back / refused / retired / registered, with why."""
+    badges = [f'<span class="alias alias-{e(s)}">{e(s)}</span>' if s in v.get("aliases", [])
+              else f'<span class="state state-{e(s.replace(" ", "-"))}">{e(s)}</span>' for s in v.get("states", [])]
+    details = [f'rejected by <b>{e(r.get("by") or "?")}</b> {_when(r.get("at"))}'
+               + (f': <span class="reason">{e(r["reason"])}</span>' if r.get("reason") else "")
+               for r in v.get("rejections", [])]
+    details += [f'{e(r.get("alias"))} rolled back {_when(r.get("at"))}'
+                + (f' (now v{e(r["replaced_by"])})' if r.get("replaced_by") else "") for r in v.get("rollbacks", [])]
+    evaluation = v.get("evaluation") or {}
+    if evaluation.get("passed") is not None:
+        against = f' vs champion v{e(evaluation["champion_version"])}' if evaluation.get("champion_version") else ""
+        details.append(f'holdout evaluation {"passed" if evaluation["passed"] else "failed"}{against}')
+    return " ".join(badges) + "".join(f'<div class="small muted">{d}</div>' for d in details)
+
+
+def _version_rows(model: dict[str, Any]) -> str:
+    history = model.get("version_history") or []
+    if not history:
+        return '<tr><td colspan="6" class="muted">No version registered yet.</td></tr>'
+    rows = []
+    for v in history[:MAX_VERSION_ROWS]:
+        d = v["dataset"]
+        data = _short(d.get("rev")) if d.get("rev") else '<span class="muted">-</span>'
+        evidence = (v.get("evaluation") or {}).get("evidence_url")
+        links = " · ".join(x for x in (_link(v["run_url"], "MLflow run"), _link(v["version_url"], "version"),
+                                       _link(evidence, "evaluation evidence")) if "href" in x)
+        rows.append(
+            f'<tr data-version="{e(v["version"])}" data-state="{e(v.get("state"))}"><td class="num">v{e(v["version"])}'
+            f'</td><td>{_state_badges(v)}</td><td>{data}</td><td>{_metric_sources(v)}</td>'
+            f'<td class="small">{_when(v["created_at"])}{"<br>" + _dag_run(v["dag_run"]) if v["dag_run"] else ""}'
+            f'</td><td>{links or "<span class=muted>-</span>"}</td></tr>'
+        )
+    more = len(history) - MAX_VERSION_ROWS
+    if more > 0:
+        rows.append(f'<tr><td colspan="6" class="muted">{more} older versions in the JSON view.</td></tr>')
+    return "".join(rows)
+
+
+def _decision(entry: dict[str, Any]) -> str:
+    """Who decided a ledger entry: the approver, or for a rejection who rejected it and the reason given."""
+    if entry.get("action") == "rejected":
+        reason = entry.get("note")
+        return (f'<span class="state state-rejected">rejected</span> by <b>{e(entry.get("rejected_by") or "?")}</b>'
+                + (f'<div class="small">reason: <span class="reason">{e(reason)}</span></div>' if reason else ""))
+    note = entry.get("note")
+    return e(entry.get("approved_by")) + (f'<div class="small muted">{e(note)}</div>' if note else "")
 
 
 def _verdict_block(title: str, verdict: dict[str, Any] | None, ok: str, bad: str, none_text: str) -> str:
@@ -188,7 +255,7 @@ def _ledger_rows(ledger: list[dict[str, Any]]) -> str:
             f'<tr><td class="small">{_when(entry.get("at"))}</td><td class="small">{e(entry.get("action"))}</td>'
             f'<td><span class="alias alias-{e(entry.get("alias"))}">{e(entry.get("alias"))}</span></td>'
             f'<td class="num">{holder}</td>'
-            f'<td class="small">{e(entry.get("approved_by"))}</td>'
+            f'<td class="small">{_decision(entry)}</td>'
             f'<td>{_evidence(entry.get("evidence_uri"), entry.get("evidence_url"))}</td>'
             f'<td class="small">{_dag_run(entry.get("dag_run"))}'
             f'{" <span class=muted>(version tags)</span>" if entry.get("source") == "version tags" else ""}</td></tr>'
@@ -199,46 +266,6 @@ def _ledger_rows(ledger: list[dict[str, Any]]) -> str:
     return "".join(rows)
 
 
-CSS = """
-:root { --fg:#1f2933; --muted:#667085; --line:#e4e7ec; --bg:#f8f9fb; --card:#fff; --ok:#067647; --okbg:#dcfae6;
-  --bad:#b42318; --badbg:#fee4e2; --accent:#0194e2; }
-* { box-sizing: border-box; }
-body { margin:0; padding:20px 24px; font:14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
-  sans-serif; color:var(--fg); background:var(--bg); }
-header { display:flex; align-items:baseline; justify-content:space-between; gap:16px; margin-bottom:16px; }
-h1 { font-size:20px; margin:0; } h2 { font-size:17px; margin:0; } h3 { font-size:13px; margin:16px 0 6px;
-  text-transform:uppercase; letter-spacing:.04em; color:var(--muted); } h4 { margin:0 0 6px; font-size:14px; }
-a { color:var(--accent); text-decoration:none; } a:hover { text-decoration:underline; }
-.card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:16px 18px; margin-bottom:18px;
-  box-shadow:0 1px 2px rgba(16,24,40,.04); }
-.card-head { display:flex; align-items:baseline; gap:12px; flex-wrap:wrap; }
-table { width:100%; border-collapse:collapse; font-size:13px; }
-th, td { text-align:left; padding:6px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { font-size:12px; color:var(--muted); font-weight:600; }
-tr:last-child td { border-bottom:none; }
-code { font:12px/1.3 ui-monospace, SFMono-Regular, Menlo, monospace; background:#f2f4f7; padding:1px 4px;
-  border-radius:4px; }
-.muted { color:var(--muted); } .small { font-size:12px; }
-.num { font-variant-numeric:tabular-nums; white-space:nowrap; }
-.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600;
-  vertical-align:1px; }
-.badge.ok { color:var(--ok); background:var(--okbg); } .badge.bad { color:var(--bad); background:var(--badbg); }
-.badge.unknown { color:var(--muted); background:#f2f4f7; }
-.alias { display:inline-block; padding:1px 8px; border-radius:4px; font-size:12px; font-weight:600; background:#eef4ff;
-  color:#3538cd; } .alias-champion { background:#fef0c7; color:#93370d; }
-.alias-challenger { background:#f4f3ff; color:#5925dc; } .alias-canary { background:#ecfdf3; color:#067647; }
-.alias-shadow { background:#f2f4f7; color:#344054; }
-.metric { display:inline-block; margin-right:10px; white-space:nowrap; font-size:12px; color:var(--muted); }
-.metric b { color:var(--fg); font-weight:600; }
-.verdicts { display:grid; grid-template-columns:1fr 1fr; gap:12px; }
-.verdict { border:1px solid var(--line); border-radius:6px; padding:10px 12px; background:#fcfcfd; }
-.verdict p { margin:4px 0; }
-.hint { border:1px solid var(--line); background:#f9fafb; color:var(--muted); font-size:12px; padding:6px 10px;
-  border-radius:6px; margin-bottom:12px; }
-.error { border:1px solid #fda29b; background:#fef3f2; color:var(--bad); padding:12px 14px; border-radius:8px; }
-"""
-
-
 def render_page(data: dict[str, Any], embedded: bool = False) -> str:
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -247,12 +274,11 @@ def render_page(data: dict[str, Any], embedded: bool = False) -> str:
         '<header><div><h1>MLOps models</h1><div class="small muted">Registry: '
         f'{_link(data.get("mlflow_url"), data.get("mlflow_url") or "-")} (connection '
         f'<code>{e(data.get("mlflow_conn_id"))}</code>) · read {_when(data.get("generated_at"))}</div></div>'
-        '<div class="small"><a href="api/models">JSON</a></div></header>',
+        f'<div class="small">{_link("api/models", "JSON")}</div></header>',
     ]
     if embedded:
-        parts.append('<div class="hint">Shown inside the Airflow UI, which lets this frame open no new tab: '
-                     'MLflow links open from the full page, <code>/mlops/</code> on this server '
-                     '(or right-click a link, <i>Open link in new tab</i>).</div>')
+        parts.append('<div class="hint">Shown inside the Airflow UI: every link opens a new tab. The full page is '
+                     '<code>/mlops/</code> on this server.</div>')
     if data.get("error"):
         parts.append(f'<div class="error" role="alert"><b>Registry not readable:</b> {e(data["error"])}</div>')
     elif not data["models"]:
@@ -267,15 +293,17 @@ def render_page(data: dict[str, Any], embedded: bool = False) -> str:
             + (f'<p class="small muted">{e(model["description"])}</p>' if model["description"] else "")
             + "<h3>Aliases</h3><table><thead><tr><th>Alias</th><th>Version</th><th>Data version (DVC rev, md5)</th>"
             "<th>Training-set hash</th><th>Metrics</th><th>Registered</th><th>Links</th></tr></thead><tbody>"
-            + _alias_rows(model) + "</tbody></table><h3>Monitoring</h3><div class=verdicts>"
+            + _alias_rows(model) + "</tbody></table><h3>Versions</h3><table class=versions><thead><tr><th>Version"
+            "</th><th>Status</th><th>Data version</th><th>Metrics</th><th>Registered</th><th>Links</th></tr></thead>"
+            "<tbody>" + _version_rows(model) + "</tbody></table><h3>Monitoring</h3><div class=verdicts>"
             + _verdict_block("Data drift", mon["drift"], "no drift", "drift", "No drift check has run yet.")
             + _verdict_block("Quality", mon["quality"], "passed", "failed",
                              "No quality run yet (needs delayed labels).")
             + "</div><h3>Promotion ledger</h3><table><thead><tr><th>At</th><th>Action</th><th>Alias</th>"
-            "<th>Version</th><th>Approved by</th><th>Evidence</th><th>DAG run</th></tr></thead><tbody>"
+            "<th>Version</th><th>Decided by</th><th>Evidence</th><th>DAG run</th></tr></thead><tbody>"
             + _ledger_rows(model["ledger"]) + "</tbody></table></section>"
         )
-    parts.append("</body></html>")
+    parts.append('<script src="frame.js"></script></body></html>')
     return "".join(parts)
 
 
@@ -308,6 +336,10 @@ def create_app() -> FastAPI:
     @app.get("/reports/{run_id}", response_class=HTMLResponse)
     def report(run_id: str, path: str | None = Query(default=None, max_length=200)) -> HTMLResponse:
         return _report(run_id, path)
+
+    @app.get("/frame.js", include_in_schema=False)
+    def frame_js() -> Response:
+        return Response(FRAME_JS, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
     @app.get("/icon.svg", include_in_schema=False)
     def icon() -> Response:

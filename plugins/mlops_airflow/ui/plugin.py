@@ -4,8 +4,8 @@
 - the "MLOps models" page: a FastAPI app mounted by the API server at ``/mlops`` (``ui/models_page.py``)
   and an external view that puts it in the UI's navigation, embedded at ``/plugin/mlops-models``. The UI
   embeds plugin pages in an iframe sandboxed without ``allow-popups``/``allow-top-navigation`` (Airflow
-  3.3): there, same-origin links (the Evidently report, JSON) open inside the frame, and the page says
-  that MLflow links open from the full page (``/mlops/``).
+  3.3), where a ``target="_blank"`` link does nothing: the page's ``frame.js`` opens its links' new tabs
+  from the Airflow window (same origin, not sandboxed) instead.
 
 Every Airflow component loads plugins (scheduler, dag-processor, task processes); only the API server
 serves the page. So the app is built on its first request (``_LazyApp``): importing this module costs

@@ -91,6 +91,13 @@ def _evaluate(name: str, **kwargs) -> dict:
     return verdict
 
 
+def _evaluation_tags(name: str, version: str) -> dict[str, str]:
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
+    tags = MlflowHook().get_client().get_model_version(name, version).tags
+    return {k.removeprefix("mlops.evaluation."): v for k, v in tags.items() if k.startswith("mlops.evaluation.")}
+
+
 @pytest.mark.integration
 def test_better_challenger_passes_with_significant_delta_and_evidence(models):
     from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -110,6 +117,11 @@ def test_better_challenger_passes_with_significant_delta_and_evidence(models):
     assert evidence["comparison"]["bootstrap"]["n_boot"] == 300 and evidence["holdout"]["sha256"]
     assert "_link_EvidenceLink" in verdict["_xcom"] and "_link_MlflowModelVersionLink" in verdict["_xcom"]
     json.dumps({k: v for k, v in verdict.items() if k != "_xcom"})
+    # The verdict on the challenger version, for the models page (holdout metrics labelled as such there).
+    tags = _evaluation_tags(name, "2")
+    assert tags == {"passed": "true", "primary_metric": "auc", "champion_version": "1",
+                    "evidence_uri": verdict["evidence_uri"], "auc": str(m["challenger"]["auc"]),
+                    "accuracy": str(m["challenger"]["accuracy"]), "logloss": str(m["challenger"]["logloss"])}
 
     # The reverse: the weak model challenging the good champion fails, with the reason.
     from mlops_airflow.hooks.mlflow_registry import MlflowHook as Hook
@@ -120,6 +132,9 @@ def test_better_challenger_passes_with_significant_delta_and_evidence(models):
     assert reverse["passed"] is False
     assert any("improvement -" in r and "< min_improvement 0.0" in r for r in reverse["reasons"])
     assert any("not significant" in r for r in reverse["reasons"])
+    refused = _evaluation_tags(name, "1")
+    assert (refused["passed"], refused["champion_version"]) == ("false", "2")
+    assert refused["evidence_uri"] == reverse["evidence_uri"] and float(refused["auc"]) < float(tags["auc"])
 
 
 @pytest.mark.integration
@@ -132,8 +147,18 @@ def test_safe_defaults_no_thresholds_and_no_champion(models):
     alone = _evaluate(name, challenger=challenger, min_metrics={"auc": 0.6})
     assert alone["passed"] is True and alone["champion_version"] is None
     assert alone["metrics"]["champion"] is None and alone["evidence_uri"].endswith("/evaluation/no-champion.json")
+    assert _evaluation_tags(name, challenger["version"])["passed"] == "true"
+    # A stale tag (another metric set) goes; each rerun rewrites the verdict on the version.
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
+    MlflowHook().get_client().set_model_version_tag(name, challenger["version"], "mlops.evaluation.r2", "0.5")
     too_high = _evaluate(name, challenger=challenger, min_metrics={"auc": 0.999})
     assert too_high["passed"] is False and "auc=" in too_high["reasons"][0]
+    tags = _evaluation_tags(name, challenger["version"])
+    assert (tags["passed"], tags["champion_version"], tags["evidence_uri"]) == (
+        "false", "none", too_high["evidence_uri"])
+    assert "r2" not in tags and set(tags) == {"passed", "primary_metric", "champion_version", "evidence_uri", "auc",
+                                              "accuracy", "logloss"}
 
 
 @pytest.mark.integration

@@ -203,6 +203,11 @@ def test_collect_reads_aliases_verdicts_history_and_links(store):
     assert ledger[0]["evidence_url"] is None and ledger[3]["evidence_url"] is None
     assert models["another_model"]["aliases"] == {} and models["another_model"]["latest_version"] is None
     assert models["another_model"]["monitoring"] == {"drift": None, "quality": None}
+    assert models["another_model"]["version_history"] == []
+    assert [(v["version"], v["states"]) for v in model["version_history"]] == [
+        ("2", ["challenger", "zz_custom"]), ("1", ["champion"])]
+    assert model["version_history"][1] is champion and champion["validation_metrics"] == {"val_auc": 0.71}
+    assert champion["holdout_metrics"] == {} and champion["evaluation"] is None
     json.dumps(models)
     assert read_promotion_ledger is __import__("mlops_airflow.registry.ledger", fromlist=["x"]).promotion_history
 
@@ -254,3 +259,71 @@ def test_snapshot_says_what_to_fix_when_the_connection_is_unusable(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_NO_SERVER", json.dumps({"conn_type": "mlflow"}))
     monkeypatch.setenv("AIRFLOW__MLOPS__UI_MLFLOW_CONN_ID", "mlflow_no_server")
     assert "names no MLflow server" in snapshot()["error"]
+
+
+def test_every_version_with_its_status_rejections_and_metric_sources(store):
+    """champion / challenger (also rejected) / rolled back (champion and canary) / refused / registered."""
+    client = store["client"]
+    name = f"history_{uuid.uuid4().hex[:6]}"
+    client.create_registered_model(name)
+    runs = []
+    for i in range(1, 7):
+        run = client.create_run(store["training"])
+        client.log_metric(run.info.run_id, "val_auc", 0.7 + i / 100)
+        client.log_metric(run.info.run_id, "train_loss", 0.5)
+        client.set_terminated(run.info.run_id)
+        runs.append(run.info.run_id)
+        client.create_model_version(name, f"/tmp/m{i}", run.info.run_id)
+
+    def entry(head: int, **values) -> None:
+        append_entry(client, name, head, {"at": f"2026-11-0{head + 1}T00:00:00+00:00", **values})
+
+    entry(0, alias="champion", version="1", previous_version=None, action="promote", approved_by="alice")
+    entry(1, alias="champion", version="2", previous_version="1", action="promote", approved_by="alice")
+    entry(2, alias="champion", version="1", previous_version="2", action="rollback", approved_by="carol")
+    entry(3, alias="canary", version="3", previous_version=None, action="canary", approved_by="policy")
+    entry(4, alias="canary", version=None, previous_version="3", action="rollback",
+          approved_by="policy: automatic rollback", airflow={"dag_id": "mon", "run_id": "r9"})
+    entry(5, alias="champion", version="5", previous_version=None, action="rejected", approved_by=None,
+          rejected_by="bob", note="holdout too small", evidence_uri=f"runs:/{runs[4]}/evaluation/vs-v1.json",
+          airflow={"dag_id": "ct", "run_id": "run5", "task_id": "approve_promotion"})
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_registered_model_alias(name, "challenger", "5")
+    evaluation = {"mlops.evaluation.primary_metric": "auc", "mlops.evaluation.champion_version": "1",
+                  "mlops.evaluation.accuracy": "0.7", "mlops.evaluation.logloss": "nan"}
+    for version, passed, auc in (("4", "false", "0.61"), ("5", "true", "0.83")):
+        for key, value in {**evaluation, "mlops.evaluation.passed": passed, "mlops.evaluation.auc": auc,
+                           "mlops.evaluation.evidence_uri": f"runs:/{runs[int(version) - 1]}/evaluation/vs-v1.json",
+                           }.items():
+            client.set_model_version_tag(name, version, key, value)
+
+    (model,) = [m for m in collect(client, UI, "mlops-monitoring-test") if m["name"] == name]
+    history = {v["version"]: v for v in model["version_history"]}
+    assert [v["version"] for v in model["version_history"]] == ["6", "5", "4", "3", "2", "1"]  # newest first
+    assert {v: history[v]["states"] for v in history} == {
+        "6": ["registered"], "5": ["challenger", "rejected"], "4": ["refused"], "3": ["rolled back"],
+        "2": ["rolled back"], "1": ["champion"]}
+    assert {v: history[v]["state"] for v in history}["5"] == "challenger"
+    assert history["5"]["rejections"] == [{"by": "bob", "reason": "holdout too small",
+                                           "at": "2026-11-06T00:00:00+00:00", "alias": "champion",
+                                           "dag_run": "ct/run5"}]
+    assert history["3"]["rollbacks"] == [{"alias": "canary", "at": "2026-11-05T00:00:00+00:00",
+                                          "by": "policy: automatic rollback", "replaced_by": None,
+                                          "dag_run": "mon/r9"}]
+    assert history["2"]["rollbacks"][0]["replaced_by"] == "1" and history["2"]["rollbacks"][0]["by"] == "carol"
+    assert model["aliases"]["challenger"] is history["5"] and history["5"]["aliases"] == ["challenger"]
+    # Two metric sources, never mixed: the training run's validation split, the holdout evaluation (tags).
+    assert history["4"]["validation_metrics"] == {"val_auc": 0.74}
+    assert history["4"]["metrics"] == {"train_loss": 0.5, "val_auc": 0.74}
+    assert history["4"]["holdout_metrics"] == {"accuracy": 0.7, "auc": 0.61}  # the NaN left out
+    ev = history["5"]["evaluation"]
+    assert (ev["passed"], ev["primary_metric"], ev["champion_version"]) == (True, "auc", "1")
+    assert ev["evidence_url"] == (
+        f"{UI}/#/experiments/{store['training']}/runs/{runs[4]}/artifacts/evaluation/vs-v1.json")
+    assert history["6"]["evaluation"] is None and history["6"]["holdout_metrics"] == {}
+    # The ledger row of the rejection says who and why.
+    (rejected,) = [r for r in model["ledger"] if r["action"] == "rejected"]
+    assert (rejected["version"], rejected["rejected_by"], rejected["note"]) == ("5", "bob", "holdout too small")
+    assert rejected["evidence_url"].endswith("/artifacts/evaluation/vs-v1.json")
+    assert all(r["rejected_by"] is None for r in model["ledger"] if r["action"] != "rejected")
+    json.dumps(model, allow_nan=False)

@@ -1,5 +1,7 @@
-"""The models page's HTML: every value escaped, only safe links, links to MLflow in a new tab and to this server in
-the same frame, the embedded-frame hint, the error and empty pages; and its routes refuse anonymous callers.
+"""The models page's HTML: every value escaped, only safe links, every link in a new tab (inside the Airflow UI's frame
+through ``frame.js``, checked in Chromium by tests/integration/test_ui_browser.py), every version with its status,
+metrics labelled by source, rejections with who and why, the embedded-frame hint, the error and empty pages; and its
+routes refuse anonymous callers.
 
 The data is in the shape ``ui.models_data.collect`` returns (tests/unit/ui/test_models_data.py reads it from a real
 registry). An authenticated request needs Airflow's metadata database (revoked-token check): see
@@ -12,7 +14,17 @@ import json
 from html.parser import HTMLParser
 
 import pytest
-from mlops_airflow.ui.models_page import MAX_LEDGER_ROWS, _evidence, _link, _metrics, _when, e, render_page
+from mlops_airflow.ui.models_page import (
+    FRAME_JS,
+    MAX_LEDGER_ROWS,
+    MAX_VERSION_ROWS,
+    _evidence,
+    _link,
+    _metrics,
+    _when,
+    e,
+    render_page,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -118,19 +130,20 @@ def _data(models, **over) -> dict:
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.links, self.scripts = [], 0
+        self.links, self.scripts = [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "a":
             self.links.append(attrs)
-        self.scripts += tag == "script"
+        if tag == "script":
+            self.scripts.append(attrs.get("src"))
 
 
 def _links(page: str) -> list[dict]:
     parser = _Links()
     parser.feed(page)
-    assert parser.scripts == 0
+    assert parser.scripts == ["frame.js"]  # the page's one script, from this server; nothing inline
     return parser.links
 
 
@@ -156,14 +169,15 @@ def test_a_model_card_with_aliases_verdicts_and_ledger():
     assert '<span title="2026-11-29T05:24:06+00:00" class="num">2026-11-29 05:24 UTC</span>' in page
 
 
-def test_links_mlflow_in_a_new_tab_this_server_in_the_frame():
+def test_every_link_opens_a_new_tab():
+    """MLflow's and this server's (report, JSON, DAG runs, which inside the frame would nest the Airflow UI)."""
     links = _links(render_page(_data([_model()])))
     hrefs = {a["href"]: a for a in links}
     mlflow = [a for a in links if a["href"].startswith(UI)]
     assert mlflow and all(a.get("target") == "_blank" and a.get("rel") == "noopener noreferrer" for a in mlflow)
     same = [a for a in links if not a["href"].startswith("http")]
     assert {a["href"].split("/")[0] for a in same} == {"api", "reports", ".."}
-    assert all("target" not in a for a in same)
+    assert all(a.get("target") == "_blank" and "noopener" in a.get("rel", "").split() for a in same)
     assert hrefs["api/models"] and hrefs[f"reports/{'d' * 32}"]
     assert "../dags/mlops_continuous_training/runs/manual__2026-11-29T05%3A00%3A00%2B00%3A00" in hrefs
     assert "../dags/ct/runs/run2" in hrefs
@@ -193,6 +207,7 @@ def test_every_value_is_escaped_and_unsafe_urls_are_not_links():
 def test_embedded_hint_error_and_empty_pages():
     plain, embedded = render_page(_data([_model()])), render_page(_data([_model()]), embedded=True)
     assert 'class="hint"' not in plain and 'class="hint"' in embedded and "<code>/mlops/</code>" in embedded
+    assert "every link opens a new tab" in embedded
     error = render_page(_data([], error="MLflow at http://x (connection 'm') did not answer: <timeout>"))
     assert (
         '<div class="error" role="alert"><b>Registry not readable:</b> MLflow at http://x (connection &#x27;m'
@@ -241,7 +256,78 @@ def test_the_routes_refuse_anonymous_callers():
     from mlops_airflow.ui.models_page import create_app
 
     client = TestClient(create_app())
-    for path in ("/", "/api/models", "/icon.svg", "/index.html", f"/reports/{'0' * 32}", "/reports/not-a-run"):
+    for path in ("/", "/api/models", "/icon.svg", "/frame.js", "/index.html", f"/reports/{'0' * 32}",
+                 "/reports/not-a-run"):
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 401, path
         assert response.json() == {"detail": "Not authenticated"}
+
+
+def _history() -> list[dict]:
+    """Versions as ``collect`` returns them: statuses, rejections, rollbacks, both metric sources."""
+    holdout = {"auc": 0.81, "accuracy": 0.74, "logloss": 0.52}
+    evaluation = {"passed": False, "primary_metric": "auc", "champion_version": "2", "evidence_uri": "runs:/r/e.json",
+                  "evidence_url": f"{UI}/#/experiments/1/runs/r/artifacts/evaluation/vs-v2.json", "metrics": holdout}
+    return [
+        _version("5", aliases=["challenger"], states=["challenger", "rejected"], state="challenger",
+                 validation_metrics={"val_auc": 0.9, "val_logloss": 0.4}, holdout_metrics={"auc": 0.88},
+                 evaluation={**evaluation, "passed": True, "metrics": {"auc": 0.88}},
+                 rejections=[{"by": "bob", "reason": "holdout <too small>", "at": "2026-12-01T00:00:00+00:00"}],
+                 rollbacks=[]),
+        _version("4", aliases=[], states=["refused"], state="refused", validation_metrics={"val_auc": 0.93},
+                 holdout_metrics=holdout, evaluation=evaluation, rejections=[], rollbacks=[]),
+        _version("3", aliases=[], states=["rolled back"], state="rolled back", metrics={"auc": 0.7},
+                 validation_metrics={}, holdout_metrics={}, evaluation=None, rejections=[],
+                 rollbacks=[{"alias": "canary", "at": "2026-11-30T02:00:00+00:00", "replaced_by": None}]),
+        _version("2", aliases=["champion"], states=["champion"], state="champion", validation_metrics={"val_auc": 0.8},
+                 holdout_metrics={}, evaluation=None, rejections=[], rollbacks=[]),
+        _version("1", aliases=[], states=["retired"], state="retired", metrics={}, validation_metrics={},
+                 holdout_metrics={}, evaluation=None, rejections=[], rollbacks=[]),
+    ]
+
+
+def test_every_version_with_its_status_and_labelled_metrics():
+    rejection = {**_model()["ledger"][1], "seq": 4, "action": "rejected", "alias": "champion", "version": "5",
+                 "previous_version": None, "approved_by": None, "rejected_by": "bob", "note": "holdout <too small>",
+                 "evidence_url": None}
+    model = _model(version_history=_history(), ledger=[rejection, *_model()["ledger"]])
+    page = render_page(_data([model]))
+    links = _links(page)
+    rows = page[page.index("<h3>Versions</h3>"):page.index("<h3>Monitoring</h3>")]
+    assert [rows.index(f'data-version="{v}"') for v in "54321"] == sorted(rows.index(f'data-version="{v}"')
+                                                                         for v in "54321")  # newest first
+    assert 'data-version="5" data-state="challenger"' in rows and 'data-version="1" data-state="retired"' in rows
+    assert '<span class="alias alias-challenger">challenger</span> <span class="state state-rejected">rejected</span>' \
+        in rows
+    assert '<span class="state state-refused">refused</span>' in rows
+    assert '<span class="state state-rolled-back">rolled back</span>' in rows and "canary rolled back" in rows
+    assert "rejected by <b>bob</b>" in rows and "holdout &lt;too small&gt;" in rows
+    assert "holdout evaluation failed vs champion v2" in rows and "holdout evaluation passed vs champion v2" in rows
+    # Metrics under their source: the training run's validation split vs the holdout evaluation.
+    v4 = rows[rows.index('data-version="4"'):rows.index('data-version="3"')]
+    assert ('<div class="msrc msrc-validation"><span class="src">validation (training run)</span> '
+            '<span class="metric">val_auc <b>0.93</b></span></div>') in v4
+    assert '<span class="src">holdout (evaluation)</span> <span class="metric">auc <b>0.81</b></span>' in v4
+    v3 = rows[rows.index('data-version="3"'):rows.index('data-version="2"')]
+    assert '<span class="src">training run</span> <span class="metric">auc <b>0.7</b></span>' in v3
+    assert "holdout (evaluation)" not in v3
+    evidence = [a for a in links if a["href"].endswith("/artifacts/evaluation/vs-v2.json")]
+    assert evidence and all(a["target"] == "_blank" for a in evidence)
+    # The ledger: the rejection with who and why.
+    ledger = page[page.index("<h3>Promotion ledger</h3>"):]
+    assert "<th>Decided by</th>" in ledger
+    assert ('<span class="state state-rejected">rejected</span> by <b>bob</b><div class="small">reason: '
+            '<span class="reason">holdout &lt;too small&gt;</span></div>') in ledger
+
+
+def test_a_long_version_history_points_to_the_json_view():
+    version = _history()[1]
+    page = render_page(_data([_model(version_history=[{**version, "version": str(i)} for i in
+                                                      range(MAX_VERSION_ROWS + 3, 0, -1)])]))
+    assert page.count('data-state="refused"') == MAX_VERSION_ROWS and "3 older versions in the JSON view." in page
+    assert "No version registered yet." in render_page(_data([_model(version_history=[])]))
+
+
+def test_frame_script_opens_tabs_from_the_airflow_window_only_when_sandboxed():
+    assert "window.frameElement" in FRAME_JS and "allow-popups" in FRAME_JS
+    assert 'window.parent.open(link.href, "_blank")' in FRAME_JS and "tab.opener = null" in FRAME_JS
