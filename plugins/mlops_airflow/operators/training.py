@@ -106,6 +106,14 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
         self._job: dict[str, Any] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_airflow.registry.versions import registry_outage_guard
+
+        self.mlflow_hook.ensure_reachable()  # MLflow down: one line now, not minutes of client retries
+        with registry_outage_guard(self.mlflow_hook, f"train_model ({self.experiment_name})",
+                                   "it adopts the FINISHED run of an earlier try instead of training again"):
+            return self._train(context)
+
+    def _train(self, context: Context) -> dict[str, Any]:
         finished = self.find_job_run(context)
         if finished is not None:
             self.log.info("Adopting MLflow run %s: this task already trained (earlier try)", finished.info.run_id)

@@ -292,11 +292,11 @@ class TrainingContext:
     def _check_model_logged(self) -> None:
         if self._model_uri:
             return
-        from mlflow import MlflowClient
+        import mlflow
 
         info = self._run.info
-        found = MlflowClient().search_logged_models(experiment_ids=[info.experiment_id],
-                                                    filter_string=f"source_run_id = '{info.run_id}'")
+        found = mlflow.search_logged_models(experiment_ids=[info.experiment_id], output_format="list",
+                                            filter_string=f"source_run_id = '{info.run_id}'")
         if not found:
             raise TrainingInputError(f"run {info.run_id} logged no model",
                                      "call ctx.log_model(model, flavor=...) before the run ends")

@@ -81,3 +81,23 @@ def test_missing_training_environment_is_a_clear_error(tmp_path, mlflow_conn, co
                                dataset_version={"rev": "r"})
     with pytest.raises(TrainingError, match="no training environment configured"):
         op.execute(context(task_id="t", run_id="run-noenv"))
+
+
+def test_mlflow_down_fails_in_seconds_with_one_line(monkeypatch, context):
+    """The registry is unreachable: one line naming the URI and the next step, long before MLflow's own retries."""
+    import time
+
+    from conftest import free_port
+    from mlops_airflow.exceptions import RegistryError
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
+                       json.dumps({"conn_type": "mlflow", "extra": {"tracking_uri": uri}}))
+    op = LocalTrainingOperator(task_id="t", training_set={"uri": "x", "hash": "y"}, experiment_name="e-down",
+                               dataset_version={"rev": "r"}, python=str(TRAIN_PYTHON))
+    started = time.monotonic()
+    with pytest.raises(RegistryError) as err:
+        op.execute(context(task_id="t", run_id="run-down"))
+    assert time.monotonic() - started < 60
+    message = str(err.value)
+    assert uri in message and "\n" not in message
