@@ -32,7 +32,7 @@ def test_reproduce_dag_parses(dagbag):
     assert dag is not None and not dagbag.import_errors
     assert {"read_record", "rebuild_training_set", "check_hash", "retrain_requested", "retrain_model",
             "compare_metrics"} == set(dag.task_ids)
-    assert set(dag.params) == {"model_name", "version", "retrain"}
+    assert set(dag.params) == {"model_name", "version", "retrain", "feast_conn_id"}
 
 
 @pytest.fixture
