@@ -117,12 +117,10 @@ def holdout_batch(day: date, *, covariate_shift: float = 0.0, concept_drift: flo
 
 
 def write_batch(df: Any, out: Path) -> Path:
-    """Write deterministically (no pandas index, fixed compression) so equal data gives equal bytes."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    df.to_parquet(tmp, index=False, compression="snappy")
-    tmp.replace(out)
-    return out
+    """Write deterministically (no pandas index, fixed compression) so equal data gives equal bytes; atomically."""
+    from mlops_airflow._io import write_atomic
+
+    return write_atomic(out, lambda tmp: df.to_parquet(tmp, index=False, compression="snappy"))
 
 
 def main() -> None:
