@@ -106,6 +106,72 @@ def mlflow_server(tmp_path_factory) -> str:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+class S3Store:
+    """A real S3 API (moto's server mode) on a free loopback port, with one bucket and an Airflow connection."""
+
+    def __init__(self, endpoint: str, bucket: str, conn_id: str) -> None:
+        self.endpoint, self.bucket, self.conn_id = endpoint, bucket, conn_id
+        self.root = f"s3://{bucket}"
+        self.conn_json = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                                     "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="testing",
+                            aws_secret_access_key="testing", region_name="us-east-1")
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def start_moto(base: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """moto's S3 server as a child process; returns (process, endpoint)."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(base / f"moto-{port}.log", "wb"),  # noqa: SIM115 - owned by the server process
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if service_up(port):
+            return proc, endpoint
+        if proc.poll() is not None:
+            pytest.fail(f"moto server exited: {(base / f'moto-{port}.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    os.killpg(proc.pid, 9)
+    pytest.fail("moto server did not start in 60 s")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> str:
+    """One moto S3 server for the session; its endpoint URL."""
+    proc, endpoint = start_moto(tmp_path_factory.mktemp("moto"))
+    yield endpoint
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+
+
+@pytest.fixture
+def s3_store(s3_server, monkeypatch, request) -> S3Store:
+    """A fresh bucket on the session's S3 server, the Airflow connection ``mlops_store`` to it, and
+    ``[mlops] storage_conn_id`` set; ``store.root`` is ``s3://<bucket>``."""
+    import re
+
+    bucket = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:50].strip("-") + f"-{free_port()}"
+    store = S3Store(s3_server, bucket, "mlops_store")
+    store.client().create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STORE", store.conn_json)
+    monkeypatch.setenv("AIRFLOW__MLOPS__STORAGE_CONN_ID", store.conn_id)
+    return store
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True, capture_output=True,

@@ -11,8 +11,13 @@ from mlops_airflow import __version__
 
 # [mlops] options: name -> (description, example, default). Env: AIRFLOW__MLOPS__<NAME>.
 _OPTIONS: dict[str, tuple[str, str, str | None]] = {
-    "data_root": ("Folder for landed batches, quarantine, validation results, training sets, reports.",
-                  "/opt/airflow/mlops-data", "/tmp/mlops-data"),
+    "data_root": ("URI (or local folder) of every artefact that moves between tasks: landed batches, quarantine, "
+                  "validation results, training sets, holdouts, scores, reports, run summaries. file:// on one "
+                  "machine, s3://bucket/prefix when workers share no disk.",
+                  "s3://mlops-artifacts/data", "/tmp/mlops-data"),
+    "storage_conn_id": ("Airflow connection of the object store under data_root (an aws connection; its extra may "
+                        "set endpoint_url for MinIO or another S3-compatible store). Empty: the scheme's default "
+                        "credentials.", "mlops_store", ""),
     "include_dir": ("The project's include/ folder (training entrypoint, GX suites, Feast repo).",
                     "/opt/airflow/include", None),
     "project_root": ("The deployed project (its locks are hashed into the reproducibility record).", "/opt/airflow",
