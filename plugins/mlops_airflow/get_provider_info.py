@@ -49,6 +49,9 @@ _OPTIONS: dict[str, tuple[str, str, str | None]] = {
                                 "nvidia.com/gpu.product"),
     "training_mlflow_secret": ("Kubernetes secret with the MLflow credentials (keys username/password/token).",
                                "mlflow-credentials", None),
+    "training_storage_secret": ("Kubernetes secret holding the object store's credentials for training pods (keys "
+                                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), referenced by the pod, never copied "
+                                "into its spec.", "mlops-storage-credentials", None),
     "training_mlflow_tracking_uri": ("MLflow URI as training pods reach it, when it differs from the worker's.",
                                      "http://mlflow.mlops.svc:5000", None),
     "training_pod_template": ("Base pod template, validated strictly before use.",

@@ -21,6 +21,7 @@ import sys
 import textwrap
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, TRAIN_PYTHON, free_port, make_context
@@ -36,6 +37,9 @@ H200 = {"nvidia.com/gpu.product": "NVIDIA-H200"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 SECRET = "mlflow-credentials"
 PASSWORD = "pw-do-not-log-4711"
+STORE_SECRET = "mlops-storage-credentials"
+STORE_KEY_ID = "AKIAKPOTEST0000004711"  # moto accepts any key pair; these must never show up in a spec or a log
+STORE_SECRET_KEY = "s3-secret-do-not-log-0815"
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_hours", "payment_delay_days"]
 DATASET = {"repo": "data_repo", "rev": "abc123", "path": "data/customer_events", "md5": "md5-of-data"}
 
@@ -48,6 +52,7 @@ def fake(tmp_path_factory):
     api.add_node("gpu-a100-a", labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, gpus=8,
                  taints=[GPU_TAINT, {"key": "dedicated", "value": "research", "effect": "NoSchedule"}])
     api.secrets[(NS, SECRET)] = {"username": "airflow", "password": PASSWORD}
+    api.secrets[(NS, STORE_SECRET)] = {"AWS_ACCESS_KEY_ID": STORE_KEY_ID, "AWS_SECRET_ACCESS_KEY": STORE_SECRET_KEY}
     api.kubeconfig = api.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
     yield api
     api.stop()
@@ -130,6 +135,29 @@ def runs_for(mlflow_uri: str, experiment: str):
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
+def store_conn(store) -> str:
+    """The store's Airflow connection with credentials that are easy to find if they ever leak."""
+    return json.dumps({"conn_type": "aws", "login": STORE_KEY_ID, "password": STORE_SECRET_KEY,
+                       "extra": {"endpoint_url": store.endpoint, "region_name": "us-east-1"}})
+
+
+def upload_training_set(store, df, key: str, tmp_path) -> str:
+    """Put the training set into the bucket only: the local copy is removed before any task runs."""
+    local = df.to_parquet(index=False)
+    store.client().put_object(Bucket=store.bucket, Key=key, Body=local)
+    assert not list(tmp_path.rglob("*.parquet"))
+    return f"{store.root}/{key}"
+
+
+def assert_store_secret_refs(spec: dict, store) -> dict:
+    env = {e["name"]: e for e in spec["spec"]["containers"][0]["env"]}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name] == {"name": name, "valueFrom": {"secretKeyRef": {"name": STORE_SECRET, "key": name}}}
+    assert env["AWS_ENDPOINT_URL"] == {"name": "AWS_ENDPOINT_URL", "value": store.endpoint}
+    assert STORE_KEY_ID not in json.dumps(spec) and STORE_SECRET_KEY not in json.dumps(spec)
+    return env
+
+
 # ------------------------------------------------------------------------------------------ success
 def test_sync_success_reads_mlflow_then_a_retry_adopts_the_run(k8s, tracking, capfd):
     seen: list[dict] = []
@@ -177,6 +205,38 @@ def test_deferrable_success_resolves_the_secret_and_never_logs_it(k8s, tracking,
     assert env["MLFLOW_TRACKING_URI"] == tracking and env["MLOPS_TRAINING_SET_URI"] == "s3://bucket/ts.parquet"
     out = capfd.readouterr().out
     assert "[base] logs: TRAINING DONE" in out and PASSWORD not in out  # read back after the trigger
+
+
+def test_the_pod_reads_an_s3_training_set_with_the_store_secret(k8s, tracking, s3_store, generator, tmp_path,
+                                                                 monkeypatch, capfd):
+    """The training set is only in the bucket; the pod gets the store's endpoint as a value and its credentials as
+    secret references, resolved by the kubelet; the job reads the set with the pack's reader, like train.py."""
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STORE", store_conn(s3_store))
+    monkeypatch.setenv("AIRFLOW__MLOPS__TRAINING_STORAGE_SECRET", STORE_SECRET)
+    df = generator.generate_batch(date(2026, 11, 1), n_customers=50)
+    uri = upload_training_set(s3_store, df, "training_sets/ts.parquet", tmp_path)
+    job = mlflow_training_job()
+    rows: list[int] = []
+
+    def reading_job(env, write):
+        from mlops_airflow.training.data import read_table
+
+        rows.append(len(read_table(env["MLOPS_TRAINING_SET_URI"], env)))  # the pod's env only
+        return job(env, write)
+
+    k8s.images["mlops-training:s3"] = PythonJob(reading_job)
+    context = ctx("run-s3")
+    result = op("mlops-training:s3", "kpo-s3", training_set={"uri": uri, "hash": "s" * 16,
+                                                             "features": FEATURES}).execute(context)
+
+    assert rows == [50] and result["model_uri"] == "models:/m-fake"
+    spec = k8s.specs[k8s.created[-1]]
+    env = assert_store_secret_refs(spec, s3_store)
+    assert env["MLOPS_TRAINING_SET_URI"]["value"] == uri
+    out = capfd.readouterr().out
+    assert f"Training set {uri} through connection mlops_store" in out
+    for secret in (STORE_KEY_ID, STORE_SECRET_KEY):
+        assert secret not in out and secret not in json.dumps(context["ti"].xcom, default=str)
 
 
 def test_reattaches_to_the_running_pod_of_an_earlier_try(k8s, tracking, capfd):
@@ -377,8 +437,11 @@ with DAG("gpu_training_kpo_test", schedule=None, start_date=datetime(2026, 1, 1)
 
     @task
     def check(result: dict) -> str:
+        import json
+
         assert result["backend"] == "kubernetes" and result["model_uri"].startswith("models:/"), result
         assert result["runtime"]["device"] == "cpu", result
+        assert not any(secret in json.dumps(result) for secret in SECRETS), "a secret reached XCom"
         print("DOWNSTREAM GOT", result["run_id"])
         return result["run_id"]
 
@@ -397,28 +460,37 @@ print("DAGRUN_STATE", dr.state)
 
 
 @pytest.mark.skipif(not TRAIN_PYTHON.exists(), reason=f"training venv missing ({TRAIN_PYTHON}); run make demo")
-def test_dag_test_runs_the_real_entrypoint_in_a_pod_by_configuration(k8s, mlflow_server, generator, tmp_path):
-    """``dag.test()`` with only configuration changed: [mlops] training_backend=kubernetes and deferrable operators.
+def test_dag_test_runs_the_real_entrypoint_in_a_pod_by_configuration(k8s, mlflow_server, s3_store, generator,
+                                                                      tmp_path):
+    """``dag.test()`` with only configuration changed: [mlops] training_backend=kubernetes and deferrable operators,
+    data_root on S3.
 
-    The fake kubelet runs the real include/training/train.py in the training venv with the pod's env; the
-    triggerer runs inline; the downstream task gets the result through XCom.
+    The fake kubelet runs the real train.py of the image (``/opt/training/train.py``) in the training venv like a
+    container: its own working directory and HOME, only the pod spec's env. The training set exists only in the
+    bucket; the pod reads it from ``s3://`` with the store's credentials from a Kubernetes secret. The triggerer
+    runs inline; the downstream task gets the result through XCom.
     """
     df = generator.generate_batch(date(2026, 11, 1), n_customers=300)
-    training_set = {"uri": str(generator.write_batch(df, tmp_path / "train.parquet")), "hash": "t" * 16,
-                    "features": FEATURES, "label": "churned"}
-    k8s.images["mlops-training:real"] = Subprocess(
-        [str(TRAIN_PYTHON), str(ROOT / "include" / "training" / "train.py")],
-        base_env={"HOME": str(tmp_path), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}, cwd=str(tmp_path))
+    uri = upload_training_set(s3_store, df, "data/training_sets/train.parquet", tmp_path)
+    training_set = {"uri": uri, "hash": "t" * 16, "features": FEATURES, "label": "churned"}
+    program = Subprocess(
+        [str(TRAIN_PYTHON), "/opt/training/train.py"],
+        image_env={"PYTHONPATH": str(ROOT / "plugins"), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"},
+        image_files={"/opt/training/": f"{ROOT / 'include' / 'training'}/"})
+    k8s.images["mlops-training:real"] = program
     dags = tmp_path / "dags"
     dags.mkdir()
+    secrets = [PASSWORD, STORE_KEY_ID, STORE_SECRET_KEY]
     (dags / "gpu_training_kpo_test.py").write_text(
-        textwrap.dedent(DAG_FILE).replace("TRAINING_SET", repr(training_set)))
+        textwrap.dedent(DAG_FILE).replace("TRAINING_SET", repr(training_set)).replace("SECRETS", repr(secrets)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update({
         "AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         "AIRFLOW__MLOPS__TRAINING_BACKEND": "kubernetes", "AIRFLOW__MLOPS__TRAINING_IMAGE": "mlops-training:real",
         "AIRFLOW__MLOPS__TRAINING_GPU_TYPE": "NVIDIA-H200", "AIRFLOW__MLOPS__TRAINING_MLFLOW_SECRET": SECRET,
+        "AIRFLOW__MLOPS__DATA_ROOT": f"{s3_store.root}/data", "AIRFLOW__MLOPS__STORAGE_CONN_ID": s3_store.conn_id,
+        "AIRFLOW_CONN_MLOPS_STORE": store_conn(s3_store), "AIRFLOW__MLOPS__TRAINING_STORAGE_SECRET": STORE_SECRET,
         "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         "AIRFLOW_CONN_MLFLOW_DEFAULT": mlflow_conn(mlflow_server, login="airflow", password=PASSWORD),
     })
@@ -428,13 +500,26 @@ def test_dag_test_runs_the_real_entrypoint_in_a_pod_by_configuration(k8s, mlflow
     assert proc.returncode == 0 and "DAGRUN_STATE success" in out, out[-6000:]
     assert "[DAG TEST] running trigger in line" in out  # deferred by configuration, triggerer run inline
     assert "[base] logs: TRAINING DONE" in out and "DOWNSTREAM GOT" in out
-    assert "SUMMARY train backend=kubernetes" in out and PASSWORD not in out
-    spec = k8s.specs[k8s.created[-1]]  # the connection's credentials reached the pod as secret references only
-    env = {e["name"]: e for e in spec["spec"]["containers"][0]["env"]}
-    assert env["MLFLOW_TRACKING_PASSWORD"] == {"name": "MLFLOW_TRACKING_PASSWORD",
-                                               "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "password"}}}
-    assert PASSWORD not in json.dumps(spec)
+    assert "SUMMARY train backend=kubernetes" in out
+    assert f"[train] training set {uri}: 300 rows" in out  # the pod read it from the bucket
+    assert not any(secret in out for secret in secrets), "a secret reached the task log"
+    spec = k8s.specs[k8s.created[-1]]  # the credentials reached the pod as secret references only
+    spec_env = assert_store_secret_refs(spec, s3_store)
+    assert spec_env["MLFLOW_TRACKING_PASSWORD"] == {"name": "MLFLOW_TRACKING_PASSWORD",
+                                                    "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "password"}}}
+    assert spec_env["MLOPS_TRAINING_SET_URI"]["value"] == uri and PASSWORD not in json.dumps(spec)
+    container = program.runs[-1]  # what the process got: the pod spec's env (secrets resolved) and a fresh HOME
+    assert container["env"]["AWS_SECRET_ACCESS_KEY"] == STORE_SECRET_KEY
+    assert container["env"]["HOME"] == container["cwd"] != str(tmp_path)
+    assert set(container["env"]) <= {*spec_env, *program.image_env, "PATH", "HOME"}
+    assert not Path(container["cwd"]).exists()  # removed with the container
     runs = runs_for(mlflow_server, "kpo-dag-test")
     assert len(runs) == 1 and runs[0].data.tags["mlops.dag_id"] == "gpu_training_kpo_test"
+    assert runs[0].data.params["training_set_uri"] == uri
     assert runs[0].data.tags["mlops.image_digest"].startswith("docker.io/library/mlops-training@sha256:")
-    assert runs[0].data.tags["mlops.model_uri"].startswith("models:/")
+    from mlflow import MlflowClient
+
+    model_uri = runs[0].data.tags["mlops.model_uri"]
+    assert model_uri.startswith("models:/")
+    model = MlflowClient(mlflow_server).get_logged_model(model_uri.removeprefix("models:/"))
+    assert model.source_run_id == runs[0].info.run_id  # the model is in MLflow, logged by the pod's run

@@ -15,9 +15,10 @@ exactly what the cncf.kubernetes provider calls, with the API's JSON shapes and 
 
 A scheduled pod "runs": each container image maps to a ``Program`` (``FakeKubernetes.images``):
 canned log lines and exit code (OOMKilled included), a Python callable, or a real subprocess such as
-``include/training/train.py`` with the pod's env (secret references resolved from
-``FakeKubernetes.secrets``, a missing one gives ``CreateContainerConfigError``). An image that is
-not in ``images`` fails to pull (``ErrImagePull`` then ``ImagePullBackOff``).
+``include/training/train.py`` run like a container: its own working directory and HOME, and only the image's
+and the pod spec's env (secret references resolved from ``FakeKubernetes.secrets``, a missing one gives
+``CreateContainerConfigError``). An image that is not in ``images`` fails to pull (``ErrImagePull`` then
+``ImagePullBackOff``).
 """
 
 from __future__ import annotations
@@ -110,17 +111,43 @@ class PythonJob(Program):
 
 @dataclass
 class Subprocess(Program):
-    """Run ``argv`` (the image's entrypoint) with the pod's env; stdout and stderr are the container log."""
+    """Run the container's command like a container runtime: a child process in a fresh working directory with
+    its own ``HOME`` (both a new temp dir, removed afterwards) and an environment built only from the image's
+    ``ENV`` (``image_env``) and the pod spec (secret references resolved): nothing of the worker's environment.
+
+    ``argv`` is the image's ENTRYPOINT (used when the container has no ``command``); ``image_files`` maps paths
+    inside the image to where they are here (``{"/opt/training/": ".../include/training/", "python": ...}``, an
+    exact word or a prefix), for a ``command`` that names them.
+    """
 
     argv: list[str]
-    base_env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
+    image_env: dict[str, str] = field(default_factory=dict)
+    image_files: dict[str, str] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # per run: {"env", "cwd", "argv"} (for assertions)
+
+    def _map(self, word: str) -> str:
+        for inside, here in self.image_files.items():
+            if word == inside or (inside.endswith("/") and word.startswith(inside)):
+                return here + word[len(inside):]
+        return word
 
     async def run(self, ctx: ContainerRun) -> tuple[int, str | None]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **self.base_env, **ctx.env}
+        import shutil
+        import tempfile
+
+        workdir = tempfile.mkdtemp(prefix="fake-container-")
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **self.image_env, "HOME": workdir, **ctx.env}
+        argv = [self._map(w) for w in (ctx.command or self.argv)] + [self._map(a) for a in ctx.args]
+        self.runs.append({"env": dict(env), "cwd": workdir, "argv": argv})
+        try:
+            return await self._run(argv, env, workdir, ctx)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _run(self, argv: list[str], env: dict[str, str], cwd: str, ctx: ContainerRun) -> tuple[int, str | None]:
         proc = await asyncio.create_subprocess_exec(
-            *self.argv, *ctx.args, env=env, cwd=self.cwd, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            *argv, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             assert proc.stdout is not None
@@ -156,6 +183,7 @@ class ContainerRun:
     name: str
     env: dict[str, str]
     args: list[str]
+    command: list[str] = field(default_factory=list)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def write(self, line: str) -> None:
@@ -564,7 +592,7 @@ class FakeKubernetes:
         container_id = f"containerd://{uuid.uuid4().hex}"
         self._set_state(rec, name, {"running": {"startedAt": started}}, ready=True, started=True,
                         imageID=image_id, containerID=container_id)
-        run = ContainerRun(rec, name, env, list(container.get("args") or []))
+        run = ContainerRun(rec, name, env, list(container.get("args") or []), list(container.get("command") or []))
         rec.runs[name] = run
         try:
             code, reason = await program.run(run)

@@ -8,16 +8,19 @@ of the pack (tests/dags/test_parse_imports.py).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow import __version__
-from mlops_airflow.k8s.validation import GPU_RESOURCE, PodSpecError, pod_to_dict
+from mlops_airflow.k8s.validation import GPU_RESOURCE, PodSpecError, pod_problems, pod_to_dict
+from mlops_airflow.operators._training_storage import check_no_plain_credentials, storage_env_vars
 
 if TYPE_CHECKING:
     from kubernetes.client import models as k8s
     from kubernetes.client.exceptions import ApiException
 
+    from mlops_airflow.operators._training_storage import StorageAccess
     from mlops_airflow.training.entrypoints import EntryPoint
 
 DEFAULT_IMAGE = f"mlops-training:{__version__}"
@@ -29,6 +32,16 @@ DEFAULT_SECRET_KEYS = {
     "MLFLOW_TRACKING_USERNAME": "username",
     "MLFLOW_TRACKING_PASSWORD": "password",
     "MLFLOW_TRACKING_TOKEN": "token",
+}
+#: What the provider's pod gets unless the task says otherwise (all logs, events on failure, no spec dump).
+POD_DEFAULTS: dict[str, Any] = {
+    "get_logs": True,
+    "container_logs": True,
+    "log_events_on_failure": True,
+    "log_pod_spec_on_failure": False,  # the diagnosis says what matters
+    "termination_message_policy": "FallbackToLogsOnError",
+    "image_pull_policy": "IfNotPresent",
+    "startup_timeout_seconds": 900,  # multi-GB CUDA images take minutes to pull
 }
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
@@ -175,9 +188,13 @@ def credential_refs(op: Any, settings: Any) -> list[k8s.V1EnvVar]:
     ]
 
 
-def pod_env(op: Any, contract: dict[str, str], settings: Any, user: list[k8s.V1EnvVar]) -> list[k8s.V1EnvVar]:
-    """The env contract as plain values, credentials as secret refs, then the user's own env vars."""
+def pod_env(op: Any, contract: dict[str, str], settings: Any, user: list[k8s.V1EnvVar],
+            access: StorageAccess | None = None) -> list[k8s.V1EnvVar]:
+    """The env contract and the store's settings as plain values, the MLflow and store credentials as secret refs,
+    then the user's own env vars."""
     from kubernetes.client import models as k8s
+
+    from mlops_airflow.training.data import CREDENTIAL_ENV as STORE_CREDENTIALS
 
     uri = op.mlflow_tracking_uri or settings.tracking_uri
     registry = settings.registry_uri if settings.registry_uri != settings.tracking_uri else uri
@@ -188,16 +205,14 @@ def pod_env(op: Any, contract: dict[str, str], settings: Any, user: list[k8s.V1E
         "MLOPS_IMAGE_DIGEST": image_reference_digest(str(op.image)),
         "PYTHONUNBUFFERED": "1",
     }
-    managed = {*contract, *CREDENTIAL_ENV}
-    for var in user:
-        if var.name in CREDENTIAL_ENV and var.value is not None:
-            raise PodSpecError(
-                f"env_vars sets {var.name} as a plain value; pass MLflow credentials through the Kubernetes "
-                "secret named by mlflow_secret_name instead (they would be visible in the pod spec)"
-            )
+    check_no_plain_credentials(user, CREDENTIAL_ENV, "the Kubernetes secret named by mlflow_secret_name")
+    check_no_plain_credentials(user, STORE_CREDENTIALS, "the Kubernetes secret named by storage_secret_name")
+    store = storage_env_vars(access, op.storage_secret_name, op.storage_secret_keys, op.namespace)
+    managed = {*contract, *CREDENTIAL_ENV, *(v.name for v in store)}
     return [
         *(k8s.V1EnvVar(name=k, value=str(v)) for k, v in contract.items()),
         *credential_refs(op, settings),
+        *store,
         *(v for v in user if v.name not in managed),
     ]
 
@@ -276,3 +291,62 @@ def inspect_pod(op: Any, pod: k8s.V1Pod, last_seen: k8s.V1Pod) -> None:
         op.log.error("%s", op._diagnosis.message)
     except (ApiException, HTTPError) as err:
         op.log.warning("Could not inspect pod %s/%s after its failure: %s", namespace, name, err)
+
+
+def check_built_pod(pod: k8s.V1Pod, gpus: int, container: str, kubernetes_version: str | None) -> None:
+    """The built pod passes the strict schema and its base container has ``gpus`` GPUs.
+
+    :raises PodSpecError: every problem named, with the arguments to fix.
+    """
+    data = pod_to_dict(pod)
+    problems = pod_problems(data, kubernetes_version)
+    base = [c for c in data["spec"]["containers"] if c.get("name") == container]
+    limit = ((base[0].get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE) if base else None
+    if str(limit) != str(gpus):
+        problems.append(f"container {container} has {GPU_RESOURCE} limit {limit!r}, expected {gpus}")
+    if problems:
+        raise PodSpecError(
+            f"training pod {pod.metadata.name} would be invalid: "
+            + "; ".join(problems)
+            + ". Fix the pod template or the operator arguments (gpu_count, container_resources)"
+        )
+
+
+def explain_failure(op: Any, exc: Exception) -> BaseException:
+    """The exception a training pod's task fails with: the diagnosis when there is one, else the cause named."""
+    from airflow.sdk.exceptions import AirflowSkipException
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from mlops_airflow._summary import log_summary
+    from mlops_airflow.exceptions import MLOpsError, TrainingError
+
+    if isinstance(exc, AirflowSkipException):
+        return exc
+    pod = op.pod or op.pod_request_obj
+    ref = f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None else op.task_id
+    if isinstance(exc, MLOpsError):  # already says what to do (invalid spec, missing secret ...)
+        if not getattr(exc, "_mlops_summary_logged", False):
+            log_summary(op.log, "train", logging.ERROR, backend="kubernetes", status="failed",
+                        cause=type(exc).__name__, pod=ref, gpus=op.gpu_count)
+            exc._mlops_summary_logged = True  # type: ignore[attr-defined]
+        return exc
+    if op._diagnosis is not None:
+        message, cause = op._diagnosis.message, op._diagnosis.cause
+        op.log.info("Provider error behind it: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
+    elif isinstance(exc, ApiException):
+        message, cause = op._api_error(exc, ref), f"api_{exc.status}"
+    elif isinstance(exc, HTTPError):
+        host = op.hook.api_client.configuration.host
+        message = (
+            f"cannot reach the Kubernetes API at {host} for pod {ref} ({exc}); check "
+            f"kubernetes_conn_id={op.kubernetes_conn_id!r} (kubeconfig / in-cluster) and retry"
+        )
+        cause = "api_unreachable"
+    else:
+        return exc
+    log_summary(op.log, "train", logging.ERROR, backend="kubernetes", status="failed", cause=cause, pod=ref,
+                gpus=op.gpu_count)
+    error = TrainingError(message)
+    error._mlops_summary_logged = True  # type: ignore[attr-defined]  # trigger_reentry may run in execute
+    return error

@@ -8,11 +8,14 @@ The entrypoint is any framework's code: a Python file (``python file.py``) or ``
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_airflow import storage
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import TrainingError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -27,6 +30,8 @@ from mlops_airflow.training.entrypoints import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from mlops_airflow.operators._training_storage import StorageAccess
 
 # Hyper-parameters every job gets unless its training_config says otherwise (the seed: runs are reproducible).
 DEFAULT_CONFIG: dict[str, Any] = {"seed": 42}
@@ -70,8 +75,52 @@ def describe_entrypoint(entry: EntryPoint, root: Path) -> tuple[str, str | None]
     return entry.spec, file_sha256(source)
 
 
+def _job_arguments(
+    *,
+    training_set: dict[str, Any] | str,
+    dataset_version: dict[str, Any] | str,
+    experiment_name: str,
+    training_config: dict[str, Any] | str | None = None,
+    python: str | None = None,
+    entrypoint: str | None = None,
+    requirements: str | None = None,
+    task_type: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    mlflow_conn_id: str = MlflowHook.default_conn_name,
+) -> dict[str, Any]:
+    """The arguments every training backend takes, defined once (each operator documents them)."""
+    return {"training_set": training_set, "dataset_version": dataset_version, "experiment_name": experiment_name,
+            "training_config": training_config, "python": python, "entrypoint": entrypoint,
+            "requirements": requirements, "task_type": task_type, "extra_tags": extra_tags,
+            "mlflow_conn_id": mlflow_conn_id}
+
+
+JOB_PARAMETERS = tuple(inspect.signature(_job_arguments).parameters.values())
+
+
+def with_job_arguments(init: Callable[..., None]) -> Callable[..., None]:
+    """Give an operator's ``__init__(self, *, <its own arguments>, **kwargs)`` the job arguments in its signature.
+
+    Airflow fills arguments from ``default_args``, names a missing required one and checks ``partial()`` by the
+    signature of ``__init__``: with the job arguments in it, both operators behave as if each declared them.
+    """
+    sig = inspect.signature(init)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    rest = [p for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+    init.__signature__ = sig.replace(parameters=[*own, *JOB_PARAMETERS, *rest])  # type: ignore[attr-defined]
+    return init
+
+
+def pop_job_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The job arguments taken out of an operator's ``kwargs`` (the rest goes to the base operator).
+
+    :raises TypeError: a required one is missing (Airflow's wrapper names it first).
+    """
+    return _job_arguments(**{p.name: kwargs.pop(p.name) for p in JOB_PARAMETERS if p.name in kwargs})
+
+
 class TrainingJobMixin:
-    """What every backend shares: the env contract and reading the outcome back from MLflow."""
+    """What every backend shares: the job's arguments, the env contract and reading the outcome back from MLflow."""
 
     mlflow_conn_id: str
     experiment_name: str
@@ -79,9 +128,33 @@ class TrainingJobMixin:
     dataset_version: dict[str, Any] | str
     training_config: dict[str, Any] | str
     extra_tags: dict[str, str] | None
+    python: str | None
     entrypoint: str | None
     requirements: str | None
     model_task_type: str | None
+
+    def set_job(self, job: dict[str, Any]) -> None:
+        """Keep the job arguments (from :func:`pop_job_arguments`) as the operator's attributes."""
+        self.training_set = job["training_set"]
+        self.dataset_version = job["dataset_version"]
+        self.experiment_name = job["experiment_name"]
+        self.training_config = job["training_config"] or {}
+        self.python = job["python"]
+        self.entrypoint = job["entrypoint"]
+        self.requirements = job["requirements"]
+        self.model_task_type = job["task_type"]  # BaseOperator.task_type is the operator's class name
+        self.extra_tags = job["extra_tags"]
+        self.mlflow_conn_id = job["mlflow_conn_id"]
+
+    def training_set_uri(self) -> str:
+        """The training set's URI (a plain path becomes ``file://``; a connection id in the authority is dropped)."""
+        return storage.to_uri(as_dict(self.training_set, "training_set")["uri"])
+
+    def storage_access(self) -> StorageAccess | None:
+        """How the job reaches the store of its training set (None: a local file)."""
+        from mlops_airflow.operators._training_storage import storage_access
+
+        return storage_access(self.training_set_uri())
 
     @cached_property
     def mlflow_hook(self) -> MlflowHook:
@@ -127,7 +200,7 @@ class TrainingJobMixin:
         dataset = as_dict(self.dataset_version, "dataset_version")
         return {
             "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
-            "MLOPS_TRAINING_SET_URI": training_set["uri"],
+            "MLOPS_TRAINING_SET_URI": self.training_set_uri(),
             "MLOPS_TRAINING_SET_HASH": training_set["hash"],
             "MLOPS_DATASET_VERSION": json.dumps({k: dataset.get(k) for k in ("repo", "rev", "path", "md5")}),
             "MLOPS_TRAINING_CONFIG": json.dumps(self.job_config(), sort_keys=True),

@@ -10,6 +10,8 @@ the provider's pod:
 - a non-root, no-privilege-escalation, all-capabilities-dropped security context;
 - the training env contract (``mlops_airflow.training.context``, DESIGN.md), with the MLflow
   credentials of the Airflow connection as references to a Kubernetes secret, never as values;
+- for an object-store training set (``s3://``): the store's endpoint and region as values, its
+  credentials as references to the secret ``[mlops] training_storage_secret`` (``_training_storage.py``);
 - strict validation of pod templates and of the built pod (``mlops_airflow.k8s.validation``);
 - all container logs, pod events on failure, and one on-call sentence when the pod fails
   (``mlops_airflow.k8s.diagnose``): Pending because of a label, taint or GPU shortage,
@@ -26,27 +28,21 @@ while parsing. The pod helpers are in ``operators/_gpu_pod.py``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import convert_env_vars_or_raise_error
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
-from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
-from urllib3.exceptions import HTTPError
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from mlops_airflow._summary import log_summary
 from mlops_airflow.config import mlops_conf
-from mlops_airflow.exceptions import MLOpsError, TrainingError
-from mlops_airflow.hooks.mlflow_registry import MlflowHook
+from mlops_airflow.exceptions import TrainingError
 from mlops_airflow.k8s.validation import (
-    GPU_RESOURCE,
     PodSpecError,
     is_template,
     parse_gpu_count,
-    pod_problems,
-    pod_to_dict,
     validate_pod_template,
 )
 from mlops_airflow.links.mlflow import MlflowRunLink
@@ -57,10 +53,13 @@ from mlops_airflow.operators._gpu_pod import (
     DEFAULT_IMAGE,
     DEFAULT_SECRET_KEYS,
     IMAGE_ENTRYPOINT,
+    POD_DEFAULTS,
     SHM_VOLUME,
     api_error_message,
     apply_gpu_preset,
+    check_built_pod,
     check_gpu_type,
+    explain_failure,
     image_reference_digest,
     inspect_pod,
     pod_command,
@@ -68,7 +67,9 @@ from mlops_airflow.operators._gpu_pod import (
     pod_lineage_env,
     termination_message,
 )
-from mlops_airflow.operators._training_job import TrainingJobMixin
+from mlops_airflow.operators._training_job import TrainingJobMixin, pop_job_arguments, with_job_arguments
+from mlops_airflow.operators._training_storage import DEFAULT_STORAGE_SECRET_KEYS
+from mlops_airflow.storage import StorageError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -96,7 +97,7 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
     Same arguments as :class:`~mlops_airflow.operators.training.LocalTrainingOperator`:
 
     :param training_set: upstream training set ``{uri, hash, features, label}`` (templated / XCom).
-        The pod must be able to read ``uri`` (an object-store URI in production).
+        The pod reads ``uri`` itself (an object-store URI in production; see ``storage_secret_name``).
     :param dataset_version: upstream DVC version ``{repo, rev, path, md5}`` (templated / XCom).
     :param experiment_name: MLflow experiment (templated).
     :param training_config: hyper-parameters, merged over the defaults (templated).
@@ -128,6 +129,13 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
     :param mlflow_secret_keys: env var -> key in that secret (default username/password/token).
     :param mlflow_tracking_uri: tracking URI as the pod reaches it, when it differs from the
         worker's (``training_mlflow_tracking_uri``, e.g. an in-cluster service).
+    :param storage_secret_name: Kubernetes secret holding the object store's credentials
+        (``training_storage_secret``); required when the training set is on an object store and the
+        connection ``[mlops] storage_conn_id`` has credentials. The pod gets the store's endpoint and
+        region as plain values (``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``), its credentials only as
+        references to this secret.
+    :param storage_secret_keys: env var -> key in that secret (default ``AWS_ACCESS_KEY_ID`` and
+        ``AWS_SECRET_ACCESS_KEY``, same names).
     :param pod_template_file: base pod template (templated; ``training_pod_template``), validated
         strictly before use.
     :param kubernetes_version: Kubernetes version whose schema validates pods (``kubernetes_version``).
@@ -148,19 +156,10 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#76b900"
 
+    @with_job_arguments
     def __init__(
         self,
         *,
-        training_set: dict[str, Any] | str,
-        dataset_version: dict[str, Any] | str,
-        experiment_name: str,
-        training_config: dict[str, Any] | str | None = None,
-        python: str | None = None,
-        entrypoint: str | None = None,
-        requirements: str | None = None,
-        task_type: str | None = None,
-        extra_tags: dict[str, str] | None = None,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
         gpu_count: int | str | None = None,
         gpu_type: str | None = None,
         gpu_node_label: str | None = None,
@@ -172,10 +171,13 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         mlflow_secret_name: str | None = None,
         mlflow_secret_keys: dict[str, str] | None = None,
         mlflow_tracking_uri: str | None = None,
+        storage_secret_name: str | None = None,
+        storage_secret_keys: dict[str, str] | None = None,
         pod_template_file: str | None = None,
         kubernetes_version: str | None = None,
         **kwargs: Any,
     ) -> None:
+        job = pop_job_arguments(kwargs)
         if kwargs.get("do_xcom_push"):
             raise ValueError(
                 f"{kwargs.get('task_id')}: do_xcom_push=True would add the XCom sidecar; GpuTrainingPodOperator "
@@ -185,37 +187,22 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         # the MLflow result itself (see _complete).
         kwargs["do_xcom_push"] = False
         self._command_from_entrypoint = "cmds" not in kwargs  # an explicit cmds= wins over entrypoint=
-        if self._command_from_entrypoint and pod_command(python, entrypoint):
-            kwargs["cmds"] = pod_command(python, entrypoint)
+        if self._command_from_entrypoint and pod_command(job["python"], job["entrypoint"]):
+            kwargs["cmds"] = pod_command(job["python"], job["entrypoint"])
         kwargs["labels"] = {
             "app.kubernetes.io/component": "training",
             "app.kubernetes.io/part-of": "airflow-provider-mlops",
             **(kwargs.get("labels") or {}),
         }
-        kwargs.setdefault("get_logs", True)
-        kwargs.setdefault("container_logs", True)
-        kwargs.setdefault("log_events_on_failure", True)
-        kwargs.setdefault("log_pod_spec_on_failure", False)  # the diagnosis says what matters
-        kwargs.setdefault("termination_message_policy", "FallbackToLogsOnError")
-        kwargs.setdefault("image_pull_policy", "IfNotPresent")
-        kwargs.setdefault("schedule_timeout_seconds", int(mlops_conf("training_schedule_timeout", "600") or 600))
-        kwargs.setdefault("startup_timeout_seconds", 900)  # multi-GB CUDA images take minutes to pull
+        schedule_timeout = int(mlops_conf("training_schedule_timeout", "600") or 600)
+        kwargs = {**POD_DEFAULTS, "schedule_timeout_seconds": schedule_timeout, **kwargs}
         super().__init__(
             image=image or mlops_conf("training_image") or DEFAULT_IMAGE,
             namespace=namespace or mlops_conf("training_namespace"),
             pod_template_file=pod_template_file or mlops_conf("training_pod_template"),
             **kwargs,
         )
-        self.training_set = training_set
-        self.dataset_version = dataset_version
-        self.experiment_name = experiment_name
-        self.training_config = training_config or {}
-        self.python = python
-        self.entrypoint = entrypoint
-        self.requirements = requirements
-        self.model_task_type = task_type  # BaseOperator.task_type is the operator's class name
-        self.extra_tags = extra_tags
-        self.mlflow_conn_id = mlflow_conn_id
+        self.set_job(job)
         self.gpu_count = gpu_count if gpu_count is not None else mlops_conf("training_gpu_count", "1")
         self.gpu_type = gpu_type if gpu_type is not None else mlops_conf("training_gpu_type")
         self.gpu_node_label = gpu_node_label or mlops_conf("training_gpu_node_label") or DEFAULT_GPU_NODE_LABEL
@@ -225,6 +212,8 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         self.mlflow_secret_name = mlflow_secret_name or mlops_conf("training_mlflow_secret")
         self.mlflow_secret_keys = {**DEFAULT_SECRET_KEYS, **(mlflow_secret_keys or {})}
         self.mlflow_tracking_uri = mlflow_tracking_uri or mlops_conf("training_mlflow_tracking_uri")
+        self.storage_secret_name = storage_secret_name or mlops_conf("training_storage_secret")
+        self.storage_secret_keys = {**DEFAULT_STORAGE_SECRET_KEYS, **(storage_secret_keys or {})}
         self.kubernetes_version = kubernetes_version or mlops_conf("kubernetes_version")
         # Literal values are checked at parse time; templated ones when the task runs.
         if not is_template(self.gpu_count):
@@ -252,16 +241,21 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         )
 
     def _pod_env(self, context: Context | None, *, dry_run: bool) -> list[k8s.V1EnvVar]:
-        """The env contract as plain values, credentials as secret refs, then the user's own env vars."""
+        """The env contract and the store's settings as plain values, credentials as secret refs, then the user's
+        own env vars."""
         try:
             contract = self.job_env(context)
             settings = self.mlflow_hook.settings
-        except (ValueError, SyntaxError, AirflowNotFoundException):
+            access = self.storage_access()
+        except (ValueError, SyntaxError, AirflowNotFoundException, StorageError):
             if not dry_run:
                 raise
             return convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
         user = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
-        return pod_env(self, contract, settings, user)
+        if access is not None and not dry_run:
+            self.log.info("Training set %s; the pod gets its credentials from Kubernetes secret %s", access.describe(),
+                          self.storage_secret_name or "(none: the pod's own identity)")
+        return pod_env(self, contract, settings, user, access)
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
         try:
@@ -281,18 +275,7 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
         return pod
 
     def _check_built_pod(self, pod: k8s.V1Pod, gpus: int) -> None:
-        data = pod_to_dict(pod)
-        problems = pod_problems(data, self.kubernetes_version)
-        base = [c for c in data["spec"]["containers"] if c.get("name") == self.base_container_name]
-        limit = ((base[0].get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE) if base else None
-        if str(limit) != str(gpus):
-            problems.append(f"container {self.base_container_name} has {GPU_RESOURCE} limit {limit!r}, expected {gpus}")
-        if problems:
-            raise PodSpecError(
-                f"training pod {pod.metadata.name} would be invalid: "
-                + "; ".join(problems)
-                + ". Fix the pod template or the operator arguments (gpu_count, container_resources)"
-            )
+        check_built_pod(pod, gpus, self.base_container_name, self.kubernetes_version)
 
     # ------------------------------------------------------------------ running it
     def execute(self, context: Context) -> dict[str, Any] | None:
@@ -343,37 +326,7 @@ class GpuTrainingPodOperator(TrainingJobMixin, KubernetesPodOperator):
 
     def _explain(self, exc: Exception) -> BaseException:
         """The exception the task fails with: the diagnosis when there is one, else the cause named."""
-        from kubernetes.client.exceptions import ApiException
-
-        if isinstance(exc, AirflowSkipException):
-            return exc
-        pod = self.pod or self.pod_request_obj
-        ref = f"{pod.metadata.namespace}/{pod.metadata.name}" if pod is not None else self.task_id
-        if isinstance(exc, MLOpsError):  # already says what to do (invalid spec, missing secret ...)
-            if not getattr(exc, "_mlops_summary_logged", False):
-                log_summary(self.log, "train", logging.ERROR, backend="kubernetes", status="failed",
-                            cause=type(exc).__name__, pod=ref, gpus=self.gpu_count)
-                exc._mlops_summary_logged = True  # type: ignore[attr-defined]
-            return exc
-        if self._diagnosis is not None:
-            message, cause = self._diagnosis.message, self._diagnosis.cause
-            self.log.info("Provider error behind it: %s", str(exc).splitlines()[0] if str(exc) else repr(exc))
-        elif isinstance(exc, ApiException):
-            message, cause = self._api_error(exc, ref), f"api_{exc.status}"
-        elif isinstance(exc, HTTPError):
-            host = self.hook.api_client.configuration.host
-            message = (
-                f"cannot reach the Kubernetes API at {host} for pod {ref} ({exc}); check "
-                f"kubernetes_conn_id={self.kubernetes_conn_id!r} (kubeconfig / in-cluster) and retry"
-            )
-            cause = "api_unreachable"
-        else:
-            return exc
-        log_summary(self.log, "train", logging.ERROR, backend="kubernetes", status="failed", cause=cause, pod=ref,
-                    gpus=self.gpu_count)
-        error = TrainingError(message)
-        error._mlops_summary_logged = True  # type: ignore[attr-defined]  # trigger_reentry may run in execute
-        return error
+        return explain_failure(self, exc)
 
     def _api_error(self, exc: ApiException, ref: str) -> str:
         return api_error_message(exc, ref, self._job_description())

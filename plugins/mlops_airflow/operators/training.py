@@ -23,7 +23,6 @@ from airflow.sdk import BaseOperator
 from mlops_airflow._summary import log_summary
 from mlops_airflow.config import mlops_conf
 from mlops_airflow.exceptions import TrainingError
-from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import MlflowRunLink
 from mlops_airflow.operators._training_job import (
     DEFAULT_CONFIG,
@@ -31,6 +30,8 @@ from mlops_airflow.operators._training_job import (
     default_entrypoint,
     describe_entrypoint,
     entrypoint_search_path,
+    pop_job_arguments,
+    with_job_arguments,
 )
 from mlops_airflow.training.entrypoints import parse_entrypoint, python_path
 
@@ -68,6 +69,9 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
         set's ``task_type`` (attribute ``model_task_type``: ``BaseOperator.task_type`` is taken).
     :param extra_tags: more MLflow run tags.
     :param mlflow_conn_id: MLflow connection; its credentials reach the job's environment only.
+
+    An object-store training set (``s3://...``) is read by the job itself, with the settings and credentials of
+    the connection ``[mlops] storage_conn_id`` in its environment (``mlops_airflow.training.data``).
     """
 
     template_fields: Sequence[str] = ("training_set", "dataset_version", "training_config", "experiment_name",
@@ -75,33 +79,11 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
     operator_extra_links = (MlflowRunLink(),)
     ui_color = "#3fb950"
 
-    def __init__(
-        self,
-        *,
-        training_set: dict[str, Any] | str,
-        dataset_version: dict[str, Any] | str,
-        experiment_name: str,
-        training_config: dict[str, Any] | str | None = None,
-        python: str | None = None,
-        entrypoint: str | None = None,
-        requirements: str | None = None,
-        task_type: str | None = None,
-        extra_tags: dict[str, str] | None = None,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
-        **kwargs: Any,
-    ) -> None:
+    @with_job_arguments
+    def __init__(self, **kwargs: Any) -> None:
+        job = pop_job_arguments(kwargs)
         super().__init__(**kwargs)
-        self.training_set = training_set
-        self.dataset_version = dataset_version
-        self.experiment_name = experiment_name
-        self.training_config = training_config or {}
-        self.python = python
-        self.entrypoint = entrypoint
-        self.requirements = requirements
-        # BaseOperator.task_type is the operator's class name: the model's task type needs another attribute.
-        self.model_task_type = task_type
-        self.extra_tags = extra_tags
-        self.mlflow_conn_id = mlflow_conn_id
+        self.set_job(job)
         self._proc: subprocess.Popen[str] | None = None
         self._job: dict[str, Any] | None = None
 
@@ -190,6 +172,10 @@ class LocalTrainingOperator(TrainingJobMixin, BaseOperator):
             **self.mlflow_hook.job_env(),
             **self.job_env(context),
         }
+        access = self.storage_access()
+        if access is not None:  # the store's settings and credentials: this child's environment only
+            env.update(access.job_env())
+            self.log.info("Training set %s", access.describe())
         argv = job["entry"].argv(job["python"])
         self.log.info("Training: %s (experiment %s, entrypoint %s sha256 %s)", " ".join(argv), self.experiment_name,
                       job["display"], (job["sha256"] or "?")[:12])

@@ -6,6 +6,8 @@ Imported in the *training* environment: no Airflow, and only the standard librar
   tagged MLflow run, read from the environment contract the training operators set;
 - ``python -m mlops_airflow.training.run package.module:function`` (``run.py``): runs ``function(ctx)``;
 - ``python -m mlops_airflow.training.score`` (``score.py``): the batch scorer of any MLflow (pyfunc) model;
+- ``data.py``: tables at a URI (local path, ``file://``, ``s3://``) read and written with pyarrow's filesystems, the
+  same code in a worker's subprocess and in a pod;
 - ``env.py``: a virtual environment per requirements file (used by the local backend, Airflow side).
 """
 

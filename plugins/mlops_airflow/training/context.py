@@ -4,7 +4,9 @@ Runs in the *training* environment (no Airflow; mlflow, pandas and the model's f
 used). The training operators start the entry point with an environment contract (DESIGN.md)::
 
     MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME          required (credentials are read by mlflow itself)
-    MLOPS_TRAINING_SET_URI                               required: Parquet (local path, file:// or fsspec URI)
+    MLOPS_TRAINING_SET_URI                               required: Parquet (local path, file:// or s3:// URI)
+    AWS_ENDPOINT_URL, AWS_DEFAULT_REGION                 the object store of an s3:// training set (optional)
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY             its credentials (a pod: from a Kubernetes secret)
     MLOPS_TRAINING_SET_HASH, MLOPS_DATASET_VERSION       content hash; JSON {repo, rev, path, md5}
     MLOPS_TRAINING_CONFIG                                JSON: features, label, task_type, entity_columns, seed, ...
     MLOPS_RUN_TAGS                                       JSON: the task's identity (how the operator finds the run)
@@ -123,6 +125,7 @@ class TrainingContext:
         requirements_sha256: str | None = None,
         image_digest: str = "local",
         result_path: str | None = None,
+        storage_env: Mapping[str, str] | None = None,
     ) -> None:
         self.experiment_name = experiment_name
         self.training_set_uri = training_set_uri
@@ -134,6 +137,8 @@ class TrainingContext:
         self.requirements_sha256 = requirements_sha256
         self.image_digest = image_digest or "local"
         self.result_path = result_path
+        # Where the store's settings are read (endpoint, region, credentials); None: this process's environment.
+        self.storage_env = storage_env
         self.features = _names(self.config.get("features"), "features")
         if not self.features:
             raise TrainingInputError("MLOPS_TRAINING_CONFIG names no 'features'",
@@ -183,6 +188,7 @@ class TrainingContext:
             requirements_sha256=env.get("MLOPS_REQUIREMENTS_SHA256") or None,
             image_digest=env.get("MLOPS_IMAGE_DIGEST") or "local",
             result_path=env.get("MLOPS_RESULT_PATH") or None,
+            storage_env=None if environ is None else environ,
         )
 
     # ------------------------------------------------------------------ data
@@ -200,21 +206,26 @@ class TrainingContext:
     def load_training_set(self) -> Any:
         """The training set as a pandas DataFrame, checked for the entity, feature and label columns.
 
-        :raises TrainingInputError: unreadable, empty, or missing columns (named).
+        Read from its URI (a local path, ``file://`` or ``s3://...``) by ``mlops_airflow.training.data``, with the
+        store's settings from the environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` ...): the same code
+        on the worker and in a pod.
+
+        :raises TrainingInputError: missing, unreadable, empty, or missing columns (named).
+        :raises RuntimeError: the store is unreachable or refused access (a retry may help).
         """
-        import pandas as pd
+        from mlops_airflow.training.data import DataAccessError, read_table
 
         fix = "check the training set produced by the feature step (MLOPS_TRAINING_SET_URI)"
-        path = local_path(self.training_set_uri)
-        if "://" not in path and not os.path.exists(path):
-            raise TrainingInputError(f"training set not found: {path}", fix)
+        uri = self.training_set_uri
         try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 - pyarrow/fsspec raise many types
-            raise TrainingInputError(f"cannot read training set {path} as Parquet ({type(exc).__name__}: {exc})",
-                                     fix) from None
+            df = read_table(uri, self.storage_env, what="training set")
+        except DataAccessError as err:
+            if err.retryable:
+                raise RuntimeError(str(err)) from None
+            raise TrainingInputError(err.cause, f"{err.next_step}; {fix}") from None
+        print(f"[train] training set {uri}: {len(df)} rows, {len(df.columns)} columns", flush=True)
         if len(df) == 0:
-            raise TrainingInputError(f"training set {path} has no rows", fix)
+            raise TrainingInputError(f"training set {uri} has no rows", fix)
         missing = [c for c in [*self.entity_columns, *self.features, self.label] if c not in df.columns]
         if missing:
             raise TrainingInputError(f"training set is missing columns {missing} (has {list(df.columns)})",

@@ -13,7 +13,8 @@ array/frame (column 1 is taken), as ``ctx.log_model`` logs a scikit-learn classi
 The features and the task type come from the model's MLmodel metadata (``features``, ``task_type``, written by
 ``ctx.log_model``; default task type binary_classification); ``--features`` / ``--task-type`` override them.
 A model with a tensor signature gets the features as one array of the signature's dtype.
-MLFLOW_TRACKING_URI (and optional credentials) come from the environment.
+MLFLOW_TRACKING_URI (and optional credentials) come from the environment; so do the object store's settings for
+an ``s3://`` input or output (``mlops_airflow.training.data``).
 
 Exit codes: 0 success; 2 invalid input (missing columns, NaNs, unreadable file, unknown model, bad predictions);
 1 unexpected error. Failures print ``SCORING FAILED: <cause>; <next step>``.
@@ -118,16 +119,15 @@ def score(model_uri: str, input_path: str, output_path: str, features: list[str]
     """Score ``input_path`` with ``model_uri``; write ``output_path``; return the summary."""
     import mlflow.pyfunc
     import numpy as np
-    import pandas as pd
 
-    path = local_path(input_path)
-    if "://" not in path and not os.path.exists(path):
-        raise ScoringError(f"input not found: {path}", "check --input")
+    from mlops_airflow.training.data import DataAccessError, read_table, write_table
+
     try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-        raise ScoringError(f"cannot read {path} as Parquet ({type(exc).__name__}: {exc})".replace("\n", " "),
-                           "check --input") from None
+        df = read_table(input_path, what="input")
+    except DataAccessError as err:
+        if err.retryable:
+            raise RuntimeError(str(err)) from None
+        raise ScoringError(err.cause, f"{err.next_step}; check --input") from None
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # noqa: BLE001
@@ -180,10 +180,10 @@ def score(model_uri: str, input_path: str, output_path: str, features: list[str]
         result.update({"mean_prediction": float(values.mean()) if len(values) else None,
                        "std_prediction": float(values.std()) if len(values) else None})
     out_df["model_uri"] = model_uri
-    out_path = os.path.abspath(local_path(output_path))
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    out_df.to_parquet(out_path, index=False)
-    result["output"] = out_path
+    try:
+        result["output"] = write_table(out_df, output_path, what="scores")
+    except DataAccessError as err:
+        raise RuntimeError(str(err)) from None
     return result
 
 
@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")  # never describe the Airflow project's uv lock
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-uri", required=True)
-    ap.add_argument("--input", required=True, help="Parquet file (path or file:// URI)")
-    ap.add_argument("--output", required=True, help="Parquet file to write")
+    ap.add_argument("--input", required=True, help="Parquet file (path, file:// or s3:// URI)")
+    ap.add_argument("--output", required=True, help="Parquet file to write (path, file:// or s3:// URI)")
     ap.add_argument("--features", default=None, help="comma-separated feature columns (default: model metadata)")
     ap.add_argument("--task-type", default=None, help="binary_classification | regression (default: model metadata)")
     ap.add_argument("--result", default=None, help="optional JSON summary path")

@@ -58,6 +58,29 @@ def test_trains_logs_and_a_retry_adopts_the_finished_run(tmp_path, generator, ml
     assert again["adopted"] and again["run_id"] == first["run_id"]
 
 
+def test_reads_an_s3_training_set_through_the_store_connection(generator, mlflow_conn, s3_store, context, monkeypatch,
+                                                               capfd):
+    """The set is only in the bucket: the job reads it with the store's settings and credentials in its env."""
+    key_id, secret = "AKIALOCALTEST0004711", "local-store-secret-0815"
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STORE", json.dumps({
+        "conn_type": "aws", "login": key_id, "password": secret,
+        "extra": {"endpoint_url": s3_store.endpoint, "region_name": "us-east-1"}}))
+    df = generator.generate_batch(date(2026, 11, 1), n_customers=400)
+    s3_store.client().put_object(Bucket=s3_store.bucket, Key="ts/train.parquet", Body=df.to_parquet(index=False))
+    uri = f"{s3_store.root}/ts/train.parquet"
+    ctx = context(task_id="train_model", run_id="run-s3")
+    result = _op({"uri": uri, "hash": "s" * 64, "features": FEATURES, "label": "churned"},
+                 experiment="test-training-s3").execute(ctx)
+
+    from mlflow import MlflowClient
+
+    assert MlflowClient(mlflow_conn).get_run(result["run_id"]).data.params["training_set_uri"] == uri
+    out = capfd.readouterr().out
+    assert f"[train] training set {uri}: 400 rows" in out and "through connection mlops_store" in out
+    pushed = json.dumps([result, ctx["ti"].xcom], default=str)  # the return value is the XCom
+    assert not any(s in out or s in pushed for s in (key_id, secret))
+
+
 def test_bad_training_set_fails_with_the_cause(tmp_path, generator, mlflow_conn, context):
     df = generator.generate_batch(date(2026, 11, 1), n_customers=200).drop(columns=["usage_hours"])
     path = generator.write_batch(df, tmp_path / "bad.parquet")

@@ -78,7 +78,8 @@ def test_entrypoints_are_files_or_module_functions(tmp_path):
 
 def test_the_helper_imports_no_airflow_and_no_pandas():
     code = ("import sys; import mlops_airflow.training, mlops_airflow.training.run, mlops_airflow.training.score, "
-            "mlops_airflow.training.env; heavy = {'airflow', 'pandas', 'mlflow', 'numpy', 'torch', 'sklearn'}; "
+            "mlops_airflow.training.env, mlops_airflow.training.data; "
+            "heavy = {'airflow', 'pandas', 'mlflow', 'numpy', 'torch', 'sklearn', 'pyarrow'}; "
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin"}).stdout.strip()
