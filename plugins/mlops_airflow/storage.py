@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mlops_airflow.exceptions import MLOpsError
 
@@ -60,7 +60,7 @@ def to_uri(location: str | os.PathLike[str]) -> str:
         return Path(text).expanduser().absolute().as_uri()
     parts = urlsplit(text)
     if parts.scheme in ("file", "local"):
-        return Path(parts.path).absolute().as_uri()
+        return Path(unquote(parts.path)).absolute().as_uri()
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return f"{parts.scheme}://{netloc}{parts.path}"
 
@@ -81,7 +81,7 @@ def local_path(uri: str | os.PathLike[str]) -> Path:
     text = to_uri(uri)
     if not is_local(text):
         raise ValueError(f"{text} is not on this worker's disk; read it with storage.local_copy(...) instead")
-    return Path(urlsplit(text).path)
+    return Path(unquote(urlsplit(text).path))
 
 
 def join(base: str | os.PathLike[str], *parts: str) -> str:

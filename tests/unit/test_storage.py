@@ -87,3 +87,10 @@ def test_an_unreachable_store_names_the_uri_and_the_next_step(monkeypatch):
     err = info.value
     assert "s3://bucket/x/summary.json" in str(err) and "retry is safe" in str(err)
     assert err.evidence_uri == "s3://bucket/x/summary.json" and err.next_step
+
+
+def test_a_path_with_spaces_and_percent_round_trips(tmp_path):
+    odd = tmp_path / "a dir" / "50% off.json"
+    uri = storage.write_json(odd, {"k": 1})
+    assert "%20" in uri and storage.local_path(uri) == odd and storage.to_uri(uri) == uri
+    assert storage.read_json(uri) == {"k": 1}
