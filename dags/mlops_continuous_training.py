@@ -38,7 +38,9 @@ with DAG(
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=20)},
     params={
         "day": Param(None, type=["null", "string"], format="date",
-                     description="Day of the batch to land (YYYY-MM-DD); empty = the run's logical date"),
+                     description="Day of the batch to land (YYYY-MM-DD), a complete day: up to yesterday "
+                                 "(UTC); a later day is refused before anything is landed. Empty = the newest "
+                                 "complete day at the run's logical date"),
         "covariate_shift": Param(0.0, type="number", minimum=0, maximum=2,
                                  description="Synthetic data: feature shift to inject (0 = none)"),
         "concept_drift": Param(0.0, type="number", minimum=0, maximum=1,

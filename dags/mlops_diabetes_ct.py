@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.configuration import conf
 from airflow.sdk import DAG, Asset, Param
+from mlops_airflow import storage
 from mlops_airflow.pipeline import continuous_training, load_spec
 
 DIABETES = load_spec(Path(__file__).with_name("model_specs.py"), "DIABETES")  # also mlops_diabetes_monitoring
-DATA_ROOT = f"{conf.get('mlops', 'data_root', fallback='/tmp/mlops-data')}/diabetes"
+DATA_ROOT = storage.join(storage.data_root(), "diabetes")  # a URI under [mlops] data_root
 
 with DAG(
     dag_id="mlops_diabetes_ct",
@@ -30,7 +30,9 @@ with DAG(
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=20)},
     params={
         "day": Param(None, type=["null", "string"], format="date",
-                     description="Day of the batch to land (YYYY-MM-DD); empty = the run's logical date"),
+                     description="Day of the batch to land (YYYY-MM-DD), a complete day: up to yesterday "
+                                 "(UTC); a later day is refused before anything is landed. Empty = the newest "
+                                 "complete day at the run's logical date"),
         "covariate_shift": Param(0.0, type="number", minimum=0, maximum=3,
                                  description="Example data: shift of bmi, bp and s5 in standard deviations"),
         "concept_drift": Param(0.0, type="number", minimum=0, maximum=1,

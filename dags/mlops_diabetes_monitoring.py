@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from airflow.configuration import conf
 from airflow.sdk import DAG, Param
+from mlops_airflow import storage
 from mlops_airflow.pipeline import load_spec, model_monitoring
 
 DIABETES = load_spec(Path(__file__).with_name("model_specs.py"), "DIABETES")  # also mlops_diabetes_ct
-DATA_ROOT = f"{conf.get('mlops', 'data_root', fallback='/tmp/mlops-data')}/diabetes"
+DATA_ROOT = storage.join(storage.data_root(), "diabetes")  # a URI under [mlops] data_root
 
 with DAG(
     dag_id="mlops_diabetes_monitoring",

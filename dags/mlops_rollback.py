@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.configuration import conf
 from airflow.sdk import DAG, Param, task
+from mlops_airflow import storage
 from mlops_airflow.operators.approval import approval_gate
 from mlops_airflow.operators.promotion import RollbackModelOperator, ValidateRollbackOperator
 
-DATA_ROOT = conf.get("mlops", "data_root", fallback="/tmp/mlops-data")
+DATA_ROOT = storage.data_root()  # a URI: file:///... locally, s3://bucket/prefix when workers share no disk
 MODEL_NAME = "churn_classifier"
 
 with DAG(
@@ -47,24 +47,23 @@ with DAG(
     @task(retries=2)
     def labelled_window(params: dict) -> dict:
         """The labelled window (features + labels) the target is validated on, kept by mlops_monitoring."""
-        from pathlib import Path
-
         from mlops_airflow._summary import summary_line
         from mlops_airflow.exceptions import RegistryError
 
-        folder = Path(DATA_ROOT) / "monitoring" / "labelled"
+        folder = storage.join(DATA_ROOT, "monitoring", "labelled")
         if params.get("labelled_day"):
-            path = folder / f"{params['labelled_day']}.parquet"
+            uri = storage.join(folder, f"{params['labelled_day']}.parquet")
         else:
-            found = sorted(folder.glob("*.parquet"))
-            path = found[-1] if found else folder / "(none)"
-        if not path.is_file():
+            found = storage.listdir(folder, ".parquet")
+            uri = found[-1] if found else storage.join(folder, "(none)")
+        if not storage.exists(uri):
             raise RegistryError(
-                f"no labelled window at {path}: the rollback target cannot be validated. Pick a day that "
-                f"mlops_monitoring has landed (files in {folder}), or run mlops_monitoring first"
+                f"no labelled window at {uri}: the rollback target cannot be validated. Pick a day that "
+                f"mlops_monitoring has landed (files in {folder}), or run mlops_monitoring first",
+                cause="labelled window missing", evidence_uri=uri, next_step="run mlops_monitoring first",
             )
-        print(summary_line("rollback-window", path=path))
-        return {"path": str(path), "day": path.stem}
+        print(summary_line("rollback-window", path=uri))
+        return {"path": uri, "day": storage.name(uri).removesuffix(".parquet")}
 
     window = labelled_window()
 
@@ -74,7 +73,7 @@ with DAG(
         target_version="{{ params.target_version or '' }}",
         holdout_path="{{ ti.xcom_pull(task_ids='labelled_window')['path'] }}",
         min_metrics={"auc": "{{ params.min_auc }}"},
-        output_dir=f"{DATA_ROOT}/scores",
+        output_dir=storage.join(DATA_ROOT, "scores"),
     )
     approve = approval_gate(
         task_id="approve_rollback", model_name=MODEL_NAME, version=validate.output, verdict=validate.output,

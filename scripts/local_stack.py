@@ -296,8 +296,8 @@ def demo(day: str | None, dag_id: str = DAG_ID, data_dir: str = "") -> int:
     t_boot = time.monotonic() - t0
     day = day or next_demo_day().isoformat()
     log(f"running {dag_id} for day {day} (airflow dags test; task logs: .local/logs/demo-{day}.log)")
-    summary_file = LOCAL / "data" / data_dir / "runs" / "latest_summary.json"
-    summary_file.unlink(missing_ok=True)
+    summary_file = artefact(stack_env()["AIRFLOW__MLOPS__DATA_ROOT"], data_dir, "runs", "latest_summary.json")
+    read_artefact(summary_file, remove=True)
     log_path = LOCAL / "logs" / f"demo-{day}.log"
     with open(log_path, "w") as logf:
         proc = subprocess.run(
@@ -305,25 +305,57 @@ def demo(day: str | None, dag_id: str = DAG_ID, data_dir: str = "") -> int:
             env=stack_env(), stdout=logf, stderr=subprocess.STDOUT, check=False,
         )
     text = log_path.read_text(errors="replace")
-    failed = proc.returncode != 0 or "state=failed" in text.lower() or not summary_file.exists()
+    summary = read_artefact(summary_file)
+    failed = proc.returncode != 0 or "state=failed" in text.lower() or summary is None
     if failed:
         tail = [ln for ln in text.splitlines() if "SUMMARY" in ln or "Error" in ln or "error" in ln][-15:]
         print("\n".join(tail))
         log(f"the DAG run FAILED (exit {proc.returncode}); full log: {log_path}")
         return 1
-    s = json.loads(summary_file.read_text())
-    print_summary(s, t_boot, time.monotonic() - t0, dag_id)
+    print_summary(summary, t_boot, time.monotonic() - t0, dag_id)
     return 0
 
 
+# -- run summaries (the DAGs write them through mlops_airflow.storage under [mlops] data_root: a folder or a URI) --
+def artefact(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p.strip("/"))])
+
+
+def _storage():  # noqa: ANN202 - mlops_airflow.storage, imported (with the stack's configuration) for a URI only
+    os.environ.update(stack_env())
+    sys.path.insert(0, str(ROOT / "plugins"))
+    from mlops_airflow import storage
+
+    return storage
+
+
+def read_artefact(location: str, remove: bool = False) -> dict | None:
+    """The JSON document at ``location`` (None when there is none); ``remove``: delete it instead."""
+    if "://" in location and not location.startswith("file://"):
+        storage = _storage()
+        return storage.remove(location) if remove else (
+            storage.read_json(location) if storage.exists(location) else None)
+    local = Path(location.removeprefix("file://"))
+    if remove:
+        return local.unlink(missing_ok=True)
+    return json.loads(local.read_text()) if local.exists() else None
+
+
 def print_summary(s: dict, t_boot: float, t_total: float, dag_id: str = DAG_ID) -> None:
+    outcome = s.get("outcome") or {}
+    if s.get("blocked"):
+        print(f"\n=== {dag_id}: {outcome.get('headline') or 'retraining blocked'} (summary: {s.get('summary_uri')})\n")
+        return
     d, m, dr, run = s["dataset_version"], s["model"], s["drift"], s["mlflow_run"]
+    gate = s.get("validation")
     lines = [
         "",
         f"=== {dag_id}: run summary ({s.get('model_name', m['name'])}, {s.get('task_type', 'binary_classification')}) "
         "===",
+        f"outcome           : {outcome.get('headline', 'n/a')}",
         f"dataset version   : {d['path']} rev {d['rev'][:12]} md5 {d['md5']} ({d['rows']} rows)",
-        f"validation        : {'PASSED' if s['validation']['passed'] else 'FAILED'} ({s['validation']['evidence']})",
+        "validation        : " + ("none (no suite)" if gate is None else
+                                  f"{'PASSED' if gate['passed'] else 'FAILED'} ({gate['evidence']})"),
         f"training set      : hash {s['training_set']['hash'][:16]} ({s['training_set']['rows']} rows)",
         f"MLflow run        : {s['mlflow_run']['run_id']} {s['mlflow_run']['metrics']}",
         f"                    {s['mlflow_run']['url']}",
@@ -335,6 +367,7 @@ def print_summary(s: dict, t_boot: float, t_total: float, dag_id: str = DAG_ID) 
         f"drift report      : {dr['report']}",
         f"                    {dr['report_path']}",
         *evaluation_lines(s),
+        f"full summary      : {s.get('summary_uri')}",
         f"timing            : bootstrap {t_boot:.0f}s, total {t_total:.0f}s",
         "",
     ]

@@ -44,7 +44,22 @@ def project_root() -> Path:
 
 
 def training_envs_dir() -> Path:
-    """``[mlops] training_envs_dir`` (virtual environments built from a model's requirements file), else
-    ``<data_root>/training_envs``."""
+    """``[mlops] training_envs_dir``: where the local backend builds one virtual environment per training
+    requirements file. A per-worker cache, not an artefact, so always a local folder: unset, it is
+    ``<data_root>/training_envs`` when ``data_root`` is on this disk (``file://`` or a plain path), and
+    ``$XDG_CACHE_HOME/mlops-airflow/training_envs`` (default ``~/.cache/mlops-airflow/training_envs``) when
+    ``data_root`` is an object store (``s3://...``): each worker then builds its own environments once."""
     configured = mlops_conf("training_envs_dir")
-    return Path(configured) if configured else Path(mlops_conf("data_root") or "/tmp/mlops-data") / "training_envs"
+    if configured:
+        return Path(configured)
+    import os
+    from urllib.parse import urlsplit
+
+    root = mlops_conf("data_root") or "/tmp/mlops-data"  # storage.DEFAULT_DATA_ROOT (storage reads this module)
+    if "://" not in root:
+        return Path(root).expanduser() / "training_envs"
+    parts = urlsplit(root)
+    if parts.scheme in ("file", "local"):
+        return Path(parts.path) / "training_envs"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "mlops-airflow" / "training_envs"

@@ -29,7 +29,9 @@ _OPTIONS: dict[str, tuple[str, str, str | None]] = {
                             "package.module:function (default: include_dir/training/train.py).",
                             "/opt/airflow/include/training/train.py", None),
     "training_envs_dir": ("Where the local backend builds one virtual environment per training requirements file "
-                          "(keyed by its sha256; default: data_root/training_envs).",
+                          "(keyed by its sha256), a per-worker cache, never an artefact. Default: "
+                          "data_root/training_envs when data_root is local, $XDG_CACHE_HOME (or ~/.cache)"
+                          "/mlops-airflow/training_envs when it is an object store.",
                           "/opt/airflow/training-envs", None),
     "scoring_entrypoint": ("Path of a batch-scoring script that replaces the pack's scorer "
                            "(default: python -m mlops_airflow.training.score).",

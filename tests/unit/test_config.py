@@ -65,3 +65,21 @@ def test_include_dir_and_project_root(monkeypatch, tmp_path):
     assert include_dir() == (tmp_path / "deploy").resolve() / "include"
     assert project_root() == (tmp_path / "deploy").resolve()
     assert isinstance(project_root(), Path)
+
+
+def test_training_envs_dir_is_always_a_local_folder(monkeypatch, tmp_path):
+    """A per-worker cache of virtual environments, not an artefact: beside a local data root, else a home cache."""
+    from mlops_airflow.config import training_envs_dir
+
+    monkeypatch.delenv("AIRFLOW__MLOPS__TRAINING_ENVS_DIR", raising=False)
+    monkeypatch.setenv("AIRFLOW__MLOPS__DATA_ROOT", str(tmp_path / "data"))
+    assert training_envs_dir() == tmp_path / "data" / "training_envs"
+    monkeypatch.setenv("AIRFLOW__MLOPS__DATA_ROOT", (tmp_path / "d2").as_uri())
+    assert training_envs_dir() == tmp_path / "d2" / "training_envs"
+    monkeypatch.setenv("AIRFLOW__MLOPS__DATA_ROOT", "s3://bucket/prefix")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert training_envs_dir() == tmp_path / "cache" / "mlops-airflow" / "training_envs"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert training_envs_dir() == Path.home() / ".cache" / "mlops-airflow" / "training_envs"
+    monkeypatch.setenv("AIRFLOW__MLOPS__TRAINING_ENVS_DIR", str(tmp_path / "envs"))
+    assert training_envs_dir() == tmp_path / "envs"

@@ -4,13 +4,17 @@ land -> validate -> guard -> version -> [materialise (mapped windows) -> skew] -
 register -> drift -> [has challenger -> holdout -> evaluate -> approve -> promote] -> summarize
 
 Stages a spec does not use are left out, never skipped at run time: no ``suite`` = no validation gate (the guard
-then needs no data gate); no ``dataset_path`` = no DVC (the batch is versioned in a local dataset folder by md5);
+then needs no data gate); no ``dataset_path`` = no DVC (the batch is versioned in ``<root>/datasets/<model>/`` by md5);
 no ``feature_service`` = no Feast (the training set is the versioned rows' ``features``); no ``holdout`` = no
 evaluation (a new version stays challenger). Task ids are the reference DAG's; with ``group_id`` they are
 prefixed (``<group_id>.land_batch``), so several models fit in one DAG.
 
 DAG params read when present (defaults otherwise): ``day``, ``training_window_days``, ``cooldown_hours`` (24),
-``promote_to`` (``champion``). Parsing imports no heavy library and reads no connection.
+``promote_to`` (``champion``). A ``day`` that is not a complete past day, or a bad ``training_window_days``, fails
+``land_batch`` at once (``AirflowFailException``, no retries; ``pipeline.days.check_day``), before anything is
+landed, versioned or announced. Every artefact (landed batch, quarantine, validation results, dataset version,
+training set, holdout, scores, reports, run summary) lives at a URI under the root (``storage.data_root``: ``file://``
+or ``s3://``); XCom carries those URIs. Parsing imports no heavy library and reads no connection.
 """
 
 from __future__ import annotations
@@ -38,11 +42,10 @@ def _root(path: str | None) -> str | None:
 
 
 def _data_root(data_root: str | None) -> str:
-    if data_root:
-        return data_root
-    from mlops_airflow.config import mlops_conf
+    """The loop's artefact root as a URI: ``data_root``, else ``[mlops] data_root`` (``storage.data_root``)."""
+    from mlops_airflow import storage
 
-    return mlops_conf("data_root", "/tmp/mlops-data") or "/tmp/mlops-data"
+    return storage.data_root(data_root)
 
 
 def _feast_kwargs(spec: ModelSpec) -> dict[str, Any]:
@@ -72,17 +75,6 @@ def check_feature_service(spec: ModelSpec) -> None:
         raise FeatureStoreError(f"ModelSpec.feature_service: {err}") from None
 
 
-def land_day(params: dict, logical_date: Any) -> Any:
-    """``params.day``, else the newest *complete* day at the logical date (manual/asset runs: yesterday)."""
-    from datetime import UTC, date, datetime
-
-    now = datetime.now(UTC)
-    day = date.fromisoformat(params["day"]) if params.get("day") else (logical_date or now).date()
-    if not params.get("day") and datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) > now:
-        day -= timedelta(days=1)
-    return day
-
-
 def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_root: str | None = None,
                         materialize_overlap: timedelta = timedelta(hours=6),
                         materialize_max_window: timedelta = timedelta(hours=12), skew_sample_size: int = 200,
@@ -91,8 +83,9 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
 
     :param spec: the model.
     :param group_id: task-group id; given, task ids are prefixed with it (default: unprefixed reference ids).
-    :param data_root: folder of landed batches, training sets, reports, scores and the run summary
-        (default ``[mlops] data_root``); give each model its own when several share a deployment.
+    :param data_root: URI (``s3://bucket/prefix``, ``file:///...``) or local folder of landed batches, training
+        sets, reports, scores and the run summary (default ``[mlops] data_root``); every artefact location is
+        built from it with ``storage.join``. Give each model its own when several share a deployment.
     :param materialize_overlap: late data re-read before the landed day when materialising (Feast).
     :param materialize_max_window: the longest window one materialisation task reads (Feast).
     :param skew_sample_size: entities compared by the training-serving skew check (Feast).
@@ -104,6 +97,7 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
     from mlops_airflow.operators.registry import RegisterModelOperator
     from mlops_airflow.operators.retrain_guard import RetrainGuardOperator
     from mlops_airflow.operators.training import train_model_task
+    from mlops_airflow.storage import join
 
     root = _data_root(data_root)
     prefix = f"{group_id}." if group_id else ""
@@ -120,18 +114,20 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
             """Land the day's batch from ``ModelSpec.source``; check the spec's columns (and feature service)."""
             from datetime import UTC, datetime
 
+            from mlops_airflow.pipeline.days import land_day
             from mlops_airflow.pipeline.sources import land
+            from mlops_airflow.storage import name
 
             params = params or {}
-            day = land_day(params, logical_date)
+            day = land_day(params, logical_date)  # a bad day param fails here, before anything is written
             if spec.uses_feast:
                 check_feature_service(spec)
-            landed = land(spec.source, day, Path(root) / "landing", params=source_params, base_dir=base_dir,
+            landed = land(spec.source, day, join(root, "landing"), params=source_params, base_dir=base_dir,
                           required=spec.required_columns())
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             end = start + timedelta(days=1)
             window_days = params.get("training_window_days")
-            return {**landed, "day": day.isoformat(), "file_name": Path(landed["path"]).name,
+            return {**landed, "day": day.isoformat(), "file_name": name(landed["path"]),
                     "start": start.isoformat(), "end": end.isoformat(),
                     "train_from": (end - timedelta(days=int(window_days))).isoformat() if window_days else None}
 
@@ -143,7 +139,7 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
 
             gate = DataValidationGateOperator(
                 task_id="validate_batch", data_path=pull("land_batch", "['path']"), suite_path=_root(spec.suite),
-                quarantine_dir=f"{root}/quarantine", results_dir=f"{root}/validation",
+                quarantine_dir=join(root, "quarantine"), results_dir=join(root, "validation"),
                 key_columns=list(spec.entity_columns), timestamp_column=spec.timestamp_column,
             )
             landed >> gate
@@ -171,10 +167,10 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
         else:
             @task(task_id="version_dataset", retries=2)
             def version_locally(batch: dict) -> dict:
-                """No DVC: the batch joins a local dataset folder, versioned by the md5 of its files."""
+                """No DVC: the batch joins the model's dataset folder (a URI), versioned by the md5 of its files."""
                 from mlops_airflow.pipeline.datasets import version_locally as version_folder
 
-                return version_folder(batch["path"], Path(root) / "datasets" / spec.name)
+                return version_folder(batch["path"], join(root, "datasets", spec.name))
 
             dataset = version_locally(landed)
             version = dataset.operator
@@ -191,7 +187,7 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
                 """No Feast: the training set is the dataset version's keys, features and label."""
                 from mlops_airflow.pipeline.datasets import build_training_set as build
 
-                return build(version_info, model_name=spec.name, output_dir=f"{root}/training_sets",
+                return build(version_info, model_name=spec.name, output_dir=join(root, "training_sets"),
                              features=list(spec.features or ()), label=spec.label,
                              entity_columns=list(spec.entity_columns), timestamp_column=spec.timestamp_column,
                              task_type=spec.task_type, entity_start=batch.get("train_from"),
@@ -228,7 +224,7 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
             task_id="check_drift", reference_path=pull("build_training_set", "['uri']"),
             current_path=pull("land_batch", "['path']"),
             columns=list(spec.monitored_columns or spec.features or ()) or None,
-            exclude_columns=spec.keys, label_column=spec.label, report_dir=f"{root}/reports", model_name=spec.name,
+            exclude_columns=spec.keys, label_column=spec.label, report_dir=join(root, "reports"), model_name=spec.name,
             emit_retrain_event=False,  # the batch vs its own training set: retraining is monitoring's call
         )
         register >> drift
@@ -242,7 +238,7 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
             """One summary of the run for people and for the scenario runner (also written as JSON)."""
             from mlops_airflow.pipeline.summary import write_ct_summary
 
-            return write_ct_summary(lambda t: ti.xcom_pull(task_ids=f"{prefix}{t}"), ti, Path(root), spec)
+            return write_ct_summary(lambda t: ti.xcom_pull(task_ids=f"{prefix}{t}"), ti, root, spec)
 
         last >> summarize()
     return group
@@ -258,6 +254,7 @@ def _feast_stages(spec: ModelSpec, pull: Any, root: str, dataset: Any, version: 
     )
     from mlops_airflow.operators.feast_skew import FeatureSkewCheckOperator
     from mlops_airflow.operators.feast_training_set import FeastTrainingSetOperator
+    from mlops_airflow.storage import join
 
     feast = _feast_kwargs(spec)
     plan = FeastMaterializationWindowsOperator(
@@ -276,11 +273,11 @@ def _feast_stages(spec: ModelSpec, pull: Any, root: str, dataset: Any, version: 
     skew = FeatureSkewCheckOperator(
         task_id="check_feature_skew", feature_service=spec.feature_service,
         entity_df_path=pull("land_batch", "['path']"), as_of=pull("land_batch", "['end']"),
-        lookback=timedelta(hours=30), sample_size=sample_size, report_dir=f"{root}/reports", **feast,
+        lookback=timedelta(hours=30), sample_size=sample_size, report_dir=join(root, "reports"), **feast,
     )
     training_set = FeastTrainingSetOperator(
         task_id="build_training_set", dataset_version=dataset, feature_service=spec.feature_service,
-        output_dir=f"{root}/training_sets", track_with_dvc=spec.uses_dvc, label_column=spec.label,
+        output_dir=join(root, "training_sets"), track_with_dvc=spec.uses_dvc, label_column=spec.label,
         entity_columns=list(spec.entity_columns), timestamp_column=spec.timestamp_column,
         entity_start=pull("land_batch", "['train_from']"), entity_end=pull("land_batch", "['end']"),
         **feast, **_dvc_kwargs(spec),
@@ -293,6 +290,7 @@ def _evaluation_stages(spec: ModelSpec, pull: Any, prefix: str, root: str, base_
                        dataset: Any, drift: Any, approval_gate: Any, promote_cls: Any) -> Any:
     """has challenger -> holdout -> evaluate -> approve -> promote; returns the promotion task."""
     from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
+    from mlops_airflow.storage import join
 
     source_kind(spec.holdout, "holdout")
     register_id, land_id = register.task_id, f"{prefix}land_batch"
@@ -311,7 +309,7 @@ def _evaluation_stages(spec: ModelSpec, pull: Any, prefix: str, root: str, base_
 
         day = date.fromisoformat(ti.xcom_pull(task_ids=land_id)["day"]) + timedelta(days=spec.holdout_day_offset)
         need = {k: v for k, v in spec.required_columns().items() if k != "monitored_columns"}
-        landed = land(spec.holdout, day, Path(root) / "holdout", params=holdout_params, base_dir=base_dir,
+        landed = land(spec.holdout, day, join(root, "holdout"), params=holdout_params, base_dir=base_dir,
                       required=need, field_name="holdout")
         return {**landed, "day": day.isoformat()}
 
@@ -320,7 +318,7 @@ def _evaluation_stages(spec: ModelSpec, pull: Any, prefix: str, root: str, base_
         task_id="evaluate_challenger", model_name=spec.name, challenger=register.output,
         holdout_path=pull("holdout_batch", "['path']"), min_metrics=min_holdout or None,
         max_metrics=max_holdout or None, min_improvement=spec.min_improvement, primary_metric=spec.primary,
-        n_boot=spec.n_boot, output_dir=f"{root}/scores", label_column=spec.label, task_type=spec.task_type,
+        n_boot=spec.n_boot, output_dir=join(root, "scores"), label_column=spec.label, task_type=spec.task_type,
         python=spec.python,  # scores both models where they load (the training environment), default configured
     )
     alias = "{{ params.promote_to | default('champion') }}"

@@ -1,11 +1,12 @@
 """The stages a spec without Feast or without DVC uses instead (run inside tasks; heavy imports inside functions).
 
-- :func:`version_locally`: no DVC: the landed batch is copied into a local dataset folder, and the version is the
-  md5 of that folder's files (``{repo: None, rev: "local:<md5[:12]>", path, md5, rows, files}``);
+- :func:`version_locally`: no DVC: the landed batch is copied into the model's dataset folder
+  (``<data_root>/datasets/<model>/``, through :mod:`mlops_airflow.storage`: ``file://`` or ``s3://``), and the
+  version is the md5 of that folder's files (``{repo: None, rev: "local:<md5[:12]>", path, md5, rows, files}``);
 - :func:`build_training_set`: no Feast: the training set is the dataset version's rows (keys, features, label),
-  in a training window, sorted, content-hashed, written to ``output_dir/<model>/<hash[:16]>.parquet``: the same
-  result shape as ``FeastTrainingSetOperator`` (``feature_service`` None), so training, registration and the
-  reproducibility record read it the same way.
+  in a training window, sorted, content-hashed, written to ``<output_dir>/<model>/<hash[:16]>.parquet`` (a URI):
+  the same result shape as ``FeastTrainingSetOperator`` (``feature_service`` None), so training, registration
+  and the reproducibility record read it the same way.
 """
 
 from __future__ import annotations
@@ -16,38 +17,73 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlops_airflow._io import copy_atomic, file_md5, write_atomic
+from mlops_airflow import storage
 from mlops_airflow.exceptions import DatasetVersionError, FeatureStoreError
+
+_DATA = (".parquet", ".csv")
+
+
+def _parquet_rows(uri: str) -> int:
+    """Rows of one Parquet artefact from its footer (a remote file: only the footer's byte ranges are read)."""
+    import pyarrow.parquet as pq
+
+    if storage.is_local(uri):
+        return int(pq.ParquetFile(storage.local_path(uri)).metadata.num_rows)
+    with storage.object_path(uri).open("rb") as fh:
+        return int(pq.ParquetFile(fh).metadata.num_rows)
 
 
 def version_locally(landed: str | Path, dataset_dir: str | Path) -> dict[str, Any]:
-    """Copy ``landed`` into ``dataset_dir`` (same name) and version the folder by the md5 of its files."""
-    from mlops_airflow.operators._common import parquet_rows
+    """Copy ``landed`` into ``dataset_dir`` (same name) and version the folder by the md5 of its files.
 
-    landed, folder = Path(landed), Path(dataset_dir)
-    dest = folder / landed.name
-    if dest.exists() and file_md5(dest) != file_md5(landed):
-        raise DatasetVersionError(
-            f"{dest} already holds a different batch for {landed.stem}; a dataset file is never overwritten. Move "
-            "it away if the new batch is a correction, then re-run"
-        )
-    if not dest.exists():
-        copy_atomic(landed, dest, verify=True)
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".parquet", ".csv"))
+    :param landed: URI (or local path) of the landed batch.
+    :param dataset_dir: URI (or local folder) of the model's dataset, ``<data_root>/datasets/<model>``.
+    :return: ``{repo: None, rev: "local:<md5[:12]>", path: <dataset URI>, md5, rows, files, file}``.
+    """
+    source, folder = storage.to_uri(landed), storage.to_uri(dataset_dir)
+    dest = storage.join(folder, storage.name(source))
+    source_md5 = storage.md5(source)
+    if storage.exists(dest):
+        if storage.md5(dest) != source_md5:
+            raise DatasetVersionError(
+                f"{dest} already holds a different batch for {storage.name(source)}; a dataset file is never "
+                "overwritten. Move it away if the new batch is a correction, then re-run",
+                cause="dataset file differs", evidence_uri=dest,
+                next_step="move the older file away if the new batch is a correction, then clear the task",
+            )
+    else:
+        with storage.local_copy(source) as local:
+            sent = storage.put_file(local, dest)
+        if sent["md5"] != source_md5:
+            storage.remove(dest)
+            raise DatasetVersionError(
+                f"copying {source} to {dest} changed its content (md5 {sent['md5']} != {source_md5}); nothing was "
+                "versioned. Clear the task to retry", cause="copy corrupted", evidence_uri=dest,
+                next_step="clear the task (a retry copies the batch again)",
+            )
+    files = storage.listdir(folder)
+    files = [f for f in files if f.endswith(_DATA)]
     digest = hashlib.md5(usedforsecurity=False)
     for f in files:
-        digest.update(f"{f.name}:{file_md5(f)}\n".encode())
+        digest.update(f"{storage.name(f)}:{source_md5 if f == dest else storage.md5(f)}\n".encode())
     md5 = digest.hexdigest()
-    rows = parquet_rows(folder) if all(f.suffix == ".parquet" for f in files) else None
-    return {"repo": None, "rev": f"local:{md5[:12]}", "path": str(folder), "md5": md5, "rows": rows,
-            "files": len(files), "file": dest.name}
+    rows = sum(_parquet_rows(f) for f in files) if all(f.endswith(".parquet") for f in files) else None
+    return {"repo": None, "rev": f"local:{md5[:12]}", "path": folder, "md5": md5, "rows": rows,
+            "files": len(files), "file": storage.name(dest)}
 
 
 def _read_version(version: dict[str, Any], dvc_conn_id: str | None) -> Any:
     import pandas as pd
 
     if version.get("repo") is None and str(version.get("rev", "")).startswith("local:"):
-        return pd.read_parquet(version["path"])
+        files = storage.listdir(version["path"], ".parquet")
+        if not files:
+            raise FeatureStoreError(
+                f"dataset {version['path']} holds no Parquet file: nothing to build a training set from. Check "
+                "[mlops] data_root and that version_dataset ran for this model", evidence_uri=version["path"],
+                cause="dataset empty", next_step="re-run the loop from land_batch",
+            )
+        return pd.concat([storage.read_table(f) for f in files], ignore_index=True)
     from mlops_airflow.hooks.dvc_repo import DvcHook
 
     hook = DvcHook(dvc_conn_id=dvc_conn_id) if dvc_conn_id else DvcHook()
@@ -82,11 +118,17 @@ def build_training_set(
     window = None
     if entity_start not in unset or entity_end not in unset:
         ts = df[timestamp_column]
+        aware = getattr(ts.dt, "tz", None) is not None
+
+        def bound(value: Any) -> Any:  # a day without a zone is UTC's, like every timestamp the loop writes
+            stamp = pd.Timestamp(value)
+            return stamp.tz_localize("UTC") if aware and stamp.tzinfo is None else stamp
+
         keep = pd.Series(True, index=df.index)
         if entity_start not in unset:
-            keep &= ts >= pd.Timestamp(entity_start)
+            keep &= ts >= bound(entity_start)
         if entity_end not in unset:
-            keep &= ts < pd.Timestamp(entity_end)
+            keep &= ts < bound(entity_end)
         window = {"start": None if entity_start in unset else str(entity_start),
                   "end": None if entity_end in unset else str(entity_end)}
         df = df[keep]
@@ -103,12 +145,12 @@ def build_training_set(
             "would hold them twice. Nothing was written. Deduplicate upstream (the validation gate checks this)"
         )
     digest = frame_hash(df)
-    out = Path(output_dir) / model_name / f"{digest[:16]}.parquet"
-    if not out.exists():
-        write_atomic(out, lambda tmp: df.to_parquet(tmp, index=False))
+    out = storage.join(output_dir, model_name, f"{digest[:16]}.parquet")
+    if not storage.exists(out):  # content-addressed: a retry, or the same rows again, writes nothing
+        storage.write_table(out, df)
     null_share = df[list(features)].isna().mean()
     return {
-        "uri": str(out), "hash": digest, "rows": len(df), "columns": list(df.columns), "features": list(features),
+        "uri": out, "hash": digest, "rows": len(df), "columns": list(df.columns), "features": list(features),
         "label": label, "task_type": task_type, "entity_columns": list(entity_columns),
         "timestamp_column": timestamp_column, "feature_service": None, "project": None, "definitions_hash": None,
         "dataset": {k: version.get(k) for k in ("repo", "rev", "path", "md5")}, "entity_window": window,

@@ -13,7 +13,7 @@ heavy library and reads no connection.
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 from typing import Any
 
 from airflow.sdk import TaskGroup, task
@@ -21,6 +21,8 @@ from airflow.sdk import TaskGroup, task
 from mlops_airflow.pipeline.ct import _data_root, _root
 from mlops_airflow.pipeline.spec import ModelSpec
 from mlops_airflow.task_types import default_quality_metric, is_classification
+
+log = logging.getLogger(__name__)
 
 
 def reference_metric(task_type: str) -> str:
@@ -33,16 +35,18 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
 
     :param spec: the model.
     :param group_id: task-group id; given, task ids are prefixed with it.
-    :param data_root: the model's data folder (the same as its CT loop's); default ``[mlops] data_root``.
+    :param data_root: the model's artefact root, a URI or local folder (the same as its CT loop's); default
+        ``[mlops] data_root``. Windows, labels, the day index and summaries live under ``<root>/monitoring``.
     """
     from mlops_airflow.operators.approval import approval_gate
     from mlops_airflow.operators.drift import DataDriftOperator
     from mlops_airflow.operators.promotion import PromoteModelOperator, RollbackCanaryOperator
     from mlops_airflow.operators.quality import QualityCheckOperator
     from mlops_airflow.operators.scoring import BatchScoringOperator, ShadowCanaryAnalysisOperator
+    from mlops_airflow.storage import join
 
     root = _data_root(data_root)
-    mon = Path(root) / "monitoring"
+    mon = join(root, "monitoring")
     prefix = f"{group_id}." if group_id else ""
     base_dir = _root(".")
     served = "proba" if is_classification(spec.task_type) else "prediction"
@@ -60,31 +64,32 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
         @task(task_id="land_window", retries=2)
         def land_window(source_params: dict, params: dict | None = None, logical_date: Any = None) -> dict:
             """The day's window (inputs: what is scored) and its labels (what arrives later), written once."""
-            from datetime import UTC, date, datetime
+            from datetime import UTC, datetime
 
-            import pandas as pd
-
+            from mlops_airflow import storage
+            from mlops_airflow._summary import log_summary
+            from mlops_airflow.pipeline.days import check_day
             from mlops_airflow.pipeline.sources import land
 
             params = params or {}
-            day = date.fromisoformat(params["day"]) if params.get("day") else (
-                (logical_date or datetime.now(UTC)).date())
-            full = land(spec.source, day, mon / "labelled", params=source_params, base_dir=base_dir,
+            # A day in the future (or not a date) fails here, before anything is landed; today's window is allowed.
+            day = check_day(params, complete=False) or (logical_date or datetime.now(UTC)).date()
+            full = land(spec.source, day, join(mon, "labelled"), params=source_params, base_dir=base_dir,
                         required=spec.required_columns())
-            df = pd.read_parquet(full["path"]) if full["path"].endswith(".parquet") else pd.read_csv(full["path"])
-            window, labels = mon / "windows" / f"{day}.parquet", mon / "labels" / f"{day}.parquet"
-            for path, frame in ((window, df.drop(columns=[spec.label])), (labels, df[[*spec.keys, spec.label]])):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                frame.to_parquet(path, index=False, compression="snappy")
-            print(f"SUMMARY land-window model={spec.name} day={day} rows={len(df)} window={window} labels={labels}")
-            return {"day": day.isoformat(), "path": str(window), "labels_path": str(labels),
-                    "labelled_path": full["path"], "rows": len(df)}
+            df = storage.read_table(full["path"])
+            window = storage.write_table(join(mon, "windows", f"{day}.parquet"), df.drop(columns=[spec.label]))
+            labels = storage.write_table(join(mon, "labels", f"{day}.parquet"), df[[*spec.keys, spec.label]])
+            log_summary(log, "land-window", model=spec.name, day=day, rows=len(df), window=window, labels=labels)
+            return {"day": day.isoformat(), "path": window, "labels_path": labels, "labelled_path": full["path"],
+                    "rows": len(df)}
 
         @task(task_id="resolve_champion", retries=2)
         def resolve_champion() -> dict:
             """The champion's version, training set (drift reference), features and validation metric."""
             from mlflow.exceptions import MlflowException
 
+            from mlops_airflow import storage
+            from mlops_airflow._summary import log_summary
             from mlops_airflow.exceptions import MonitoringError
             from mlops_airflow.hooks.mlflow_registry import MlflowHook
             from mlops_airflow.record import load_record
@@ -101,21 +106,21 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
                 ) from None
             training_set = load_record(hook, client, spec.name, mv.version).get("training_set") or {}
             reference = training_set.get("uri")
-            if not reference or not Path(reference).exists():
+            if not reference or not storage.exists(reference):
                 raise MonitoringError(
                     f"{spec.name} v{mv.version}: its training set {reference!r} (the drift reference, from the "
                     "reproducibility record) no longer exists; rebuild it with the mlops_reproduce DAG, or retrain"
                 )
             value = client.get_run(mv.run_id).data.metrics.get(ref_metric)
-            print(f"SUMMARY resolve-champion model={spec.name} champion=v{mv.version} reference={reference} "
-                  f"{ref_metric}={value}")
+            log_summary(log, "resolve-champion", model=spec.name, champion=f"v{mv.version}", reference=reference,
+                        **{ref_metric: value})
             return {"version": str(mv.version), "reference_path": reference, "features": training_set.get("features"),
                     ref_metric: value, "reference_metric": ref_metric, "training_set_hash": training_set.get("hash")}
 
         window, champion = land_window(dict(spec.source_params)), resolve_champion()
         score = BatchScoringOperator(
             task_id="score_window", model_name=spec.name, input_path=pull("land_window", "['path']"),
-            output_dir=f"{root}/inference_log", canary_share=spec.canary_share,
+            output_dir=join(root, "inference_log"), canary_share=spec.canary_share,
             entity_column=list(spec.entity_columns), timestamp_column=spec.timestamp_column,
             label_columns=[spec.label], task_type=spec.task_type,
         )
@@ -123,7 +128,7 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
         drift = DataDriftOperator(
             task_id="check_drift", reference_path=pull("resolve_champion", "['reference_path']"),
             current_path=pull("land_window", "['path']"), columns=columns, exclude_columns=spec.keys,
-            label_column=spec.label, report_dir=f"{root}/reports", model_name=spec.name,
+            label_column=spec.label, report_dir=join(root, "reports"), model_name=spec.name,
             drift_share_threshold=spec.drift_share_threshold,
         )
 
@@ -132,12 +137,12 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
             """The prediction-drift reference: the inference log of the first window the champion served."""
             from mlops_airflow.pipeline.windows import prediction_reference as find
 
-            return find(xcom(ti, "land_window"), xcom(ti, "score_window"), mon / "index", spec.name)
+            return find(xcom(ti, "land_window"), xcom(ti, "score_window"), join(mon, "index"), spec.name)
 
         prediction_drift = DataDriftOperator(
             task_id="check_prediction_drift", reference_path=pull("prediction_reference", "['reference_path']"),
             current_path=pull("score_window", "['uri']"), columns=[served], label_column=None,
-            report_dir=f"{root}/reports", model_name=spec.name,
+            report_dir=join(root, "reports"), model_name=spec.name,
             # Its own experiment, so the models page keeps showing the feature-drift verdict of mlops-monitoring.
             experiment_name="mlops-monitoring-predictions", emit_retrain_event=False,  # informative for on-call
         )
@@ -147,7 +152,7 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
             """Index the day's inference log (day -> log, serving versions), so the day its labels arrive finds it."""
             from mlops_airflow.pipeline.windows import record_window as record
 
-            return record(xcom(ti, "land_window"), xcom(ti, "score_window"), mon / "index")
+            return record(xcom(ti, "land_window"), xcom(ti, "score_window"), join(mon, "index"))
 
         @task.short_circuit(task_id="labelled_window", retries=2, ignore_downstream_trigger_rules=False)
         def labelled_window(params: dict | None = None, ti: Any = None) -> dict | None:
@@ -155,12 +160,12 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
             from mlops_airflow.pipeline.windows import labelled_window as find
 
             delay = int((params or {}).get("label_delay_days") or 1)
-            return find(xcom(ti, "land_window")["day"], delay, mon / "index", spec.name, ref_metric)
+            return find(xcom(ti, "land_window")["day"], delay, join(mon, "index"), spec.name, ref_metric)
 
         labelled = labelled_window()
         quality = QualityCheckOperator(
             task_id="check_quality", inference_log_path=pull("labelled_window", "['inference_log']"),
-            labels_path=pull("labelled_window", "['labels_path']"), report_dir=f"{root}/reports",
+            labels_path=pull("labelled_window", "['labels_path']"), report_dir=join(root, "reports"),
             model_name=spec.name, features=columns, join_keys=spec.keys, label_column=spec.label,
             reference_quality=pull("labelled_window", "['reference_quality']"),
             quality_metric=default_quality_metric(spec.task_type), max_quality_drop=spec.max_quality_drop,
@@ -169,7 +174,7 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
         )
         shadow = ShadowCanaryAnalysisOperator(
             task_id="shadow_canary", inference_log=pull("labelled_window", "['inference_log']"),
-            labels_path=pull("labelled_window", "['labels_path']"), evidence_dir=f"{root}/reports",
+            labels_path=pull("labelled_window", "['labels_path']"), evidence_dir=join(root, "reports"),
             label_column=spec.label, keys=spec.keys, task_type=spec.task_type,
         )
 

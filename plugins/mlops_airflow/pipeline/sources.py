@@ -1,9 +1,12 @@
-"""Where a day's batch comes from: a user function, or a file at a URI per day, landed as one local file.
+"""Where a day's batch comes from: a user function, or a file at a URI per day, landed as one artefact.
 
 - a function (or ``"path/to/file.py:function"`` / ``"package.module:function"``) is called as
   ``function(day, **params)`` and must return a pandas DataFrame; it is written as Parquet;
 - a URI template (``"s3://bucket/events/{ds}.parquet"``, ``"file:///data/{yyyy}/{mm}/{dd}.csv"``, or a local path
   with ``{ds}``) is formatted for the day and copied byte for byte through ``airflow.sdk.ObjectStoragePath``.
+
+The landed batch is written through :mod:`mlops_airflow.storage` under the caller's folder URI
+(``<data_root>/landing/<day>.<ext>``): ``file://`` on one machine, ``s3://`` when workers share no disk.
 
 Imported by tasks at run time only (pandas and the object store are imported inside the functions). Relative
 paths are resolved against ``base_dir`` (the factories pass ``[mlops] project_root``).
@@ -18,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from mlops_airflow import storage
 from mlops_airflow.exceptions import DataValidationError
 from mlops_airflow.pipeline.spec import Source, source_kind
 
@@ -75,65 +79,87 @@ def format_uri(template: str, day: date, params: Mapping[str, Any] | None = None
         ) from None
 
 
-def _object_path(uri: str, base_dir: str | Path | None) -> Any:
-    from airflow.sdk import ObjectStoragePath
-
+def _source(uri: str, base_dir: str | Path | None) -> Any:
+    """The day's source file: a local ``Path`` (a relative path against ``base_dir``), else an
+    ``ObjectStoragePath`` (through ``[mlops] storage_conn_id``, or the connection the URI names:
+    ``s3://conn_id@bucket/key``)."""
     if "://" not in uri:
         path = Path(uri)
         if not path.is_absolute() and base_dir is not None:
             path = Path(base_dir) / path
-        uri = path.absolute().as_uri()
-    return ObjectStoragePath(uri)
+        return path.absolute()
+    if storage.is_local(uri):
+        return storage.local_path(uri)
+    if "@" in uri.split("://", 1)[1].split("/", 1)[0]:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(uri)
+    return storage.object_path(uri)
+
+
+def _remote_failed(uri: str, err: Exception, field_name: str) -> storage.StorageError:
+    next_step = (f"check that the store of ModelSpec.{field_name} is reachable from this worker and its connection "
+                 "holds valid credentials, then clear the task (nothing was landed; a retry is safe)")
+    return storage.StorageError(f"could not read the source batch {uri}: {type(err).__name__}: {err}; {next_step}",
+                                cause="source read failed", evidence_uri=uri, next_step=next_step)
+
+
+def _schema(local: Path, csv: bool) -> tuple[list[str], int]:
+    """Columns and rows of a staged batch, from its header (CSV) or its Parquet footer (no data read)."""
+    if csv:
+        import pandas as pd
+
+        columns = [str(c) for c in pd.read_csv(local, nrows=0).columns]
+        with open(local, "rb") as f:
+            return columns, max(sum(1 for _ in f) - 1, 0)
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(local)
+    return list(meta.schema_arrow.names), int(meta.metadata.num_rows)
 
 
 def land(source: Source, day: date, out_dir: str | Path, *, params: Mapping[str, Any] | None = None,
          base_dir: str | Path | None = None, field_name: str = "source",
          required: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
-    """Land the batch of ``day`` as ``out_dir/<day>.<parquet|csv>``; returns ``{path, uri, rows, columns}``.
+    """Land the batch of ``day`` as ``<out_dir>/<day>.<parquet|csv>`` through the artefact store.
 
-    The write is atomic (a retry rewrites the same bytes for a deterministic source). A function must return a
+    :param out_dir: URI (``s3://bucket/root/landing``, ``file:///...``) or local folder of the landed batches.
+    :return: ``{path, uri, rows, columns}``: ``path`` is the landed artefact's URI, ``uri`` the source's (a function
+        source: the landed URI too).
+
+    The write is whole (a retry rewrites the same bytes for a deterministic source). A function must return a
     DataFrame; a URI that does not exist fails naming the URI and the spec field. With ``required`` (spec field ->
-    columns), a batch that lacks one of them fails naming the field, and nothing stays in the landing area.
+    columns), a batch that lacks one of them fails naming the field: its schema is read from the staged copy of
+    exactly the bytes that would be stored, so nothing reaches the landing area.
     """
     import pandas as pd
 
-    from mlops_airflow._io import write_atomic
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     kind = source_kind(source, field_name)
     if kind == "uri":
         uri = format_uri(str(source), day, params)
-        src = _object_path(uri, base_dir)
-        suffix = ".csv" if uri.lower().endswith(".csv") else ".parquet"
-        if not src.exists():
+        src = _source(uri, base_dir)
+        csv = uri.lower().endswith(".csv")
+        try:
+            found = src.exists()
+        except Exception as err:  # noqa: BLE001 - fsspec/botocore raise many types; one error names the URI
+            raise _remote_failed(uri, err, field_name) from err
+        if not found:
             raise DataValidationError(
                 f"ModelSpec.{field_name}: no batch at {uri} for {day.isoformat()}; check that the day's file was "
-                "delivered, or fix the URI template"
+                "delivered, or fix the URI template", cause="source batch missing", evidence_uri=uri,
+                next_step="deliver the day's file or fix the URI template, then clear the task",
             )
-        out = out_dir / f"{day.isoformat()}{suffix}"
-
-        def copy(tmp: Path) -> None:
-            with src.open("rb") as fin, open(tmp, "wb") as fout:
-                while chunk := fin.read(1 << 20):
-                    fout.write(chunk)
-
-        write_atomic(out, copy)
-        if suffix == ".csv":
-            columns = [str(c) for c in pd.read_csv(out, nrows=0).columns]
-            with open(out, "rb") as f:
-                rows = max(sum(1 for _ in f) - 1, 0)
-        else:
-            import pyarrow.parquet as pq
-
-            meta = pq.ParquetFile(out)
-            columns, rows = list(meta.schema_arrow.names), meta.metadata.num_rows
-        try:
-            check_columns(columns, required or {}, f"{uri} ({field_name})")
-        except DataValidationError:
-            out.unlink(missing_ok=True)
-            raise
-        return {"path": str(out), "uri": uri, "rows": int(rows), "columns": columns}
+        out = storage.join(out_dir, f"{day.isoformat()}{'.csv' if csv else '.parquet'}")
+        with storage.staged_output(out) as tmp:
+            try:
+                with src.open("rb") as fin, open(tmp, "wb") as fout:
+                    while chunk := fin.read(1 << 20):
+                        fout.write(chunk)
+            except Exception as err:  # noqa: BLE001 - as above
+                raise _remote_failed(uri, err, field_name) from err
+            columns, rows = _schema(tmp, csv)
+            check_columns(columns, required or {}, f"{uri} ({field_name})")  # raises: nothing is stored
+        return {"path": out, "uri": uri, "rows": rows, "columns": columns}
     function = resolve_callable(source, base_dir=base_dir, field_name=field_name)
     df = function(day, **dict(params or {}))
     if not isinstance(df, pd.DataFrame):
@@ -142,9 +168,8 @@ def land(source: Source, day: date, out_dir: str | Path, *, params: Mapping[str,
             "as a DataFrame"
         )
     check_columns([str(c) for c in df.columns], required or {}, f"of {day.isoformat()} from {field_name}")
-    out = out_dir / f"{day.isoformat()}.parquet"
-    write_atomic(out, lambda tmp: df.to_parquet(tmp, index=False, compression="snappy"))
-    return {"path": str(out), "uri": out.as_uri(), "rows": len(df), "columns": [str(c) for c in df.columns]}
+    out = storage.write_table(storage.join(out_dir, f"{day.isoformat()}.parquet"), df)
+    return {"path": out, "uri": out, "rows": len(df), "columns": [str(c) for c in df.columns]}
 
 
 def check_columns(columns: list[str], required: Mapping[str, list[str]], where: str) -> None:

@@ -89,7 +89,8 @@ class ModelSpec:
     :param feast_conn_id: Airflow connection (type ``feast``) of the model's feature repository.
     :param feature_asset: the ``feast://`` asset the materialisation updates (default ``feast://<name>/<service>``).
     :param suite: Great Expectations suite (JSON) the batch must pass; None = no validation gate.
-    :param dataset_path: DVC dataset folder inside the data repository; None = no DVC (a local dataset folder).
+    :param dataset_path: DVC dataset folder inside the data repository; None = no DVC
+        (``<data_root>/datasets/<model>/``).
     :param dvc_conn_id: Airflow connection (type ``dvc``) of the data repository; None = ``dvc_default``.
     :param experiment_name: MLflow experiment of the training runs (default ``name``).
     :param entrypoint: training code: a ``.py`` file or ``"module:function"``; None = the configured default.

@@ -1,41 +1,51 @@
 """What the monitoring loop keeps between days: the per-day index of inference logs, the prediction-drift reference,
-the window whose labels arrived, and the day's summary (run inside tasks; no heavy import at module level)."""
+the window whose labels arrived, and the day's summary (run inside tasks; no heavy import at module level).
+
+Everything is read and written through :mod:`mlops_airflow.storage`: ``index_dir`` and ``mon`` are URIs (or local
+folders) under the model's artefact root, ``<root>/monitoring/index/<day>.json`` and
+``<root>/monitoring/summaries/<day>.json``.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
+import os
 from collections.abc import Callable
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
+from mlops_airflow import storage
+from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 
+Location = str | os.PathLike[str]
+log = logging.getLogger(__name__)
 
-def record_window(landed: dict[str, Any], scored: dict[str, Any], index_dir: Path) -> dict[str, Any]:
-    """Index the day's inference log (day -> log, labels, serving versions)."""
+
+def record_window(landed: dict[str, Any], scored: dict[str, Any], index_dir: Location) -> dict[str, Any]:
+    """Index the day's inference log (day -> log, labels, serving versions) at ``<index_dir>/<day>.json``."""
     entry = {"day": landed["day"], "inference_log": scored["uri"], "labels_path": landed["labels_path"],
              "labelled_path": landed["labelled_path"], "versions": scored["versions"], "rows": scored["rows"]}
-    out = index_dir / f"{landed['day']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(entry, indent=2, sort_keys=True))
+    storage.write_json(storage.join(index_dir, f"{landed['day']}.json"), entry)
     return entry
 
 
-def prediction_reference(landed: dict[str, Any], scored: dict[str, Any], index_dir: Path,
+def prediction_reference(landed: dict[str, Any], scored: dict[str, Any], index_dir: Location,
                          model_name: str) -> dict[str, Any]:
     """The inference log of the first window the current champion served (before today); none -> today's own."""
     champion = str(scored["versions"]["champion"])
     first: dict[str, Any] | None = None
-    for path in sorted(index_dir.glob("*.json")) if index_dir.exists() else []:
-        entry = json.loads(path.read_text())
+    for uri in storage.listdir(index_dir, ".json"):  # sorted: <day>.json, oldest first
+        if storage.name(uri).removesuffix(".json") >= landed["day"]:
+            break
+        entry = storage.read_json(uri)
         if entry.get("day", "") < landed["day"] and str(entry["versions"].get("champion")) == champion:
-            first = {**entry, "index": str(path)}
+            first = {**entry, "index": uri}
             break
     if first is None:
         result = {"champion": champion, "reference_day": landed["day"], "reference_path": scored["uri"],
                   "own_reference": True}
-    elif not Path(first["inference_log"]).exists():
+    elif not storage.exists(first["inference_log"]):
         raise MonitoringError(
             f"{model_name} v{champion}: the inference log of its first served window {first['day']} "
             f"({first['inference_log']}, the prediction-drift reference) no longer exists. Restore it, or delete "
@@ -44,24 +54,25 @@ def prediction_reference(landed: dict[str, Any], scored: dict[str, Any], index_d
     else:
         result = {"champion": champion, "reference_day": first["day"], "reference_path": first["inference_log"],
                   "own_reference": False}
-    print(f"SUMMARY prediction-reference champion=v{champion} reference_day={result['reference_day']} "
-          f"own_reference={result['own_reference']} log={result['reference_path']}")
+    log_summary(log, "prediction-reference", champion=f"v{champion}", reference_day=result["reference_day"],
+                own_reference=result["own_reference"], log=result["reference_path"])
     return result
 
 
-def labelled_window(day: str, delay_days: int, index_dir: Path, model_name: str,
+def labelled_window(day: str, delay_days: int, index_dir: Location, model_name: str,
                     metric: str) -> dict[str, Any] | None:
     """The index entry of the window scored ``delay_days`` before ``day`` with the serving version's ``metric``
     (``reference_quality``; also under ``reference_auc`` for a classifier); None when no window was scored then."""
     from mlops_airflow.hooks.mlflow_registry import MlflowHook
 
     labelled_day = date.fromisoformat(day) - timedelta(days=delay_days)
-    index = index_dir / f"{labelled_day}.json"
-    if not index.exists():
-        print(f"SUMMARY labelled-window none: no window was scored on {labelled_day} (labels arrive {delay_days} "
-              "day(s) later); quality check skipped")
+    index = storage.join(index_dir, f"{labelled_day}.json")
+    if not storage.exists(index):
+        log_summary(log, "labelled-window", day=labelled_day, window="none",
+                    reason=f"no window was scored then (labels arrive {delay_days} day(s) later); quality check "
+                    "skipped")
         return None
-    entry = json.loads(index.read_text())
+    entry = storage.read_json(index)
     client = MlflowHook().get_client()
     served = entry["versions"]["champion"]
     value = client.get_run(client.get_model_version(model_name, served).run_id).data.metrics.get(metric)
@@ -69,14 +80,15 @@ def labelled_window(day: str, delay_days: int, index_dir: Path, model_name: str,
     entry["reference_metric"] = metric
     if metric == "val_auc":
         entry["reference_auc"] = value
-    print(f"SUMMARY labelled-window day={labelled_day} served_by=v{served} {metric}={value} "
-          f"log={entry['inference_log']}")
+    log_summary(log, "labelled-window", day=labelled_day, served_by=f"v{served}", log=entry["inference_log"],
+                **{metric: value})
     return entry
 
 
-def write_monitoring_summary(pull: Callable[[str], Any], ti: Any, mon: Path, served: str,
+def write_monitoring_summary(pull: Callable[[str], Any], ti: Any, mon: Location, served: str,
                              spec: Any) -> dict[str, Any]:
-    """The day in one document (``mon/summaries/<day>.json``) and a SUMMARY log line."""
+    """The day in one document (``<mon>/summaries/<day>.json``, its URI under ``summary_uri``) and a short block of
+    ``SUMMARY monitoring-*`` lines in the task log."""
     from mlops_airflow.task_types import default_quality_metric
 
     landed, champ, scored, drift_v = (pull(t) for t in ("land_window", "resolve_champion", "score_window",
@@ -123,11 +135,18 @@ def write_monitoring_summary(pull: Callable[[str], Any], ti: Any, mon: Path, ser
         "retrain_events": [{"kind": e["kind"], "reason": e["reason"]} for e in events],
         "dag_run": ti.run_id,
     }
-    out = mon / "summaries" / f"{landed['day']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2, default=str))
-    print("SUMMARY monitoring", json.dumps({"model": spec.name, "day": summary["day"], "champion": summary["champion"],
-                                            "feature_drift": not drift_v["passed"],
-                                            "prediction_drift": not pred_v["passed"],
-                                            "retrain_events": summary["retrain_events"]}))
+    out = storage.join(mon, "summaries", f"{landed['day']}.json")
+    summary["summary_uri"] = out
+    storage.write_json(out, summary)
+    log_summary(log, "monitoring", model=spec.name, day=summary["day"], champion=f"v{summary['champion']}",
+                feature_drift=not drift_v["passed"], drift_share=drift_v["drift_share"],
+                prediction_drift=not pred_v["passed"])
+    if quality is not None:
+        log_summary(log, "monitoring-quality", labelled_day=quality["labelled_day"],
+                    served_by=f"v{quality['served_by']}", passed=quality["passed"], metric=metric,
+                    value=quality["value"], reference=quality["reference"])
+    if shadow_v is not None or promoted or rolled:
+        log_summary(log, "monitoring-action", recommendation=(shadow_v or {}).get("recommendation"),
+                    promoted=(promoted or {}).get("version"), rolled_back=(rolled or {}).get("rolled_back_version"))
+    log_summary(log, "monitoring-events", retrain_events=summary["retrain_events"], json=out)
     return summary

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -104,3 +105,55 @@ def test_misspelled_feature_service_fails_at_land_batch(tmp_path):
         dag.get_task("land_batch").python_callable({}, params={"day": "2026-11-01"})
     assert not (tmp_path / "landing").exists()
     json.dumps(spec.required_columns())
+
+
+@pytest.mark.unit
+def test_every_artefact_location_is_a_uri_under_the_root(s3_store):
+    """No shared disk: the factories build each stage's folder with storage.join from the root URI."""
+    root = f"{s3_store.root}/m1"
+    spec = ModelSpec(**BASE, suite="include/gx/customer_events.json", holdout=f"{USER}:holdout_batch")
+    dag = build(continuous_training, spec, data_root=root)
+    gate = dag.get_task("validate_batch")
+    assert (gate.quarantine_dir, gate.results_dir) == (f"{root}/quarantine", f"{root}/validation")
+    assert dag.get_task("check_drift").report_dir == f"{root}/reports"
+    assert dag.get_task("evaluate_challenger").output_dir == f"{root}/scores"
+    mon = build(model_monitoring, ModelSpec(**BASE), data_root=root)
+    assert mon.get_task("score_window").output_dir == f"{root}/inference_log"
+    assert mon.get_task("check_quality").report_dir == f"{root}/reports"
+    assert mon.get_task("shadow_canary").evidence_dir == f"{root}/reports"
+    default = build(continuous_training, ModelSpec(**BASE))  # [mlops] data_root, as a URI
+    import os
+
+    assert default.get_task("check_drift").report_dir == f"{Path(os.environ['AIRFLOW__MLOPS__DATA_ROOT']).as_uri()}" \
+                                                         "/reports"
+
+
+@pytest.mark.unit
+def test_the_loop_without_dvc_or_feast_runs_on_the_object_store(s3_store):
+    """land -> version -> training set as the tasks run them, every artefact in the bucket, URIs in XCom."""
+    root = f"{s3_store.root}/m1"
+    dag = build(continuous_training, ModelSpec(**BASE), data_root=root)
+    batch = dag.get_task("land_batch").python_callable({}, params={"day": "2026-11-01"})
+    assert batch["path"] == f"{root}/landing/2026-11-01.parquet" and batch["file_name"] == "2026-11-01.parquet"
+    version = dag.get_task("version_dataset").python_callable(batch)
+    assert version["path"] == f"{root}/datasets/m1" and version["rev"].startswith("local:")
+    tset = dag.get_task("build_training_set").python_callable(version, batch)
+    assert tset["uri"].startswith(f"{root}/training_sets/m1/") and tset["rows"] == batch["rows"]
+    keys = s3_store.keys("m1/")
+    assert keys == sorted(["m1/landing/2026-11-01.parquet", "m1/datasets/m1/2026-11-01.parquet",
+                           tset["uri"].removeprefix(f"{s3_store.root}/")])
+
+
+@pytest.mark.unit
+def test_the_monitoring_window_is_landed_on_the_object_store(s3_store):
+    from mlops_airflow import storage
+
+    root = f"{s3_store.root}/m1"
+    dag = build(model_monitoring, ModelSpec(**BASE), data_root=root)
+    window = dag.get_task("land_window").python_callable({}, params={"day": "2026-11-01"})
+    mon = f"{root}/monitoring"
+    assert window["path"] == f"{mon}/windows/2026-11-01.parquet" and window["rows"] > 0
+    assert window["labels_path"] == f"{mon}/labels/2026-11-01.parquet"
+    assert window["labelled_path"] == f"{mon}/labelled/2026-11-01.parquet"
+    assert "y" not in storage.read_table(window["path"]).columns
+    assert list(storage.read_table(window["labels_path"]).columns) == ["account_id", "event_timestamp", "y"]

@@ -77,3 +77,66 @@ def test_uri_template_sources(tmp_path):
     assert not list((tmp_path / "landing3").glob("*.parquet"))
     with pytest.raises(ValueError, match="placeholder"):
         format_uri("s3://b/{day}.parquet", DAY)
+
+
+@pytest.fixture(params=["file", "s3"])
+def root(request, tmp_path) -> str:
+    """The artefact root: a ``file://`` folder, or a bucket on a real S3 API (moto server)."""
+    if request.param == "file":
+        return (tmp_path / "data").as_uri()
+    return request.getfixturevalue("s3_store").root + "/data"
+
+
+@pytest.mark.unit
+def test_the_landed_batch_is_an_artefact_at_its_uri(root, tmp_path):
+    from mlops_airflow import storage
+
+    out = land(frame, DAY, storage.join(root, "landing"), required={"label": ["y"]})
+    assert out["path"] == f"{root}/landing/2026-11-01.parquet" == out["uri"]
+    assert out["rows"] == 5 and storage.read_table(out["path"]).shape == (5, 4)
+    again = land(frame, DAY, storage.join(root, "landing"))  # a retry: the same bytes at the same URI
+    assert again["path"] == out["path"] and storage.listdir(storage.join(root, "landing")) == [out["path"]]
+
+
+@pytest.mark.unit
+def test_a_uri_template_on_the_store_is_copied_byte_for_byte(root, tmp_path):
+    from mlops_airflow import storage
+
+    src = storage.write_table(storage.join(root, "delivered", "events-20261101.csv"), frame(DAY))
+    out = land(storage.join(root, "delivered", "events-{ds_nodash}.csv"), DAY, storage.join(root, "landing"),
+               required={"label": ["y"], "entity_columns": ["id"]})
+    assert out["uri"] == src and out["path"] == f"{root}/landing/2026-11-01.csv"
+    assert storage.md5(out["path"]) == storage.md5(src) and out["rows"] == 5 and "a" in out["columns"]
+    with pytest.raises(DataValidationError, match="no batch at .*events-20261102.csv"):
+        land(storage.join(root, "delivered", "events-{ds_nodash}.csv"), date(2026, 11, 2), storage.join(root, "l"))
+
+
+@pytest.mark.unit
+def test_a_batch_missing_a_column_never_reaches_the_store(root):
+    from mlops_airflow import storage
+
+    src = storage.write_table(storage.join(root, "delivered", "2026-11-01.parquet"), frame(DAY))
+    with pytest.raises(DataValidationError, match=r"ModelSpec.features: \['b'\].*Nothing was versioned"):
+        land(storage.join(root, "delivered", "{ds}.parquet"), DAY, storage.join(root, "landing"),
+             required={"features": ["a", "b"]})
+    with pytest.raises(DataValidationError, match=r"ModelSpec.label: \['target'\]"):
+        land(frame, DAY, storage.join(root, "landing"), required={"label": ["target"]})
+    assert storage.listdir(storage.join(root, "landing")) == [] and storage.exists(src)
+
+
+@pytest.mark.unit
+def test_an_unreachable_store_names_the_source_uri_and_the_next_step(monkeypatch, tmp_path):
+    import json
+
+    from conftest import free_port
+    from mlops_airflow.storage import StorageError
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_SOURCE_DOWN", json.dumps({
+        "conn_type": "aws", "login": "k", "password": "s",
+        "extra": {"endpoint_url": f"http://127.0.0.1:{free_port()}", "region_name": "us-east-1",
+                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}}}))
+    monkeypatch.setenv("AIRFLOW__MLOPS__STORAGE_CONN_ID", "mlops_source_down")
+    with pytest.raises(StorageError, match=r"s3://bucket/in/2026-11-01.parquet.*clear the task") as info:
+        land("s3://bucket/in/{ds}.parquet", DAY, tmp_path / "landing")
+    assert info.value.evidence_uri == "s3://bucket/in/2026-11-01.parquet"
+    assert not (tmp_path / "landing").exists() or not list((tmp_path / "landing").iterdir())
