@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.monitoring.column_types import type_columns  # noqa: F401 - re-exported
+from mlops_airflow.monitoring.drift_options import check_stattest_options, resolve_stattest  # noqa: F401
 from mlops_airflow.monitoring.drift_sources import (  # noqa: F401 - re-exported: the engine's public names
     CATEGORICAL,
     NUMERICAL,
@@ -86,7 +87,6 @@ from mlops_airflow.monitoring.drift_stats import (  # noqa: F401 - re-exported f
     _wasserstein_merged,
     _z_test,
     default_stattest,
-    resolve_stattest,
 )
 
 if TYPE_CHECKING:
@@ -390,18 +390,20 @@ def detect_drift(
         side and categorical on the other.
     """
     started = time.perf_counter()
-    named = {stattest, cat_stattest, num_stattest, *(per_column_stattest or {}).values()} - {None}
-    unsupported = sorted(str(m) for m in named if m not in STATTESTS)
-    if unsupported:
-        raise DriftEngineError(
-            f"stattest {', '.join(map(repr, unsupported))} is not implemented by the fast drift engine (it has "
-            f"{sorted(STATTESTS)}); use engine='evidently' for it"
-        )
+    options = {
+        "stattest": stattest,
+        "cat_stattest": cat_stattest,
+        "num_stattest": num_stattest,
+        "per_column_stattest": per_column_stattest,
+        "threshold": threshold,
+        "cat_threshold": cat_threshold,
+        "num_threshold": num_threshold,
+        "per_column_threshold": per_column_threshold,
+    }
+    check_stattest_options(options)
     ref_src, cur_src = _as_source(reference), _as_source(current)
     types = type_columns(ref_src, cur_src, columns, column_types, batch_size)
-    unknown = sorted(set(per_column_stattest or {}) - set(types)) + sorted(set(per_column_threshold or {}) - set(types))
-    if unknown:
-        raise DriftEngineError(f"per-column stattest/threshold names columns that are not compared: {unknown}")
+    check_stattest_options(options, types)
     cfg = EngineSettings(
         stattest=stattest,
         threshold=threshold,
@@ -414,18 +416,7 @@ def detect_drift(
 
     def run(col: str) -> ColumnDrift:
         kind = types[col].kind
-        method, col_threshold = resolve_stattest(
-            col,
-            kind,
-            stattest=stattest,
-            cat_stattest=cat_stattest,
-            num_stattest=num_stattest,
-            per_column_stattest=per_column_stattest,
-            threshold=threshold,
-            cat_threshold=cat_threshold,
-            num_threshold=num_threshold,
-            per_column_threshold=per_column_threshold,
-        )
+        method, col_threshold = resolve_stattest(col, kind, **options)
         result = _column(ref_src, cur_src, col, kind, replace(cfg, stattest=method, threshold=col_threshold))
         result.typing_note = types[col].reason or (f"declared {kind}" if types[col].source == "override" else None)
         return result

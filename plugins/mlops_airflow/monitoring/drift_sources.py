@@ -1,7 +1,8 @@
-"""Inputs of the drift engine: Parquet files or folders (local or a ``scheme://`` URI pyarrow knows) read one
-column at a time in record batches, in-memory columns for tests, and a bounded random row sample.
+"""Inputs of the drift engine: Parquet files or folders (local, or an object-store URI read through
+``mlops_airflow.storage``'s filesystem) read one column at a time in record batches, in-memory columns for tests,
+and a bounded random row sample.
 
-Imports pyarrow and numpy inside functions only, and no Airflow.
+Imports pyarrow and numpy inside functions only, and Airflow (through ``storage``) only for an object-store URI.
 """
 
 from __future__ import annotations
@@ -24,8 +25,28 @@ class DriftEngineError(ValueError):
 # -- sources -------------------------------------------------------------------------------------------------------
 
 
+def arrow_filesystem(location: str | Path) -> tuple[Any, str]:
+    """``(pyarrow filesystem, path on it)`` of a local path, a ``file://`` URI or an object-store URI.
+
+    An object-store URI (``s3://...``) is read through the fsspec filesystem of ``mlops_airflow.storage`` (the
+    Airflow connection ``[mlops] storage_conn_id`` gives the endpoint and credentials), so record batches stream
+    from the store with the pack's credentials; ``storage`` (and so Airflow) is imported for such a URI only.
+    """
+    import pyarrow.fs as pafs
+
+    text = str(location)
+    if "://" in text and not text.startswith(("file://", "local://")):
+        from mlops_airflow import storage
+
+        target = storage.object_path(text)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(target.fs)), str(target.path)
+    local = Path(text.split("://", 1)[1]) if "://" in text else Path(text)
+    return pafs.LocalFileSystem(), str(local.expanduser().resolve())
+
+
 class ParquetSource:
-    """A Parquet file, or a directory of Parquet files (recursive), local or a ``scheme://`` URI pyarrow knows.
+    """A Parquet file, or a directory of Parquet files (recursive), local or an object-store URI (``s3://...``,
+    read through ``arrow_filesystem``).
 
     Only footers are read on open; columns are streamed on demand, one at a time, in record batches.
     Hive partition keys in directory names are not columns here (drift compares features, not partitions).
@@ -37,11 +58,7 @@ class ParquetSource:
 
         self.path = str(path)
         try:
-            if "://" in self.path and not self.path.startswith("file://"):
-                self.filesystem, base = pafs.FileSystem.from_uri(self.path)
-            else:
-                self.filesystem = pafs.LocalFileSystem()
-                base = str(Path(self.path.removeprefix("file://")).expanduser().resolve())
+            self.filesystem, base = arrow_filesystem(self.path)
             info = self.filesystem.get_file_info(base)
         except Exception as err:  # noqa: BLE001 - any filesystem error is reported with the path
             raise DriftEngineError(f"cannot open {self.path!r}: {err}") from err

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.monitoring.drift_sources import CATEGORICAL, NUMERICAL
+from mlops_airflow.monitoring.moments import _Moments
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,7 +75,7 @@ def default_stattest(kind: str, reference_count: int, n_unique: int) -> str:
 # -- per-side accumulation ---------------------------------------------------------------------------------------
 
 
-class _Side:
+class _Side(_Moments):
     """One pass over one side of one column: counts, moments, extremes, distinct values, held values, a sample."""
 
     def __init__(self, kind: str, keep_values: bool, stride: int) -> None:
@@ -97,32 +98,14 @@ class _Side:
         if self.kind == CATEGORICAL:
             self._update_counts(arr)
             return
-        import numpy as np
-
         x = _finite_values(arr)
         if x.size == 0:
             return
-        # Chan et al.'s parallel update of mean and sum of squared deviations.
-        mean_b = float(x.mean())
-        dev = x - mean_b
-        m2_b = float(np.dot(dev, dev))
-        del dev
-        n_a, n_b = self.n, int(x.size)
-        total = n_a + n_b
-        delta = mean_b - self.mean
-        self.mean += delta * n_b / total
-        self.m2 += m2_b + delta * delta * n_a * n_b / total
-        self.n = total
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
+        self._add_finite(x, sample=self.values is None)
         if self.counts is not None:
             self._update_counts(_finite_arrow(arr))
         if self.values is not None:
             self.values.append(x)
-        else:
-            start = (-self._seen) % self.stride
-            self.sample.append(x[start :: self.stride].copy())
-        self._seen += n_b
 
     def _update_counts(self, arr: pa.Array, limit: int | None = _DISTINCT_LIMIT) -> None:
         import pyarrow as pa
@@ -147,9 +130,6 @@ class _Side:
                 self.counts = None
                 return
         _add_counts(self.counts, arr, numeric=self.kind == NUMERICAL)
-
-    def std(self) -> float:
-        return math.sqrt(self.m2 / self.n) if self.n else 0.0  # np.std's default ddof=0
 
     def take_values(self) -> list[np.ndarray]:
         """The held values (batch order), handed over once."""
@@ -418,32 +398,3 @@ def _values_histogram(ref_counts: Mapping[Any, int], cur_counts: Mapping[Any, in
         ref.append(max(0.0, 1.0 - sum(ref)))
         cur.append(max(0.0, 1.0 - sum(cur)))
     return {"kind": "values", "values": labels, "reference": ref, "current": cur}
-
-
-def resolve_stattest(
-    column: str,
-    kind: str,
-    *,
-    stattest: str | None = None,
-    cat_stattest: str | None = None,
-    num_stattest: str | None = None,
-    per_column_stattest: Mapping[str, str] | None = None,
-    threshold: float | None = None,
-    cat_threshold: float | None = None,
-    num_threshold: float | None = None,
-    per_column_threshold: Mapping[str, float] | None = None,
-) -> tuple[str | None, float | None]:
-    """``(stattest, threshold)`` of one column as Evidently 0.7's ``DataDriftPreset`` resolves its options
-    (``evidently.legacy.utils.data_drift_utils``): the stattest per column, else per type, else for all; the
-    threshold per column, else per type, else for all. None = the automatic choice / the stattest's default."""
-    method = stattest
-    type_method = cat_stattest if kind == CATEGORICAL else num_stattest
-    method = method if type_method is None else type_method
-    if per_column_stattest:
-        method = per_column_stattest.get(column, method)
-    if per_column_threshold and column in per_column_threshold:
-        return method, per_column_threshold[column]
-    type_threshold = cat_threshold if kind == CATEGORICAL else num_threshold
-    if type_threshold is not None:
-        return method, type_threshold
-    return method, threshold

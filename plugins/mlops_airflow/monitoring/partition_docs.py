@@ -1,16 +1,17 @@
-"""Map-reduce drift, part 1: the documents (summaries, plans, counts) as JSON behind a path or fsspec URI, and
-the partitions (files, file lists, row-group ranges, in-memory columns) a map task reads.
+"""Map-reduce drift, part 1: the documents (summaries, plans, counts) as JSON behind a path or URI (through
+``mlops_airflow.storage``), and the partitions (files, file lists, row-group ranges, in-memory columns) a map task
+reads.
 
-No Airflow import; numpy, scipy and pyarrow are imported inside functions.
+No Airflow import at module level (``storage`` brings it in for an object-store URI only); numpy, scipy and
+pyarrow are imported inside functions.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,35 +67,18 @@ def _dec_type(text: str) -> pa.DataType:
 
 
 def save(obj: Mapping[str, Any], uri: str | Path) -> str:
-    """Write a document (summary, plan, counts) as JSON to a local path or an fsspec URI; ``.gz`` compresses.
+    """Write a document (summary, plan, counts) as JSON to a path or URI (``file://``, ``s3://``, any fsspec
+    scheme) through ``mlops_airflow.storage``; a name ending in ``.gz`` is gzip-compressed (``mtime=0``: the same
+    document gives the same bytes).
 
-    A local file is written to a temporary name and renamed, so a retried task never leaves half a document.
-    Returns ``uri`` as a string (what to push to XCom).
+    The write is whole (a local file goes through a temporary name; an object-store PUT is atomic), so a retried
+    task never leaves half a document. Returns ``uri`` as a string (what to push to XCom).
     """
-    text = json.dumps(obj, separators=(",", ":"))
+    from mlops_airflow import storage
+
+    data = json.dumps(obj, separators=(",", ":")).encode()
     uri = str(uri)
-    if "://" in uri and not uri.startswith("file://"):
-        import fsspec
-
-        with fsspec.open(uri, "wt", compression="infer") as handle:
-            handle.write(text)
-        return uri
-    path = Path(uri.removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.suffix == ".gz":
-                import gzip
-
-                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-                    gz.write(text.encode())
-            else:
-                raw.write(text.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    storage.write_atomic(uri, gzip.compress(data, mtime=0) if uri.endswith(".gz") else data)
     return uri
 
 
@@ -102,20 +86,10 @@ def load(uri: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """Read a document written by ``save`` (a document passed in is returned as it is)."""
     if isinstance(uri, Mapping):
         return dict(uri)
-    uri = str(uri)
-    if "://" in uri and not uri.startswith("file://"):
-        import fsspec
+    from mlops_airflow import storage
 
-        with fsspec.open(uri, "rt", compression="infer") as handle:
-            return json.load(handle)
-    path = Path(uri.removeprefix("file://"))
-    if path.suffix == ".gz":
-        import gzip
-
-        with gzip.open(path, "rt") as handle:
-            return json.load(handle)
-    with path.open() as handle:
-        return json.load(handle)
+    data = storage.read_bytes(str(uri))
+    return json.loads(gzip.decompress(data) if str(uri).endswith(".gz") else data)
 
 
 def _expect(doc: Mapping[str, Any], kind: str, side: str | None = None) -> None:
@@ -239,7 +213,7 @@ def split_partitions(path: str | Path, rows_per_partition: int) -> list[dict[str
         raise ValueError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
     source = ParquetSource(path)
     text = str(path)
-    prefix = text.split("://", 1)[0] + "://" if "://" in text and not text.startswith("file://") else ""
+    prefix = text.split("://", 1)[0] + "://" if "://" in text and not text.startswith(("file://", "local://")) else ""
     specs: list[dict[str, Any]] = []
     for file in source.files:
         with source.filesystem.open_input_file(file) as handle:

@@ -17,6 +17,7 @@ from mlops_airflow.monitoring.drift_engine import (
     DriftEngineError,
     default_stattest,
 )
+from mlops_airflow.monitoring.drift_options import STATTEST_OPTIONS, check_stattest_options, resolve_stattest
 from mlops_airflow.monitoring.partition_docs import _SIDES, DISTINCT_LIMIT, FORMAT, _dec, _enc
 from mlops_airflow.monitoring.partition_summary import _merge_side, _Merged, _pairs
 
@@ -29,24 +30,19 @@ def plan(
     current: Iterable[Any],
     columns: Sequence[str] | None = None,
     *,
-    stattest: str | None = None,
-    threshold: float | None = None,
-    cat_stattest: str | None = None,
-    num_stattest: str | None = None,
-    per_column_stattest: Mapping[str, str] | None = None,
-    cat_threshold: float | None = None,
-    num_threshold: float | None = None,
-    per_column_threshold: Mapping[str, float] | None = None,
     column_types: Mapping[str, str] | None = None,
     bins: int = 16_384,
     max_refinements: int = 4,
     refine_splits: int = 32,
     max_edges: int = 1 << 20,
+    **options: Any,
 ) -> dict[str, Any]:
     """Reduce 1: merge the summaries, type the columns, choose the methods, fix the second pass's edges.
 
-    The options are ``detect_drift``'s (resolved per column by ``drift_engine.resolve_stattest``, as
-    Evidently's ``DataDriftPreset``), plus the refinement settings ``refine`` uses.
+    The stattest options are ``detect_drift``'s (``stattest``, ``threshold``, ``cat_stattest``, ``num_stattest``,
+    ``per_column_stattest``, ``cat_threshold``, ``num_threshold``, ``per_column_threshold``: see
+    ``drift_options``), resolved per column by ``drift_options.resolve_stattest`` as Evidently's
+    ``DataDriftPreset`` does, plus the refinement settings ``refine`` uses.
 
     :param reference: the reference side's summaries (documents, or URIs written by ``save``), one per partition;
         read one at a time.
@@ -57,19 +53,13 @@ def plan(
     :param bins: edges of the first Wasserstein/KS count round.
     :raises DriftEngineError: a column missing from a partition or a side, a type that differs between partitions
         or sides, an unknown stattest or one that does not apply to the column's type.
+    :raises TypeError: an unknown option name.
     """
-    from mlops_airflow.monitoring.drift_engine import resolve_stattest
-
-    per_column_stattest = dict(per_column_stattest or {})
-    per_column_threshold = dict(per_column_threshold or {})
+    check_stattest_options(options)
+    options = {name: options.get(name) for name in STATTEST_OPTIONS}
+    options["per_column_stattest"] = dict(options["per_column_stattest"] or {})
+    options["per_column_threshold"] = dict(options["per_column_threshold"] or {})
     declared = dict(column_types or {})
-    named = {stattest, cat_stattest, num_stattest, *per_column_stattest.values()} - {None}
-    unsupported = sorted(str(m) for m in named if m not in STATTESTS)
-    if unsupported:
-        raise DriftEngineError(
-            f"stattest {', '.join(map(repr, unsupported))} is not implemented by the fast drift engine (it has "
-            f"{sorted(STATTESTS)}); use engine='evidently' for it"
-        )
     wanted = None if columns is None else list(dict.fromkeys(columns))
     ref, ref_keys, _, ref_rows = _merge_side(reference, "reference", wanted)
     cur, cur_keys, cur_order, cur_rows = _merge_side(current, "current", wanted)
@@ -82,9 +72,7 @@ def plan(
     unknown = sorted(set(declared) - set(wanted))
     if unknown:
         raise DriftEngineError(f"column_types names columns that are not compared: {unknown}")
-    unknown = sorted(set(per_column_stattest) - set(wanted)) + sorted(set(per_column_threshold) - set(wanted))
-    if unknown:
-        raise DriftEngineError(f"per-column stattest/threshold names columns that are not compared: {unknown}")
+    check_stattest_options(options, wanted)
 
     out_columns: dict[str, Any] = {}
     unchecked: dict[str, str] = {}
@@ -114,18 +102,7 @@ def plan(
         if not typed.checked:
             unchecked[col] = str(typed.reason)
             continue
-        method, col_threshold = resolve_stattest(
-            col,
-            typed.kind,
-            stattest=stattest,
-            cat_stattest=cat_stattest,
-            num_stattest=num_stattest,
-            per_column_stattest=per_column_stattest,
-            threshold=threshold,
-            cat_threshold=cat_threshold,
-            num_threshold=num_threshold,
-            per_column_threshold=per_column_threshold,
-        )
+        method, col_threshold = resolve_stattest(col, typed.kind, **options)
         entry = _plan_column(col, typed.kind, r, c, method, col_threshold, bins)
         note = typed.reason or (f"declared {typed.kind}" if typed.source == "override" else None)
         if entry["result"] is not None:
@@ -144,14 +121,7 @@ def plan(
         "unchecked": unchecked,
         "types": types,
         "settings": {
-            "stattest": stattest,
-            "threshold": threshold,
-            "cat_stattest": cat_stattest,
-            "num_stattest": num_stattest,
-            "per_column_stattest": per_column_stattest,
-            "cat_threshold": cat_threshold,
-            "num_threshold": num_threshold,
-            "per_column_threshold": per_column_threshold,
+            **options,
             "column_types": declared,
             "bins": bins,
             "max_refinements": max_refinements,

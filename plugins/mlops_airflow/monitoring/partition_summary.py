@@ -15,6 +15,7 @@ from mlops_airflow.monitoring.drift_engine import (
     NUMERICAL,
     DriftEngineError,
 )
+from mlops_airflow.monitoring.moments import _Moments, merge_moments
 from mlops_airflow.monitoring.partition_docs import (
     _PLAN_SAMPLE,
     _PLAN_SAMPLE_MAX,
@@ -70,7 +71,7 @@ def _unpairs(pairs: Iterable[Sequence[Any]] | None, as_float: bool = False) -> d
     return out
 
 
-class _Summary:
+class _Summary(_Moments):
     """One column of one partition: the engine's per-side accumulation (``drift_engine._Side``), mergeable."""
 
     def __init__(self, arrow_type: pa.DataType, stride: int) -> None:
@@ -89,7 +90,6 @@ class _Summary:
         self._seen = 0
 
     def update(self, arr: pa.Array) -> None:
-        import numpy as np
         import pyarrow as pa
 
         from mlops_airflow.monitoring.drift_engine import _add_counts, _finite_arrow, _finite_values
@@ -110,26 +110,9 @@ class _Summary:
         x = _finite_values(arr)
         if x.size == 0:
             return
-        mean_b = float(x.mean())
-        dev = x - mean_b
-        m2_b = float(np.dot(dev, dev))
-        del dev
-        self._merge_moments(int(x.size), mean_b, m2_b)
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
+        self._add_finite(x)
         if self.counts is not None:
             self._count_capped(_finite_arrow(arr))
-        start = (-self._seen) % self.stride
-        self.sample.append(x[start :: self.stride].copy())
-        self._seen += int(x.size)
-
-    def _merge_moments(self, n_b: int, mean_b: float, m2_b: float) -> None:
-        n_a = self.n
-        total = n_a + n_b
-        delta = mean_b - self.mean
-        self.mean += delta * n_b / total
-        self.m2 += m2_b + delta * delta * n_a * n_b / total
-        self.n = total
 
     def _count_capped(self, arr: pa.Array) -> None:
         """The engine's ``_Side._update_counts`` with its limit: all counts, or None past 21 distinct values."""
@@ -226,7 +209,7 @@ def summarize(
 # -- reduce 1: merge and plan --------------------------------------------------------------------------------------
 
 
-class _Merged:
+class _Merged(_Moments):
     """One column of one side, merged over its partitions."""
 
     def __init__(self, column: str, side: str) -> None:
@@ -307,16 +290,9 @@ class _Merged:
         self.mean = self.m2 = 0.0
         n_a = 0
         for _, n_b, mean_b, m2_b in sorted(self.moments):
-            total = n_a + n_b
-            delta = mean_b - self.mean
-            self.mean += delta * n_b / total
-            self.m2 += m2_b + delta * delta * n_a * n_b / total
-            n_a = total
+            n_a, self.mean, self.m2 = merge_moments(n_a, self.mean, self.m2, n_b, mean_b, m2_b)
         if not self.numeric and not _countable(self.type) and self.type_name != "null":
             self.counts = None
-
-    def std(self) -> float:
-        return math.sqrt(self.m2 / self.n) if self.n else 0.0
 
     def kind_counts(self, kind: str) -> dict[Any, int] | None:
         """The counts as the engine keys them for ``kind``: a numerical column's keys are floats (-0.0 is 0.0),

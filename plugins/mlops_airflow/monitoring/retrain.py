@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 #: Registered-model tag that, when set, wins over the newest version's creation time as "last retraining".
@@ -71,7 +70,8 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def load_gate_verdict(value: Any) -> dict[str, Any] | None:
-    """A data-gate verdict from a dict (XCom), its JSON/Python-repr text, or a path/``file://`` URI to a JSON file.
+    """A data-gate verdict from a dict (XCom), its JSON/Python-repr text, or a path or URI (``file://``,
+    ``s3://``) of a JSON file, read through ``mlops_airflow.storage``.
 
     ``None``/empty means "no verdict found". Raises ``ValueError`` on anything else (never guesses).
     """
@@ -90,10 +90,12 @@ def load_gate_verdict(value: Any) -> dict[str, Any] | None:
         if isinstance(parsed, dict):
             return parsed
         raise ValueError(f"data gate verdict must be a JSON object, got {type(parsed).__name__}")
-    path = Path(text.removeprefix("file://")).expanduser()
-    if not path.exists():
-        raise ValueError(f"data gate verdict file {text!r} does not exist")
-    parsed = json.loads(path.read_text())
+    from mlops_airflow import storage  # a path, file:// or object-store URI (the validation result's)
+
+    try:
+        parsed = json.loads(storage.read_bytes(text))
+    except FileNotFoundError:
+        raise ValueError(f"data gate verdict file {text!r} does not exist") from None
     if not isinstance(parsed, dict):
         raise ValueError(f"data gate verdict file {text!r} holds {type(parsed).__name__}, not a JSON object")
     return parsed

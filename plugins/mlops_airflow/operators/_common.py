@@ -38,9 +38,21 @@ def task_key(context: Any, task_id: str | None = None) -> str:
     return base if not isinstance(map_index, int) or map_index < 0 else f"{base}__{map_index}"
 
 
-def run_dir(base: str | Path, context: Any) -> Path:
+def _run_parts(context: Any) -> tuple[str, str, str]:
     ident = run_identity(context)
-    return Path(base) / safe_part(ident["dag_id"]) / safe_part(ident["run_id"]) / safe_part(task_key(context))
+    return safe_part(ident["dag_id"]), safe_part(ident["run_id"]), safe_part(task_key(context))
+
+
+def run_dir(base: str | Path, context: Any) -> Path:
+    """``base/<dag_id>/<run_id>/<task key>`` as a local path (a worker-local scratch folder)."""
+    return Path(base).joinpath(*_run_parts(context))
+
+
+def run_uri(base: str | Path, context: Any) -> str:
+    """``base/<dag_id>/<run_id>/<task key>`` as a URI (``base`` a URI or a path): where a task's artefacts go."""
+    from mlops_airflow import storage
+
+    return storage.join(base, *_run_parts(context))
 
 
 def as_dict(value: Any, what: str) -> dict[str, Any]:
@@ -59,12 +71,20 @@ def as_dict(value: Any, what: str) -> dict[str, Any]:
     raise ValueError(f"{what} must be a dict (an upstream task's XCom), got {type(value).__name__}: {value!r:.200}")
 
 
-def parquet_rows(path: Path) -> int:
-    """Row count from Parquet footers only (a file or a directory of files); no data is read."""
+def parquet_rows(path: str | Path) -> int:
+    """Row count from Parquet footers only (a file or a directory of files: a local path or a URI; an
+    object-store file is read through ``storage``'s filesystem, footers only); no data is read."""
     import pyarrow.parquet as pq
 
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if isinstance(path, Path) or "://" not in str(path) or str(path).startswith("file://"):
+        from mlops_airflow import storage
+
+        local = storage.local_path(path)
+        files = sorted(local.rglob("*.parquet")) if local.is_dir() else [local]
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    from mlops_airflow.monitoring.drift_sources import ParquetSource
+
+    return ParquetSource(str(path)).rows
 
 
 def load_module(path: str | Path, name: str) -> Any:

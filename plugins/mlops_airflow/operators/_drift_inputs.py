@@ -74,21 +74,17 @@ class _DriftInputsMixin:
 
     @staticmethod
     def _check_rows(reference_rows: int, current_rows: int, reference_path: str, current_path: str) -> None:
-        if current_rows == 0:
-            raise MonitoringError(
-                f"current window {current_path!r} has no rows: nothing to compare; check that the upstream "
-                "step landed data for this interval (an empty window is never a pass)",
-                cause="empty current window",
-                counts={"current_rows": 0, "reference_rows": reference_rows},
-                next_step="check that the upstream step landed data for this interval",
-                current_path=current_path,
-            )
-        if reference_rows == 0:
-            raise MonitoringError(
-                f"reference dataset {reference_path!r} has no rows; re-run the training-set step or point "
-                "reference_path at a non-empty training set",
-                cause="empty reference",
-                counts={"reference_rows": 0, "current_rows": current_rows},
-                next_step="re-run the training-set step or point reference_path at a non-empty training set",
-                reference_path=reference_path,
-            )
+        """An empty side is never a pass: a ``MonitoringError`` naming it (the current window first)."""
+        counts = {"current_rows": current_rows, "reference_rows": reference_rows}
+        empty = (
+            (current_rows, "current_path", current_path, "empty current window",
+             f"current window {current_path!r} has no rows: nothing to compare; ", " (an empty window is never a pass)",
+             "check that the upstream step landed data for this interval"),
+            (reference_rows, "reference_path", reference_path, "empty reference",
+             f"reference dataset {reference_path!r} has no rows; ", "",
+             "re-run the training-set step or point reference_path at a non-empty training set"),
+        )
+        for rows, key, path, cause, head, tail, next_step in empty:
+            if rows == 0:
+                raise MonitoringError(f"{head}{next_step}{tail}", cause=cause, counts=counts, next_step=next_step,
+                                      **{key: path})

@@ -1,5 +1,7 @@
-"""What the monitoring operators share: Parquet inputs with actionable errors, report helpers, the retraining
-outlet, and MLflow logging to one run per (kind, dag, run, task) that a retry reuses.
+"""What the monitoring operators share: Parquet inputs (a path or a URI) with actionable errors, the report and
+verdict files of a check (written in the task's temporary folder, published under ``report_dir``, a URI), the
+retraining outlet, and MLflow logging to one run per (kind, dag, run, task) that a retry reuses
+(``_monitoring_runs``).
 """
 
 from __future__ import annotations
@@ -8,16 +10,18 @@ import contextlib
 import html
 import json
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias
 
+from mlops_airflow import storage
 from mlops_airflow.assets import monitoring_asset_uri
 from mlops_airflow.exceptions import MonitoringError
-from mlops_airflow.monitoring.verdict import finite as _finite
 from mlops_airflow.operators._common import run_identity, safe_part, task_key
 
 if TYPE_CHECKING:
@@ -26,56 +30,71 @@ if TYPE_CHECKING:
 _UNSAFE_METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /:]+")
 
 
+def _gone(path: str, role: str, hint: str) -> MonitoringError:
+    """The error of an input that is not there (a reference: name the training set it should be)."""
+    if role == "reference":
+        return MonitoringError(
+            f"reference dataset {path!r} no longer exists; re-run the training-set step or point "
+            "reference_path at the training set the current model was trained on",
+            cause="reference missing", evidence_uri=path,
+            next_step="re-run the training-set step or point reference_path at the training set",
+        )
+    return MonitoringError(f"{role} dataset {path!r} does not exist; {hint}", cause=f"{role} missing",
+                           evidence_uri=path, next_step=hint)
+
+
 def _open_parquet(path: str, role: str, hint: str, missing: str | None = None) -> Any:
-    """A ``pyarrow.dataset.Dataset`` over a Parquet file or a directory of Parquet files (local or a URI)."""
+    """A ``pyarrow.dataset.Dataset`` over a Parquet file or a directory of Parquet files: a local path, a
+    ``file://`` URI or an object-store URI (read through ``storage``'s filesystem, with its credentials)."""
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
+    from mlops_airflow.monitoring.drift_sources import arrow_filesystem
+
     try:
-        if "://" in path and not path.startswith("file://"):
-            filesystem, fs_path = pafs.FileSystem.from_uri(path)
-        else:
-            filesystem = pafs.LocalFileSystem()
-            fs_path = str(Path(path.removeprefix("file://")).expanduser().resolve())
+        filesystem, fs_path = arrow_filesystem(path)
         info = filesystem.get_file_info(fs_path)
     except Exception as err:
         raise MonitoringError(f"cannot open the {role} dataset {path!r}: {err}; {hint}") from err
     if info.type == pafs.FileType.NotFound:
         if missing:
             raise MonitoringError(missing)
-        if role == "reference":
-            raise MonitoringError(
-                f"reference dataset {path!r} no longer exists; re-run the training-set step or point "
-                "reference_path at the training set the current model was trained on"
-            )
-        raise MonitoringError(f"{role} dataset {path!r} does not exist; {hint}")
+        raise _gone(path, role, hint)
     try:
         return pads.dataset(fs_path, filesystem=filesystem, format="parquet", partitioning="hive")
     except Exception as err:
         raise MonitoringError(f"cannot read the {role} dataset {path!r} as Parquet: {err}; {hint}") from err
 
 
-def _is_numeric_arrow(arrow_type: Any) -> bool:
-    import pyarrow as pa
+@contextlib.contextmanager
+def _staged(path: str, role: str, hint: str) -> Iterator[str]:
+    """A local path with the content of ``path`` for the ``with`` block, for the drift engine's many column passes:
+    a local path or ``file://`` URI is used in place; an object-store file or folder is downloaded once into this
+    task's temporary folder (``storage.local_copy``), removed afterwards."""
+    if storage.is_local(path):
+        yield str(storage.local_path(path))
+        return
+    stack = contextlib.ExitStack()
+    try:
+        local = stack.enter_context(storage.local_copy(path))
+    except FileNotFoundError:
+        raise _gone(path, role, hint) from None
+    with stack:
+        yield str(local)
 
-    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
 
-
-def _source(path: str, role: str, hint: str) -> Any:
-    """A ``drift_engine.ParquetSource`` (footers only), or a ``MonitoringError`` naming the dataset and the fix."""
+def _source(path: str, role: str, hint: str, label: str | None = None) -> Any:
+    """A ``drift_engine.ParquetSource`` (footers only), or a ``MonitoringError`` naming the dataset (``label``: the
+    path or URI the user gave, when ``path`` is its staged copy) and the fix."""
     from mlops_airflow.monitoring.drift_engine import DriftEngineError, ParquetSource
 
+    label = label or path
     try:
         return ParquetSource(path)
     except FileNotFoundError:
-        if role == "reference":
-            raise MonitoringError(
-                f"reference dataset {path!r} no longer exists; re-run the training-set step or point "
-                "reference_path at the training set the current model was trained on"
-            ) from None
-        raise MonitoringError(f"{role} dataset {path!r} does not exist; {hint}") from None
+        raise _gone(label, role, hint) from None
     except DriftEngineError as err:
-        raise MonitoringError(f"cannot read the {role} dataset {path!r} as Parquet: {err}; {hint}") from err
+        raise MonitoringError(f"cannot read the {role} dataset {label!r} as Parquet: {err}; {hint}") from err
 
 
 def _read_frame(path: str, role: str, hint: str, columns: Sequence[str] | None = None) -> Any:
@@ -105,6 +124,27 @@ def _placeholder_report(path: Path, title: str, reasons: Sequence[str]) -> None:
     path.write_text(
         f"<!doctype html><html><body><h1>{html.escape(title)}</h1><ul>{items}</ul></body></html>", encoding="utf-8"
     )
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """A check's report and verdict: local files in the task's temporary folder (what the engines, Evidently and
+    MLflow write and read) and their URIs under ``report_dir`` (what XCom and the verdict carry)."""
+
+    report_path: Path
+    verdict_path: Path
+    report_uri: str
+    verdict_uri: str
+    artifact_dir: str
+
+    def put_report(self) -> None:
+        """The report, whole, at ``report_uri`` (before MLflow logging: an MLflow failure names it)."""
+        storage.put_file(self.report_path, self.report_uri)
+
+    def put_verdict(self, verdict: dict[str, Any]) -> None:
+        """The verdict JSON written locally and, whole, at ``verdict_uri``."""
+        self.verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
+        storage.put_file(self.verdict_path, self.verdict_uri)
 
 
 def _retrain_outlet(kwargs: dict[str, Any], model_name: str | None, emit: bool, retrain_asset: str | None) -> bool:
@@ -139,6 +179,7 @@ class _MonitoringMixin:
     model_name: str | None
     emit_retrain_event: bool
     retrain_asset: str | None
+    report_dir: str
     task_id: str
     log: Any
 
@@ -154,17 +195,15 @@ class _MonitoringMixin:
         """``run_identity`` whose ``task_id`` is the task key (``<task>__<map_index>`` for a mapped instance)."""
         return {**run_identity(context), "task_id": task_key(context, self.task_id)}
 
-    @staticmethod
-    def _report_path(report_dir: str, ident: dict[str, str], file_name: str) -> Path:
-        path = (
-            Path(str(report_dir)).expanduser().resolve()
-            / safe_part(ident["dag_id"])
-            / safe_part(ident["run_id"])
-            / safe_part(ident["task_id"])
-            / file_name
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+    @contextlib.contextmanager
+    def _evidence(self, ident: dict[str, str], report_file: str, verdict_file: str,
+                  artifact_dir: str) -> Iterator[_Evidence]:
+        """The check's ``_Evidence``: ``report_dir/<dag_id>/<run_id>/<task_id>/<file>`` (a URI, or a path made
+        one), written from a temporary folder of this task that is removed afterwards."""
+        base = storage.join(str(self.report_dir), *(safe_part(ident[k]) for k in ("dag_id", "run_id", "task_id")))
+        with tempfile.TemporaryDirectory(prefix="mlops-check-") as tmp:
+            yield _Evidence(Path(tmp) / report_file, Path(tmp) / verdict_file, storage.join(base, report_file),
+                            storage.join(base, verdict_file), artifact_dir)
 
     # -- retraining trigger --------------------------------------------------------------------------------------
 
@@ -194,155 +233,22 @@ class _MonitoringMixin:
 
     # -- MLflow --------------------------------------------------------------------------------------------------
 
-    def _log_run(
-        self,
-        *,
-        kind: str,
-        run_name: str,
-        ident: dict[str, str],
-        verdict: dict[str, Any],
-        report_path: Path,
-        verdict_path: Path,
-        artifact_dir: str,
-        metrics: dict[str, float],
-        tags: dict[str, str],
-    ) -> None:
-        """Log report, verdict and metrics to one run per (kind, dag_id, run_id, task_id); fills ``mlflow_run_id``
-        and points ``evidence_uri`` at the logged report.
+    def _log_run(self, kind: str, ident: dict[str, str], verdict: dict[str, Any], files: _Evidence, *,
+                 metrics: dict[str, float], tags: dict[str, str]) -> None:
+        """Log report, verdict and metrics to one run per (kind, dag_id, run_id, task_id) (REST where the server
+        proxies artifacts, else ``MlflowClient``: ``_monitoring_runs``); fills ``mlflow_run_id`` and points
+        ``evidence_uri`` at the logged report."""
+        from mlops_airflow.operators._monitoring_runs import log_check_run
 
-        Through MLflow's REST API (``hook.rest``: no ``mlflow`` import, ~10 s less per task) when the tracking URI
-        is http(s) and the server proxies artifacts; otherwise through ``MlflowClient``.
-        """
-        uri = self.tracking_uri or f"connection {self.mlflow_conn_id!r}"
-        if not self.hook.settings.tracking_uri.startswith(("http://", "https://")):
-            self._log_run_client(kind, run_name, ident, verdict, report_path, verdict_path, artifact_dir, metrics, tags)
-            return
-        from mlops_airflow.hooks.mlflow_rest import MlflowRestError
-
-        rest = self.hook.rest
-        run_id: str | None = None
-        try:
-            experiment_id = rest.experiment_id(str(self.experiment_name))
-            keys = self._run_keys(kind, ident)
-            run = self._find_rest_run(rest, experiment_id, keys)
-            if run is None:
-                run = rest.create_run(experiment_id, {**keys, "mlflow.runName": run_name}, run_name=run_name)
-                self.log.info("created MLflow run %s in experiment %s", run["info"]["run_id"], experiment_id)
-            else:
-                self.log.info("retry: reusing MLflow run %s (status %s)", run["info"]["run_id"], run["info"]["status"])
-            run_id = str(run["info"]["run_id"])
-            artifact_uri = str(run["info"]["artifact_uri"])
-            if not rest.proxies(artifact_uri):  # the client writes to the store itself (s3://, a path): mlflow
-                self.log.info("artifact store %s is not proxied by the server: logging with MlflowClient", artifact_uri)
-                self._log_run_client(
-                    kind, run_name, ident, verdict, report_path, verdict_path, artifact_dir, metrics, tags
-                )
-                return
-            all_tags = self._run_tags(ident, verdict, tags)
-            self._fill_uris(verdict, f"{artifact_uri.rstrip('/')}/{artifact_dir}", run_id, report_path, verdict_path)
-            rest.log_batch(
-                run_id,
-                metrics={k: float(v) for k, v in metrics.items() if _finite(v) is not None},
-                tags=all_tags,
-            )
-            rest.upload_artifact(artifact_uri, report_path, artifact_dir)
-            rest.upload_artifact(artifact_uri, verdict_path, artifact_dir)
-            rest.set_terminated(run_id, "FINISHED")
-        except (MlflowRestError, KeyError, ValueError) as err:
-            if run_id is not None:
-                with contextlib.suppress(Exception):  # the original error is the one to report
-                    rest.set_terminated(run_id, "FAILED")
-            raise MonitoringError(
-                f"could not log the {kind} evidence to MLflow ({uri}, experiment {self.experiment_name!r}): {err}. "
-                f"The HTML report is at {report_path}; check the MLflow connection, or set log_to_mlflow=False"
-            ) from err
-
-    @staticmethod
-    def _run_keys(kind: str, ident: dict[str, str]) -> dict[str, str]:
-        """The tags that identify the run of one (kind, dag, run, task): a retry finds it by them."""
-        return {
-            "mlops.kind": kind,
-            "mlops.dag_id": ident["dag_id"],
-            "mlops.run_id": ident["run_id"],
-            "mlops.task_id": ident["task_id"],
-        }
+        keys = {"mlops.kind": kind, **{f"mlops.{k}": ident[k] for k in ("dag_id", "run_id", "task_id")}}
+        log_check_run(
+            self.hook, self.log, experiment=str(self.experiment_name), keys=keys, verdict=verdict, files=files,
+            run_name=f"{kind.replace('_', '-')} {ident['dag_id']} {ident['run_id']}", metrics=metrics,
+            tags=self._run_tags(ident, verdict, tags), where=self.tracking_uri or f"connection {self.mlflow_conn_id!r}",
+        )
 
     def _run_tags(self, ident: dict[str, str], verdict: dict[str, Any], tags: dict[str, str]) -> dict[str, str]:
         out = {"mlops.try_number": ident["try_number"], "mlops.passed": str(verdict["passed"]).lower(), **tags}
         if self.model_name:
             out["mlops.model_name"] = str(self.model_name)
         return out
-
-    @staticmethod
-    def _fill_uris(verdict: dict[str, Any], base: str, run_id: str, report_path: Path, verdict_path: Path) -> None:
-        """Point the verdict at its logged copies, then write the verdict file that is logged."""
-        verdict["mlflow_run_id"] = run_id
-        verdict["evidence_uri"] = f"{base}/{report_path.name}"
-        verdict["verdict_uri"] = f"{base}/{verdict_path.name}"
-        if verdict.get("retrain_event"):
-            verdict["retrain_event"]["verdict_uri"] = verdict["verdict_uri"]
-        verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
-
-    @staticmethod
-    def _find_rest_run(rest: Any, experiment_id: str, tags: dict[str, str]) -> dict[str, Any] | None:
-        """The run an earlier try of this task made: a FINISHED one first, else the latest (a crashed try's)."""
-        clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items() if "'" not in value and "\\" not in value]
-        runs = rest.search_runs(
-            experiment_id, " and ".join(clauses), max_results=100, order_by=["attributes.start_time DESC"]
-        )
-
-        def run_tags(run: dict[str, Any]) -> dict[str, str]:
-            return {t["key"]: t.get("value", "") for t in (run.get("data") or {}).get("tags") or []}
-
-        matching = [r for r in runs if all(run_tags(r).get(key) == value for key, value in tags.items())]
-        finished = [r for r in matching if r["info"].get("status") == "FINISHED"]
-        return (finished or matching or [None])[0]
-
-    def _log_run_client(
-        self,
-        kind: str,
-        run_name: str,
-        ident: dict[str, str],
-        verdict: dict[str, Any],
-        report_path: Path,
-        verdict_path: Path,
-        artifact_dir: str,
-        metrics: dict[str, float],
-        tags: dict[str, str],
-    ) -> None:
-        """``_log_run`` through the hook's ``MlflowClient`` (artifact stores the client writes to itself)."""
-        hook = self.hook
-        run_id: str | None = None
-        try:
-            name = str(self.experiment_name)
-            experiment_id = hook.experiment_id(name, create=True)
-            keys = self._run_keys(kind, ident)
-            run = hook.find_run(name, keys, prefer_finished=True)
-            if run is None:
-                run = hook.create_run(experiment_id, keys, run_name=run_name)
-                self.log.info("created MLflow run %s in experiment %s", run.info.run_id, experiment_id)
-            else:
-                self.log.info("retry: reusing MLflow run %s (status %s)", run.info.run_id, run.info.status)
-            run_id = run.info.run_id
-            hook.set_run_tags(run_id, self._run_tags(ident, verdict, tags))
-            self._fill_uris(
-                verdict, f"{run.info.artifact_uri.rstrip('/')}/{artifact_dir}", run_id, report_path, verdict_path
-            )
-            hook.log_run_metrics(run_id, {k: float(v) for k, v in metrics.items() if _finite(v) is not None})
-            hook.log_run_artifact(run_id, str(report_path), artifact_dir)
-            hook.log_run_artifact(run_id, str(verdict_path), artifact_dir)
-            hook.end_run(run_id, "FINISHED")
-        except Exception as err:
-            if run_id is not None:
-                with contextlib.suppress(Exception):  # the original error is the one to report
-                    hook.end_run(run_id, "FAILED")
-            uri = self.tracking_uri or f"connection {self.mlflow_conn_id!r}"
-            raise MonitoringError(
-                f"could not log the {kind} evidence to MLflow ({uri}, experiment {self.experiment_name!r}): {err}. "
-                f"The HTML report is at {report_path}; check the MLflow connection, or set log_to_mlflow=False"
-            ) from err
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# data drift
-# ---------------------------------------------------------------------------------------------------------------------

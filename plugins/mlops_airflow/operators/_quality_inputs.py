@@ -232,18 +232,16 @@ class _QualityInputsMixin:
         given = _version_of(self.serving_version)
         if given is not None or not (self.log_to_mlflow and self.model_name):
             return given
+        unknown = ("the current %s of %s is unknown (%s): the labels are judged without checking that the version "
+                   "that served them still serves; pass serving_version")
         try:
             self.hook.ensure_reachable(attempts=1)
-            mv = self.hook.get_client().get_model_version_by_alias(str(self.model_name), CHAMPION_ALIAS)
+            mv = self.hook.get_version_by_alias(str(self.model_name), CHAMPION_ALIAS)
         except Exception as err:  # noqa: BLE001 - unknown is the old behaviour, never a failure
-            self.log.warning(
-                "the current %s of %s is unknown (%s: %s): the labels are judged without checking that the version "
-                "that served them still serves; pass serving_version",
-                CHAMPION_ALIAS,
-                self.model_name,
-                type(err).__name__,
-                err,
-            )
+            self.log.warning(unknown, CHAMPION_ALIAS, self.model_name, f"{type(err).__name__}: {err}")
+            return None
+        if mv is None:
+            self.log.warning(unknown, CHAMPION_ALIAS, self.model_name, "no such alias")
             return None
         return _version_of(mv.version)
 

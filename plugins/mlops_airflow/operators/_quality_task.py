@@ -42,6 +42,10 @@ class _QualityTaskMixin:
     max_quality_drop: float | None
     prediction_column: str
     proba_column: str
+    low_confidence_threshold: float
+    max_low_confidence_share: float | None
+    outcome_column: str | None
+    min_outcome_correlation: float | None
     hook: Any
     log: Any
 
@@ -118,7 +122,7 @@ class _QualityTaskMixin:
             for uri in model_uris[:5]:
                 named = _version_from_uri(uri)
                 if named is not None:
-                    info = model_task(self.hook.get_client(), named[0], named[1], tracking_uri)
+                    info = model_task(self.hook, named[0], named[1], tracking_uri)
                 else:
                     info = model_metadata(tracking_uri, uri)
                 found[uri] = {k: info.get(k) for k in _TASK_KEYS}
@@ -159,15 +163,11 @@ class _QualityTaskMixin:
             )
         return found
 
-    def _log_quality(self, ident: dict[str, Any], verdict: dict[str, Any], report_path: Path, verdict_path: Path,
+    def _log_quality(self, ident: dict[str, Any], verdict: dict[str, Any], files: Any,
                      reference_quality: dict[str, float] | None, confidence: dict[str, Any], outcome: Any,
                      quality_drop: float | None, max_drop: float | None) -> None:
         """The verdict, report and flat metrics on the quality MLflow run (a retry reuses it)."""
-        from mlops_airflow.operators._quality_inputs import (
-            QUALITY_ARTIFACT_DIR,
-            QUALITY_REPORT_FILE,
-            QUALITY_RUN_KIND,
-        )
+        from mlops_airflow.operators._quality_inputs import QUALITY_REPORT_FILE, QUALITY_RUN_KIND
 
         quality = verdict["metrics"]["quality"]
         flat: dict[str, float] = {k: v for k, v in quality.items() if v is not None}
@@ -179,23 +179,57 @@ class _QualityTaskMixin:
         flat["labelled_rows"] = float(verdict["metrics"]["rows"]["joined"])
         if quality_drop is not None:
             flat["quality_drop"] = quality_drop
-        self._log_run(  # type: ignore[attr-defined]  # _MonitoringMixin
-            kind=QUALITY_RUN_KIND,
-            run_name=f"quality {ident['dag_id']} {ident['run_id']}",
-            ident=ident,
-            verdict=verdict,
-            report_path=report_path,
-            verdict_path=verdict_path,
-            artifact_dir=QUALITY_ARTIFACT_DIR,
-            metrics=flat,
-            tags={
-                "mlops.report_artifact": f"{QUALITY_ARTIFACT_DIR}/{QUALITY_REPORT_FILE}",
-                "mlops.quality_metric": self.quality_metric,
-                "mlops.task_type": str(self.model_task_type),
-                "mlops.max_quality_drop": str(max_drop),
-                "mlops.concept_drift": str(verdict["concept_drift"]).lower(),
-            },
+        self._log_run(QUALITY_RUN_KIND, ident, verdict, files, metrics=flat, tags={  # type: ignore[attr-defined]
+            "mlops.report_artifact": f"{files.artifact_dir}/{QUALITY_REPORT_FILE}",
+            "mlops.quality_metric": self.quality_metric,
+            "mlops.task_type": str(self.model_task_type),
+            "mlops.max_quality_drop": str(max_drop),
+            "mlops.concept_drift": str(verdict["concept_drift"]).lower(),
+        })
+
+    def _confidence(self, log_df: Any, reference_frame: Any | None, classifier: bool, reasons: list[str],
+                    model_reasons: list[str]) -> dict[str, Any]:
+        """A classifier's confidence on the window (and its drop from the reference window); too many
+        low-confidence predictions are a model reason."""
+        from mlops_airflow.monitoring.quality_stats import confidence_stats
+
+        threshold = self.low_confidence_threshold
+        confidence = (confidence_stats(log_df[self.proba_column].to_numpy(), threshold)
+                      if classifier else {"mean_confidence": None, "low_confidence_share": None})
+        if reference_frame is not None and classifier:
+            ref_conf = confidence_stats(reference_frame[self.proba_column].to_numpy(), threshold)
+            confidence["reference_mean_confidence"] = ref_conf["mean_confidence"]
+            confidence["confidence_drop"] = ref_conf["mean_confidence"] - confidence["mean_confidence"]
+        share, allowed = confidence["low_confidence_share"], self.max_low_confidence_share
+        if share is not None and allowed is not None and share > allowed:
+            reason = (f"low confidence: {share:.1%} of {len(log_df)} predictions have top-class probability < "
+                      f"{threshold:.2f} (allowed {allowed:.1%})")
+            reasons.append(reason)
+            model_reasons.append(reason)
+        return confidence
+
+    def _outcome(self, joined: Any, classifier: bool, reasons: list[str],
+                 model_reasons: list[str]) -> dict[str, Any] | None:
+        """The link to the business outcome (``outcome_column``); a correlation below the minimum is a model
+        reason. None without an outcome column."""
+        from mlops_airflow.monitoring.quality_stats import outcome_stats
+
+        if not self.outcome_column:
+            return None
+        score = self.proba_column if classifier else self.prediction_column
+        outcome = outcome_stats(
+            joined[score].to_numpy(),
+            joined[self.prediction_column].to_numpy() if classifier else None,
+            joined[self.outcome_column].to_numpy(),
         )
+        corr, minimum = outcome["outcome_correlation"], self.min_outcome_correlation
+        if minimum is not None and (corr is None or corr < minimum):
+            shown = "n/a (constant or too few rows)" if corr is None else f"{corr:.3f}"
+            reason = (f"business outcome: corr({score}, {self.outcome_column}) {shown} < required {minimum:.3f}: "
+                      "predictions no longer track the outcome")
+            reasons.append(reason)
+            model_reasons.append(reason)
+        return outcome
 
     # -- report --------------------------------------------------------------------------------------------------
 

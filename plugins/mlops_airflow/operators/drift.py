@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -14,17 +12,14 @@ from airflow.sdk import BaseOperator
 from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.links.mlflow import EvidenceLink, MlflowRunLink
-from mlops_airflow.monitoring.verdict import (
-    drift_verdict,
-    verdict_from_columns,
-)
 from mlops_airflow.operators._drift_evidently import _EvidentlyDriftMixin, drift_verdict_from_snapshot
+from mlops_airflow.operators._drift_fast import _FastDriftMixin
 from mlops_airflow.operators._drift_inputs import _DriftInputsMixin
 from mlops_airflow.operators._monitoring import (
     _UNSAFE_METRIC_KEY,
+    _Evidence,
     _MonitoringMixin,
     _retrain_outlet,
-    _source,
 )
 
 if TYPE_CHECKING:
@@ -40,7 +35,7 @@ REPORTS = ("engine", "evidently", "none")
 __all__ = ["ENGINES", "REPORTS", "REPORT_FILE", "VERDICT_FILE", "DataDriftOperator", "drift_verdict_from_snapshot"]
 
 
-class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
+class DataDriftOperator(_DriftInputsMixin, _FastDriftMixin, _EvidentlyDriftMixin, _MonitoringMixin, BaseOperator):
     """Compare a new batch with a reference dataset, per column as Evidently 0.7's ``DataDriftPreset`` does, and
     return a verdict.
 
@@ -75,15 +70,18 @@ class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixi
     fails, and a failed task emits no event.
 
     The HTML report goes to ``report_dir/<dag_id>/<run_id>/<task_id>/data_drift.html`` (a mapped task's id gets
-    ``__<map_index>``). With ``log_to_mlflow`` the report and ``drift_verdict.json`` are logged under ``drift/`` of
-    an MLflow run tagged ``mlops.kind=data_drift`` with the dag/run/task ids; a retry of the task reuses that run.
-    Raises ``MonitoringError`` on bad input (missing reference, empty current window, missing columns) and, with
-    ``fail_on_drift``, when the verdict does not pass.
+    ``__<map_index>``), with ``drift_verdict.json`` beside it; ``report_dir`` is a URI (``s3://...``) or a local
+    folder, and ``report_path``/``evidence_uri``/``verdict_uri`` are URIs. Inputs are paths or URIs too: the fast
+    engine reads a local file in place and downloads an object-store input once into the task's temporary folder; no
+    task assumes another task's disk. With ``log_to_mlflow`` the report and ``drift_verdict.json`` are logged under
+    ``drift/`` of an MLflow run tagged ``mlops.kind=data_drift`` with the dag/run/task ids; a retry of the task
+    reuses that run. Raises ``MonitoringError`` on bad input (missing reference, empty current window, missing
+    columns) and, with ``fail_on_drift``, when the verdict does not pass.
 
-    :param reference_path: Parquet file or directory of Parquet files to compare against, e.g. the training set
-        (templated).
-    :param current_path: Parquet file or directory of the new batch (templated).
-    :param report_dir: local folder for the HTML report and the verdict JSON (templated).
+    :param reference_path: Parquet file or directory of Parquet files to compare against, e.g. the training set: a
+        path or a URI (``file://``, ``s3://``; templated).
+    :param current_path: Parquet file or directory of the new batch, a path or a URI (templated).
+    :param report_dir: folder or URI (``s3://...``) for the HTML report and the verdict JSON (templated).
     :param columns: features to compare. None = every column present on both sides except ``exclude_columns``,
         ``label_column`` and ``prediction_columns``, categorical ones included. Columns are typed as Evidently 0.7
         types them (``monitoring.column_types``); a column the fast engine cannot check (free text, a datetime, an
@@ -218,15 +216,17 @@ class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixi
 
     def execute(self, context: Context) -> dict[str, Any]:
         ident = self._identity(context)
-        report_path = self._report_path(str(self.report_dir), ident, REPORT_FILE)
+        with self._evidence(ident, REPORT_FILE, VERDICT_FILE, ARTIFACT_DIR) as files:
+            return self._check(context, ident, files)
+
+    def _check(self, context: Context, ident: dict[str, str], files: _Evidence) -> dict[str, Any]:
         run = self._execute_fast if self.engine == "fast" else self._execute_evidently
-        verdict = run(report_path)
+        verdict = run(files.report_path)
         verdict["engine"] = self.engine
-        verdict["evidence_uri"] = report_path.as_uri()
-        verdict["report_path"] = str(report_path)
+        verdict["evidence_uri"] = verdict["report_path"] = files.report_uri
         verdict["mlflow_run_id"] = None
-        verdict_path = report_path.with_name(VERDICT_FILE)
-        verdict["verdict_uri"] = verdict_path.as_uri()
+        verdict["verdict_uri"] = files.verdict_uri
+        files.put_report()
 
         dataset_drift = any(r.startswith("dataset drift:") for r in verdict["reasons"])
         verdict["retrain_event"] = None
@@ -252,28 +252,17 @@ class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixi
             for col, info in verdict["metrics"]["per_column"].items():
                 if info["score"] is not None:
                     metrics["drift_score." + _UNSAFE_METRIC_KEY.sub("_", col)] = float(info["score"])
-            self._log_run(
-                kind=RUN_KIND,
-                run_name=f"data-drift {ident['dag_id']} {ident['run_id']}",
-                ident=ident,
-                verdict=verdict,
-                report_path=report_path,
-                verdict_path=verdict_path,
-                artifact_dir=ARTIFACT_DIR,
-                metrics=metrics,
-                tags={
-                    "mlops.drift_share_threshold": str(self.drift_share_threshold),
-                    "mlops.stattest": str(self.stattest or "auto"),
-                    "mlops.drift_engine": self.engine,
-                },
-            )
+            self._log_run(RUN_KIND, ident, verdict, files, metrics=metrics, tags={
+                "mlops.drift_share_threshold": str(self.drift_share_threshold),
+                "mlops.stattest": str(self.stattest or "auto"),
+                "mlops.drift_engine": self.engine,
+            })
             # The links people open from the task: the report and the run in the MLflow UI (no network call).
             report_url = self.hook.artifact_url(verdict["evidence_uri"])
             verdict["run_url"] = report_url.split("/artifacts/")[0] if report_url else None
             EvidenceLink.persist(context, report_url)
             MlflowRunLink.persist(context, verdict["run_url"])
-        else:
-            verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
+        files.put_verdict(verdict)
 
         if verdict["retrain_event"] is not None:
             self._emit_retrain(context, verdict["retrain_event"])
@@ -299,128 +288,3 @@ class DataDriftOperator(_DriftInputsMixin, _EvidentlyDriftMixin, _MonitoringMixi
                 drifted_columns=verdict["drifted_columns"],
             )
         return verdict
-
-    # -- engine: fast --------------------------------------------------------------------------------------------
-
-    def _execute_fast(self, report_path: Path) -> dict[str, Any]:
-        from mlops_airflow.monitoring.drift_engine import DriftEngineError, detect_drift
-
-        reference_path, current_path = str(self.reference_path), str(self.current_path)
-        reference = _source(reference_path, "reference", "re-run the training-set step or point reference_path at it")
-        current = _source(
-            current_path, "current", "check that the upstream step landed this interval's batch at current_path"
-        )
-        columns, not_common = self._select_columns(reference.schema, current.schema, reference_path, current_path)
-        self._check_rows(reference.rows, current.rows, reference_path, current_path)
-        self.log.info(
-            "drift inputs (fast engine): reference %s (%d rows), current %s (%d rows), columns %s",
-            reference_path,
-            reference.rows,
-            current_path,
-            current.rows,
-            columns,
-        )
-        try:
-            result = detect_drift(
-                reference,
-                current,
-                columns,
-                stattest=self.stattest,
-                threshold=self.stattest_threshold,
-                **self._overrides(),
-                max_exact_rows=self.max_exact_rows,
-            )
-        except DriftEngineError as err:
-            raise MonitoringError(
-                f"drift check on columns {columns} failed: {err}. Reference {reference_path!r}, current "
-                f"{current_path!r}; fix the producing step's schema or the operator's columns/stattest"
-            ) from err
-        return self._verdict_from_result(
-            result, not_common, report_path, reference_path, current_path, (reference, current)
-        )
-
-    def _verdict_from_result(
-        self,
-        result: Any,
-        not_common: dict[str, str],
-        report_path: Path,
-        reference_label: str,
-        current_label: str,
-        sources: tuple[Any, Any] | None = None,
-    ) -> dict[str, Any]:
-        """The verdict, report and metrics from an engine result (single pass or map-reduce)."""
-        import dataclasses
-
-        reasons: list[str] = []
-        excluded: list[str] = []
-        for col, res in result.columns.items():
-            if res.empty_side is None:
-                continue
-            for role, rows in (("reference", result.reference_rows), ("current window", result.current_rows)):
-                if role.split()[0] in res.empty_side:
-                    reasons.append(
-                        f"feature {col!r} is entirely null in the {role} ({rows} rows): excluded from the "
-                        "drift run; fix the upstream feature pipeline or drop it from columns"
-                    )
-            excluded.append(col)
-        per_column = {col: res.as_verdict_entry() for col, res in result.columns.items() if col not in excluded}
-        unchecked = {**not_common, **result.unchecked}
-        for col, why in unchecked.items():
-            self.log.warning("column %r not checked: %s", col, why)
-        uncertain = result.uncertain_columns
-        for col in uncertain:
-            res = result.columns[col]
-            self.log.warning(
-                "%s: %s score bounded in [%.6g, %.6g], threshold %.6g inside it after %d passes; decided on the "
-                "midpoint. Raise max_exact_rows to compute it exactly",
-                col,
-                res.method,
-                res.score_low,
-                res.score_high,
-                res.threshold,
-                res.passes,
-            )
-
-        if per_column:
-            verdict = verdict_from_columns(per_column, self.drift_share_threshold)
-        else:
-            verdict = drift_verdict({}, [], 0, 0, 0.0, self.drift_share_threshold)
-            reasons.append("no feature left to compare: the drift check could not run")
-        verdict["reasons"] = reasons + verdict["reasons"]
-        verdict["passed"] = bool(verdict["passed"] and not reasons)
-        compared = list(per_column)
-        verdict["unchecked_columns"] = unchecked
-        verdict["metrics"].update(
-            {
-                "unchecked_columns": unchecked,
-                "column_types": result.types,
-                "drift_share_threshold": self.drift_share_threshold,
-            }
-        )
-        sample_rows = {"reference": 0, "current": 0}
-        self._types = dict(result.types)
-        if self.report == "evidently" and sources is not None:
-            sample_rows = self._sampled_report(report_path, sources[0], sources[1], compared, verdict, reasons)
-        else:
-            from mlops_airflow.monitoring.drift_report import render
-
-            shown = dataclasses.replace(result, columns={}) if self.report == "none" else result
-            report_path.write_text(
-                render(shown, verdict, reference=reference_label, current=current_label, title="Data drift"),
-                encoding="utf-8",
-            )
-        verdict["metrics"].update(
-            {
-                "reference_rows": result.reference_rows,
-                "current_rows": result.current_rows,
-                "excluded_columns": excluded,
-                "drift_share_threshold": self.drift_share_threshold,
-                "engine_seconds": round(result.seconds, 3),
-                "approximate_columns": result.approximate_columns,
-                "uncertain_columns": uncertain,
-                "report_sample_rows": sample_rows,
-            }
-        )
-        return verdict
-
-    # -- inputs --------------------------------------------------------------------------------------------------

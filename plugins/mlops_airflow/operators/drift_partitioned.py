@@ -4,8 +4,10 @@ A dataset too large for one task (hundreds of millions of rows) is checked the w
 a small one, with the same verdict (``monitoring.drift_partitions``): each partition is summarised in its own
 mapped task, one task plans the second pass (column types, stattests, edges), each partition is counted in its
 own mapped task, and the last task reduces the counts to the verdict, the report, the MLflow run and the
-retraining event. Summaries, plan and counts are JSON documents under ``work_dir`` (a local folder or any
-fsspec URI: ``s3://...`` when the workers share no disk); XCom carries their URIs only. Memory per task is one
+retraining event. Summaries, plan and counts are JSON documents under ``work_dir`` (a local folder or a URI
+through ``mlops_airflow.storage``: ``s3://...`` when the workers share no disk); XCom carries their URIs only.
+Partitions on an object store are streamed through the same store's filesystem (a map task reads its own row
+groups only). Memory per task is one
 record batch and one column's counters, whatever the row count.
 
 ::
@@ -33,32 +35,24 @@ from airflow.sdk import BaseOperator
 
 from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
+from mlops_airflow.monitoring.drift_options import STATTEST_OPTIONS
 from mlops_airflow.operators._common import safe_part, task_key
 from mlops_airflow.operators.drift import DataDriftOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_PLAN_OPTIONS = (
-    "stattest",
-    "threshold",
-    "cat_stattest",
-    "num_stattest",
-    "per_column_stattest",
-    "cat_threshold",
-    "num_threshold",
-    "per_column_threshold",
-    "column_types",
-    "bins",
-    "max_refinements",
-)
+_PLAN_OPTIONS = (*STATTEST_OPTIONS, "column_types", "bins", "max_refinements")
 
 
 def _doc_uri(work_dir: str, context: Any, task_id: str, name: str) -> str:
+    """``work_dir/<dag_id>/<run_id>/<task key>.<name>.json`` as a URI (a plain path becomes ``file://``)."""
+    from mlops_airflow import storage
+
     dag_id = getattr(context.get("dag"), "dag_id", "dag") if hasattr(context, "get") else "dag"
     run_id = str(context.get("run_id", "run")) if hasattr(context, "get") else "run"
-    base = str(work_dir).rstrip("/")
-    return f"{base}/{safe_part(dag_id)}/{safe_part(run_id)}/{safe_part(task_key(context, task_id))}.{name}.json"
+    return storage.join(str(work_dir), safe_part(dag_id), safe_part(run_id),
+                        f"{safe_part(task_key(context, task_id))}.{name}.json")
 
 
 def _parse_list(value: Any) -> list[Any]:
@@ -96,42 +90,68 @@ class DriftPartitionsOperator(BaseOperator):
             ) from err
         if not parts:
             raise MonitoringError(f"{self.path!r} holds no Parquet rows: nothing to check; check the upstream step")
+        from mlops_airflow import storage
+
+        parts = [{**p, "path": storage.to_uri(p["path"])} for p in parts]  # XCom carries URIs
         log_summary(self.log, "drift-partitions", path=self.path, partitions=len(parts),
                     rows=sum(int(p.get("rows", 0)) for p in parts))
         return parts
 
 
-class DriftSummarizeOperator(BaseOperator):
+class _PartitionTask(BaseOperator):
+    """A map task over one partition of one side: its document saved under ``work_dir``; returns (XCom) its URI."""
+
+    _what = ""
+
+    def __init__(self, *, partition: Any, side: str, work_dir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if side not in ("reference", "current"):
+            raise ValueError(f"side must be 'reference' or 'current', got {side!r}")
+        self.partition, self.side, self.work_dir = partition, side, work_dir
+
+    def _document(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> str:
+        from mlops_airflow.monitoring.drift_engine import DriftEngineError
+        from mlops_airflow.monitoring.drift_partitions import save
+
+        try:
+            doc = self._document()
+        except (DriftEngineError, OSError) as err:
+            raise MonitoringError(
+                f"cannot {self._what} the {self.side} partition {self.partition!r}: {err}; check that the partition "
+                "is readable Parquet, then clear this task"
+            ) from err
+        name = "summary" if self._what == "summarise" else "counts"
+        uri = save(doc, _doc_uri(str(self.work_dir), context, self.task_id, f"{self.side}.{name}"))
+        log_summary(self.log, f"drift-{'summary' if name == 'summary' else 'count'}", side=self.side,
+                    partition=self.partition, doc=uri)
+        return uri
+
+
+class DriftSummarizeOperator(_PartitionTask):
     """Round 1 on one partition: the column summaries, saved under ``work_dir``; returns (XCom) their URI.
 
     :param partition: a partition spec: a Parquet path/URI, a list of them, or ``{"path", "row_groups"}``
-        (templated; usually mapped).
+        (templated; usually mapped). An object-store URI is streamed through ``storage``'s filesystem (only the
+        partition's row groups are read).
     :param side: ``reference`` or ``current``.
-    :param work_dir: folder or fsspec URI for the documents (templated).
+    :param work_dir: folder or URI (``s3://...``) for the documents (templated).
     :param columns: the columns to check; None = every column.
     """
 
     template_fields: Sequence[str] = ("partition", "work_dir", "columns")
+    _what = "summarise"
 
-    def __init__(
-        self, *, partition: Any, side: str, work_dir: str, columns: list[str] | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, columns: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if side not in ("reference", "current"):
-            raise ValueError(f"side must be 'reference' or 'current', got {side!r}")
-        self.partition, self.side, self.work_dir, self.columns = partition, side, work_dir, columns
+        self.columns = columns
 
-    def execute(self, context: Context) -> str:
-        from mlops_airflow.monitoring.drift_engine import DriftEngineError
-        from mlops_airflow.monitoring.drift_partitions import save, summarize
+    def _document(self) -> dict[str, Any]:
+        from mlops_airflow.monitoring.drift_partitions import summarize
 
-        try:
-            doc = summarize(self.partition, self.columns, self.side)
-        except (DriftEngineError, OSError) as err:
-            raise MonitoringError(f"cannot summarise the {self.side} partition {self.partition!r}: {err}") from err
-        uri = save(doc, _doc_uri(str(self.work_dir), context, self.task_id, f"{self.side}.summary"))
-        log_summary(self.log, "drift-summary", side=self.side, partition=self.partition, doc=uri)
-        return uri
+        return summarize(self.partition, self.columns, self.side)
 
 
 class DriftPlanOperator(BaseOperator):
@@ -140,7 +160,7 @@ class DriftPlanOperator(BaseOperator):
 
     :param reference_summaries: URIs from the reference side's summarize tasks (templated / XComArg).
     :param current_summaries: the same for the current side.
-    :param work_dir: folder or fsspec URI for the plan (templated).
+    :param work_dir: folder or URI (``s3://...``) for the plan (templated).
     :param plan_options: ``stattest``, ``threshold``, per-type / per-column stattests and thresholds,
         ``column_types``, ``bins``, ``max_refinements`` (as ``DataDriftOperator`` takes them).
     """
@@ -184,36 +204,27 @@ class DriftPlanOperator(BaseOperator):
         return uri
 
 
-class DriftCountOperator(BaseOperator):
+class DriftCountOperator(_PartitionTask):
     """Round 2 on one partition: the counts the plan asks for; returns (XCom) their URI (nothing is read when the
     plan needs no count).
 
     :param partition: the same spec its summarize task had (templated; usually mapped).
     :param side: ``reference`` or ``current``.
     :param plan: the plan's URI (templated / XComArg).
-    :param work_dir: folder or fsspec URI for the counts (templated).
+    :param work_dir: folder or URI (``s3://...``) for the counts (templated).
     """
 
     template_fields: Sequence[str] = ("partition", "plan", "work_dir")
+    _what = "count"
 
-    def __init__(self, *, partition: Any, side: str, plan: Any, work_dir: str, **kwargs: Any) -> None:
+    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if side not in ("reference", "current"):
-            raise ValueError(f"side must be 'reference' or 'current', got {side!r}")
-        self.partition, self.side, self.plan, self.work_dir = partition, side, plan, work_dir
+        self.plan = plan
 
-    def execute(self, context: Context) -> str:
-        from mlops_airflow.monitoring.drift_engine import DriftEngineError
-        from mlops_airflow.monitoring.drift_partitions import count, load, save
+    def _document(self) -> dict[str, Any]:
+        from mlops_airflow.monitoring.drift_partitions import count, load
 
-        plan_doc = load(str(self.plan))
-        try:
-            doc = count(self.partition, plan_doc, self.side)
-        except (DriftEngineError, OSError) as err:
-            raise MonitoringError(f"cannot count the {self.side} partition {self.partition!r}: {err}") from err
-        uri = save(doc, _doc_uri(str(self.work_dir), context, self.task_id, f"{self.side}.counts"))
-        log_summary(self.log, "drift-count", side=self.side, partition=self.partition, doc=uri)
-        return uri
+        return count(self.partition, load(str(self.plan)), self.side)
 
 
 class DriftVerdictOperator(DataDriftOperator):
@@ -300,7 +311,7 @@ def partitioned_drift_check(
 
     :param reference_partitions: partition specs (a list, or an XComArg such as a ``DriftPartitionsOperator``'s).
     :param current_partitions: the same for the current side.
-    :param work_dir: folder or fsspec URI for the documents (``s3://...`` when workers share no disk).
+    :param work_dir: folder or URI for the documents (``s3://...`` when workers share no disk).
     :param plan_options: stattests, thresholds, ``column_types``, ``bins`` (see ``DriftPlanOperator``).
     :param verdict_kwargs: ``DriftVerdictOperator``'s: ``report_dir``, ``model_name``, ``drift_share_threshold``,
         ``tracking_uri``, ``experiment_name``, ``log_to_mlflow``, ``emit_retrain_event``, ...

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from mlops_airflow._io import write_atomic
+from mlops_airflow import storage
 from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.hooks.dvc_repo import DvcHook
 from mlops_airflow.hooks.feast_store import FeastHook
 from mlops_airflow.operators._common import as_dict
-from mlops_airflow.operators._feast_common import parse_instant
+from mlops_airflow.operators._feast_common import parse_instant, read_version
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,9 +28,10 @@ class FeatureSkewCheckOperator(BaseOperator):
     view at a time. Both must then be the same source row, so any difference is skew: a materialisation bug,
     a stale or partial write, a changed transformation, data rewritten after it was served.
 
-    Entities come from ``entity_df_path`` (Parquet/CSV), else ``dataset_version`` (a DVC version, read at its
-    revision), else the newest rows of each view's offline source in ``[as_of - lookback, as_of)``. Works with
-    any feature repository the connection points at (entity keys and views come from its registry).
+    Entities come from ``entity_df_path`` (Parquet/CSV, a path or a URI), else ``dataset_version`` (a DVC version,
+    read at its revision; or a local version from its path or URI), else the newest rows of each view's offline
+    source in ``[as_of - lookback, as_of)``. Works with any feature repository the connection points at (entity keys
+    and views come from its registry).
 
     Returns the verdict ``{passed, reasons, metrics: {sampled, compared, mismatch_rate: {feature: rate},
     missing_online_rate: {feature: rate}, max_mismatch_rate}, evidence_uri}``; the evidence JSON lists
@@ -40,7 +39,8 @@ class FeatureSkewCheckOperator(BaseOperator):
     ``fail_on_skew`` (default).
 
     :param feature_service: the feature service to check (templated); or ``features`` (``view:feature`` refs).
-    :param report_dir: where ``feature_skew.json`` goes (templated).
+    :param report_dir: folder or URI (``s3://...``) under which ``<dag>/<run>/<task>/feature_skew.json`` goes
+        (templated); ``evidence_uri`` is its URI.
     :param sample_size: entities compared (default 500).
     :param max_mismatch_rate: highest share of mismatching values per feature that still passes (default 0).
     :param max_missing_rate: highest share of sampled entities absent from the online store (default 0).
@@ -86,17 +86,10 @@ class FeatureSkewCheckOperator(BaseOperator):
             raise ValueError("FeatureSkewCheckOperator needs feature_service or features")
         if sample_size < 1:
             raise ValueError(f"sample_size must be >= 1, got {sample_size}")
-        self.feature_service = feature_service
-        self.features = features
-        self.entity_df_path = entity_df_path
-        self.dataset_version = dataset_version
-        self.report_dir = report_dir
-        self.as_of = as_of
-        self.lookback = lookback
-        self.sample_size = sample_size
-        self.seed = seed
-        self.max_mismatch_rate = max_mismatch_rate
-        self.max_missing_rate = max_missing_rate
+        self.feature_service, self.features = feature_service, features
+        self.entity_df_path, self.dataset_version, self.report_dir = entity_df_path, dataset_version, report_dir
+        self.as_of, self.lookback, self.sample_size, self.seed = as_of, lookback, sample_size, seed
+        self.max_mismatch_rate, self.max_missing_rate = max_mismatch_rate, max_missing_rate
         self.tolerance = tolerance
         self.fail_on_skew = fail_on_skew
         self.feast_conn_id = feast_conn_id
@@ -123,16 +116,18 @@ class FeatureSkewCheckOperator(BaseOperator):
         import pandas as pd
 
         if self.entity_df_path:
-            path = Path(self.entity_df_path)
-            frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-            where = str(path)
+            where = str(self.entity_df_path)
+            try:
+                frame = storage.read_table(where)
+            except FileNotFoundError:
+                raise FeatureStoreError(
+                    f"entity rows {where} do not exist; point entity_df_path at a Parquet/CSV file (a path or a URI) "
+                    "of the upstream step, or leave it unset to sample the offline sources",
+                    cause="entity rows missing", evidence_uri=where, next_step="fix entity_df_path",
+                ) from None
         elif self.dataset_version not in (None, ""):
             version = as_dict(self.dataset_version, "dataset_version")
-            with tempfile.TemporaryDirectory(prefix="mlops-skew-") as tmp:
-                local = DvcHook(dvc_conn_id=self.dvc_conn_id).materialize_version(
-                    version["path"], version["rev"], Path(tmp) / "data"
-                )
-                frame = pd.read_parquet(local, columns=keys)
+            frame = read_version(version, self.dvc_conn_id, columns=keys)
             where = f"{version['path']}@{version['rev'][:12]}"
         else:
             from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
@@ -189,7 +184,7 @@ class FeatureSkewCheckOperator(BaseOperator):
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         from mlops_airflow.links.mlflow import EvidenceLink
-        from mlops_airflow.operators._common import run_dir
+        from mlops_airflow.operators._common import run_uri
 
         hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
         store = hook.get_store()
@@ -265,22 +260,20 @@ class FeatureSkewCheckOperator(BaseOperator):
             "missing_online_rate": missing_rate,
             "max_mismatch_rate": max(mismatch_rate.values(), default=0.0),
         }
-        out_dir = run_dir(self.report_dir, context).absolute()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        evidence = out_dir / "feature_skew.json"
+        evidence = storage.join(run_uri(self.report_dir, context), "feature_skew.json")
         verdict = {
             "passed": not reasons,
             "reasons": reasons,
             "metrics": metrics,
-            "evidence_uri": evidence.as_uri(),
+            "evidence_uri": evidence,
             "project": store.project,
             "feature_service": self.feature_service,
         }
         evidence_doc = {**verdict, "examples": examples, "entity_keys": keys}
-        write_atomic(evidence, json.dumps(evidence_doc, indent=2, default=str))
+        storage.write_atomic(evidence, json.dumps(evidence_doc, indent=2, default=str))
         ti = context.get("ti") if hasattr(context, "get") else None
         if ti is not None and hasattr(ti, "xcom_push"):
-            EvidenceLink.persist(context, evidence.as_uri())
+            EvidenceLink.persist(context, evidence)
         for reason in reasons:
             self.log.error("reason: %s", reason)
         log_summary(

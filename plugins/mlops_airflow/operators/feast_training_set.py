@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
@@ -12,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from mlops_airflow._io import copy_atomic, write_atomic
+from mlops_airflow import storage
+from mlops_airflow._io import copy_atomic
 from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import FeatureStoreError
 from mlops_airflow.hooks.dvc_repo import DvcHook
 from mlops_airflow.hooks.feast_store import FeastHook
 from mlops_airflow.operators._common import as_dict
-from mlops_airflow.operators._feast_common import parse_instant
+from mlops_airflow.operators._feast_common import parse_instant, read_version
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -49,14 +49,17 @@ class FeastTrainingSetOperator(BaseOperator):
     Entity rows (``entity_columns`` + ``timestamp_column`` + ``label_column``) are read from the exact
     dataset version (``dvc get`` at its revision, not the working copy; a local version ``rev: local:<md5>`` from
     its folder), joined with
-    ``get_historical_features`` and written, sorted, to a content-addressed Parquet path
-    ``output_dir/<service>/<hash[:16]>.parquet``. A retry writes the same file.
+    ``get_historical_features`` and written, sorted, to a content-addressed Parquet URI
+    ``output_dir/<service>/<hash[:16]>.parquet`` (``output_dir`` a URI, ``s3://...``, or a folder; the file is
+    built in the task's temporary folder and put whole through ``mlops_airflow.storage``). A retry finds it and
+    writes nothing. ``uri`` in the result is that URI.
 
     Returns ``{uri, hash, rows, columns, feature_service, project, definitions_hash, dataset}``.
 
-    :param dataset_version: the upstream DVC version ``{rev, path, md5, ...}`` (templated / XCom).
+    :param dataset_version: the upstream DVC version ``{rev, path, md5, ...}`` (templated / XCom); a local version
+        (``repo`` None, ``rev: local:<md5>``) is read from its ``path``, a folder or a URI.
     :param feature_service: Feast feature service name (templated).
-    :param output_dir: where training sets are written (templated).
+    :param output_dir: folder or URI where training sets are written (templated).
     :param label_column: the label column of the dataset (templated); None = the feature service's ``label`` tag
         (``FeatureService(..., tags={"label": "y"})``); neither is an error naming this parameter.
     :param entity_columns: the entity key columns; None = the join keys of the service's feature views.
@@ -142,25 +145,25 @@ class FeastTrainingSetOperator(BaseOperator):
             )
 
     def entity_rows(self, version: dict[str, Any]) -> Any:
-        import pandas as pd
         import pyarrow as pa
 
         wanted = [*(self.entity_columns or []), self.timestamp_column, self.label_column]
-        with tempfile.TemporaryDirectory(prefix="mlops-entities-") as tmp:
-            if version.get("repo") is None and str(version.get("rev", "")).startswith("local:"):
-                local = Path(version["path"])  # a local dataset folder (no DVC), versioned by md5
-            else:
-                dvc = DvcHook(dvc_conn_id=self.dvc_conn_id)
-                local = dvc.materialize_version(version["path"], version["rev"], Path(tmp) / "data")
-            where = f"{version['path']}@{version['rev'][:12]}"
-            try:
-                df = pd.read_parquet(local)
-            except (OSError, ValueError, pa.ArrowException) as err:
-                raise FeatureStoreError(
-                    f"dataset {where} is not readable Parquet ({type(err).__name__}: {err}). Nothing was written; "
-                    "the version stays in DVC as it is. Run the validation gate before versioning (it quarantines "
-                    "corrupt batches) and version a readable batch"
-                ) from None
+        where = f"{version['path']}@{version['rev'][:12]}"
+        try:
+            df = read_version(version, self.dvc_conn_id)
+        except FileNotFoundError as err:
+            raise FeatureStoreError(
+                f"dataset {where} is not there ({err}). Nothing was written. Check that the right data version "
+                "reached this task (the XCom of the versioning task) and that its folder or URI still exists",
+                cause="dataset version missing", evidence_uri=str(version["path"]),
+                next_step="re-run the versioning task, then this one",
+            ) from None
+        except (OSError, ValueError, pa.ArrowException) as err:
+            raise FeatureStoreError(
+                f"dataset {where} is not readable Parquet ({type(err).__name__}: {err}). Nothing was written; "
+                "the version stays in DVC as it is. Run the validation gate before versioning (it quarantines "
+                "corrupt batches) and version a readable batch"
+            ) from None
         missing = [c for c in wanted if c not in df.columns]
         if missing:
             raise FeatureStoreError(
@@ -252,11 +255,15 @@ class FeastTrainingSetOperator(BaseOperator):
                 "Check that the feature view's source holds data for that period and its ttl"
             )
         digest = frame_hash(df)
-        out = Path(self.output_dir) / self.feature_service / f"{digest[:16]}.parquet"
-        if not out.exists():
-            write_atomic(out, lambda tmp: df.to_parquet(tmp, index=False))
+        out = storage.join(self.output_dir, self.feature_service, f"{digest[:16]}.parquet")
+        if not storage.exists(out):  # content-addressed: a retry finds it and writes nothing
+            storage.write_table(out, df)  # built in this task's temporary folder, then put whole
+        dvc = None
+        if self.track_with_dvc:
+            with storage.local_copy(out) as local:  # the bytes at ``out`` are the ones versioned
+                dvc = self._track(local, digest)
         result = {
-            "uri": str(out),
+            "uri": out,
             "hash": digest,
             "rows": len(df),
             "columns": list(df.columns),
@@ -270,7 +277,7 @@ class FeastTrainingSetOperator(BaseOperator):
             "dataset": {k: version.get(k) for k in ("repo", "rev", "path", "md5")},
             "entity_window": window,
             "null_share": {c: round(float(v), 6) for c, v in null_share.items() if v > 0},
-            "dvc": self._track(out, digest) if self.track_with_dvc else None,
+            "dvc": dvc,
         }
         log_summary(
             self.log, "feast-training-set", service=self.feature_service, rows=len(df), hash=digest[:16],
@@ -280,12 +287,12 @@ class FeastTrainingSetOperator(BaseOperator):
         return result
 
     def _track(self, out: Path, digest: str) -> dict[str, Any]:
-        """Version the training set in the data repository (content-addressed path: a retry adds nothing)."""
+        """Version the local copy ``out`` of the training set in the data repository (content-addressed path: a
+        retry adds nothing)."""
         dvc = DvcHook(dvc_conn_id=self.dvc_conn_id)
-        repo = dvc.ensure_repo()
         rel = f"{self.dvc_output_dir.strip('/')}/{self.feature_service}/{digest[:16]}.parquet"
-        dest = repo / rel
-        with dvc.locked():
+        with dvc.locked():  # a fixed working copy: its lock; per task: this task's clone, removed afterwards
+            dest = dvc.ensure_repo() / rel
             # Same frame hash = same rows and values; keep the bytes already versioned (a newer Parquet writer
             # may encode the same frame differently, which would otherwise make a new version of equal data).
             if not dest.exists():

@@ -17,15 +17,14 @@ from mlops_airflow.monitoring.quality_stats import (
     _quality_drop,
     allowed_drop,
     classification_quality,  # noqa: F401 - importable from here as before
-    confidence_stats,
     floor_reasons,
-    outcome_stats,
     quality_metrics,
 )
 from mlops_airflow.operators._monitoring import _MonitoringMixin, _retrain_outlet
 from mlops_airflow.operators._quality_inputs import (
     DEFAULT_PASSTHROUGH,
     OUTPUT_SUFFIXES,
+    QUALITY_ARTIFACT_DIR,
     QUALITY_REPORT_FILE,
     QUALITY_RUN_KIND,
     QUALITY_VERDICT_FILE,
@@ -98,12 +97,14 @@ class QualityCheckOperator(_QualityTaskMixin, _QualityInputsMixin, _MonitoringMi
 
     Quality numbers are scikit-learn's (what Evidently's ``ClassificationPreset`` shows); the HTML report is that
     preset on the joined window (and the reference window when given). Report and ``quality_verdict.json`` go to
-    ``report_dir/<dag_id>/<run_id>/<task_id>/`` and, with ``log_to_mlflow``, under ``quality/`` of an MLflow run
-    in ``experiment_name`` tagged ``mlops.kind=quality`` and ``mlops.model_name``; a retry reuses the run.
+    ``report_dir/<dag_id>/<run_id>/<task_id>/`` (a URI: ``report_path``, ``evidence_uri`` and ``verdict_uri`` are
+    URIs; inputs are read from paths or URIs through ``mlops_airflow.storage``'s filesystem) and, with
+    ``log_to_mlflow``, under ``quality/`` of an MLflow run in ``experiment_name`` tagged ``mlops.kind=quality`` and
+    ``mlops.model_name``; a retry reuses the run.
 
-    :param inference_log_path: Parquet of the scored window (templated).
-    :param labels_path: Parquet of the delayed labels (templated).
-    :param report_dir: local folder for the report and the verdict (templated).
+    :param inference_log_path: Parquet of the scored window: a path or a URI (``file://``, ``s3://``; templated).
+    :param labels_path: Parquet of the delayed labels, a path or a URI (templated).
+    :param report_dir: folder or URI (``s3://...``) for the report and the verdict (templated).
     :param model_name: the monitored model (templated; a templated value needs ``retrain_asset``).
     :param features: the model's input features (templated). None = read from the model's MLflow metadata
         (``features``, written by the training entrypoint) for the ``model_uri`` values in the log.
@@ -115,7 +116,7 @@ class QualityCheckOperator(_QualityTaskMixin, _QualityInputsMixin, _MonitoringMi
     :param confidence_column: top-class probability in the log; computed from ``proba`` when absent.
     :param passthrough_columns: other log columns that are not features (model id, scoring time, ...); columns
         ending in ``_prediction``/``_proba``/``_confidence`` (shadow models' outputs) are accepted too.
-    :param reference_path: labelled, scored reference window (templated).
+    :param reference_path: labelled, scored reference window, a path or a URI (templated).
     :param reference_quality: reference value(s) of the quality metric(s) (templated; number, dict or JSON).
     :param reference_from_served_version: the reference is the served version's training-run metrics.
     :param quality_metric: the metric whose drop means concept drift (one of the task type's); None =
@@ -303,38 +304,9 @@ class QualityCheckOperator(_QualityTaskMixin, _QualityInputsMixin, _MonitoringMi
         reasons += floors
         model_reasons += floors
 
-        confidence = (confidence_stats(log_df[self.proba_column].to_numpy(), self.low_confidence_threshold)
-                      if classifier else {"mean_confidence": None, "low_confidence_share": None})
-        if reference_frame is not None and classifier:
-            ref_conf = confidence_stats(reference_frame[self.proba_column].to_numpy(), self.low_confidence_threshold)
-            confidence["reference_mean_confidence"] = ref_conf["mean_confidence"]
-            confidence["confidence_drop"] = ref_conf["mean_confidence"] - confidence["mean_confidence"]
+        confidence = self._confidence(log_df, reference_frame, classifier, reasons, model_reasons)
         share = confidence["low_confidence_share"]
-        if share is not None and self.max_low_confidence_share is not None and share > self.max_low_confidence_share:
-            reason = (
-                f"low confidence: {share:.1%} of {len(log_df)} predictions have top-class probability < "
-                f"{self.low_confidence_threshold:.2f} (allowed {self.max_low_confidence_share:.1%})"
-            )
-            reasons.append(reason)
-            model_reasons.append(reason)
-
-        outcome: dict[str, Any] | None = None
-        if self.outcome_column:
-            score = self.proba_column if classifier else self.prediction_column
-            outcome = outcome_stats(
-                joined[score].to_numpy(),
-                joined[self.prediction_column].to_numpy() if classifier else None,
-                joined[self.outcome_column].to_numpy(),
-            )
-            corr = outcome["outcome_correlation"]
-            if self.min_outcome_correlation is not None and (corr is None or corr < self.min_outcome_correlation):
-                shown = "n/a (constant or too few rows)" if corr is None else f"{corr:.3f}"
-                reason = (
-                    f"business outcome: corr({score}, {self.outcome_column}) {shown} < required "
-                    f"{self.min_outcome_correlation:.3f}: predictions no longer track the outcome"
-                )
-                reasons.append(reason)
-                model_reasons.append(reason)
+        outcome = self._outcome(joined, classifier, reasons, model_reasons)
 
         versions = sorted(
             {str(v) for col in ("model_version", "model_uri") if col in log_df.columns for v in log_df[col].dropna()}
@@ -378,32 +350,24 @@ class QualityCheckOperator(_QualityTaskMixin, _QualityInputsMixin, _MonitoringMi
             "engine": "sklearn+evidently",
             "mlflow_run_id": None,
         }
-        report_path = self._report_path(str(self.report_dir), ident, QUALITY_REPORT_FILE)
-        verdict_path = report_path.with_name(QUALITY_VERDICT_FILE)
-        verdict["evidence_uri"] = report_path.as_uri()
-        verdict["verdict_uri"] = verdict_path.as_uri()
-        verdict["report_path"] = str(report_path)
-        self._report(report_path, joined, reference_frame, verdict)
+        with self._evidence(ident, QUALITY_REPORT_FILE, QUALITY_VERDICT_FILE, QUALITY_ARTIFACT_DIR) as files:
+            verdict["evidence_uri"] = verdict["report_path"] = files.report_uri
+            verdict["verdict_uri"] = files.verdict_uri
+            self._report(files.report_path, joined, reference_frame, verdict)
+            files.put_report()
+            verdict["retrain_event"] = None
+            if model_reasons and self.emit_retrain_event and not retired:
+                from mlops_airflow.monitoring.retrain import retrain_event_extra
 
-        verdict["retrain_event"] = None
-        if model_reasons and self.emit_retrain_event and not retired:
-            from mlops_airflow.monitoring.retrain import retrain_event_extra
-
-            verdict["retrain_event"] = retrain_event_extra(
-                kind=QUALITY_RUN_KIND,
-                reason="; ".join(model_reasons),
-                verdict_uri=verdict["verdict_uri"],
-                quality_drop=quality_drop,
-                quality_metric=metric,
-                model_name=self.model_name,
-                source=f"{ident['dag_id']}/{ident['run_id']}/{ident['task_id']}",
-            )
-
-        if self.log_to_mlflow:
-            self._log_quality(ident, verdict, report_path, verdict_path, reference_quality, confidence, outcome,
-                              quality_drop, max_drop)
-        else:
-            verdict_path.write_text(json.dumps(verdict, indent=2, sort_keys=True, default=str))
+                verdict["retrain_event"] = retrain_event_extra(
+                    kind=QUALITY_RUN_KIND, reason="; ".join(model_reasons), verdict_uri=verdict["verdict_uri"],
+                    quality_drop=quality_drop, quality_metric=metric, model_name=self.model_name,
+                    source=f"{ident['dag_id']}/{ident['run_id']}/{ident['task_id']}",
+                )
+            if self.log_to_mlflow:
+                self._log_quality(ident, verdict, files, reference_quality, confidence, outcome, quality_drop,
+                                  max_drop)
+            files.put_verdict(verdict)
 
         if verdict["retrain_event"] is not None:
             self._emit_retrain(context, verdict["retrain_event"])

@@ -260,7 +260,7 @@ def _write(path: Path, data: dict[str, Any], row_group: int) -> None:
     pq.write_table(pa.table(data), path, row_group_size=row_group)
 
 
-def test_parquet_row_group_partitions_through_saved_documents(tmp_path: Path) -> None:
+def test_parquet_row_group_partitions_through_saved_documents(tmp_path: Path, s3_store) -> None:
     """The rounds as Airflow runs them: partition specs from the footers, every document behind a URI."""
     rng = np.random.default_rng(13)
     for day in range(3):
@@ -292,7 +292,7 @@ def test_parquet_row_group_partitions_through_saved_documents(tmp_path: Path) ->
         for i, p in enumerate(ref_parts)
     ]
     cur_s = [
-        save(summarize(p, ["x", "k", "s"], "current", sample_size=100), f"memory://drift/cur-{i}.json.gz")
+        save(summarize(p, ["x", "k", "s"], "current", sample_size=100), f"{s3_store.root}/drift/cur-{i}.json.gz")
         for i, p in enumerate(cur_parts)
     ]
     uri = save(plan(ref_s, cur_s, bins=32), work / "plan-0.json.gz")
@@ -311,6 +311,7 @@ def test_parquet_row_group_partitions_through_saved_documents(tmp_path: Path) ->
         uri = save(refine(uri, ref_c, cur_c), work / f"plan-{rounds}.json")
     part = finish(uri)
     assert rounds >= 1 and not list(work.glob(".*.tmp"))
+    assert s3_store.keys("drift/") == [f"drift/cur-{i}.json.gz" for i in range(len(cur_parts))]
 
     single = detect_drift(tmp_path / "ref", tmp_path / "cur", ["x", "k", "s"])
     _assert_same_verdict(part, single)

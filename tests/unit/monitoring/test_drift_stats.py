@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mlops_airflow.monitoring import verdict
+from mlops_airflow.monitoring.drift_options import resolve_stattest
 from mlops_airflow.monitoring.drift_sources import CATEGORICAL, NUMERICAL
 from mlops_airflow.monitoring.drift_stats import (
     STATTESTS,
@@ -18,7 +19,6 @@ from mlops_airflow.monitoring.drift_stats import (
     _wasserstein_merged,
     _z_test,
     default_stattest,
-    resolve_stattest,
 )
 
 pytestmark = pytest.mark.unit

@@ -104,6 +104,16 @@ def test_gate_verdict_from_every_form(tmp_path: Path):
         assert load_gate_verdict(empty) is None
 
 
+def test_gate_verdict_from_the_object_store(s3_store):
+    from mlops_airflow import storage
+
+    verdict = {"passed": False, "reasons": ["3 expectations failed"]}
+    uri = storage.write_json(f"{s3_store.root}/validation/gate.json", verdict)
+    assert load_gate_verdict(uri) == verdict
+    with pytest.raises(ValueError, match=r"data gate verdict file .*none.json.* does not exist"):
+        load_gate_verdict(f"{s3_store.root}/validation/none.json")
+
+
 def test_gate_verdict_never_guesses(tmp_path: Path):
     with pytest.raises(ValueError, match="data gate verdict must be a JSON object, got list"):
         load_gate_verdict('[{"passed": true}]')

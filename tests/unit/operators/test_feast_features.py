@@ -8,6 +8,7 @@ import shutil
 from datetime import date, timedelta
 
 import pytest
+from mlops_airflow import storage
 from mlops_airflow.exceptions import DatasetVersionError, FeatureStoreError
 from mlops_airflow.operators.dvc_version import DvcVersionDatasetOperator
 from mlops_airflow.operators.feast_features import (
@@ -83,7 +84,7 @@ def test_materialize_then_training_set_is_point_in_time_and_reproducible(feature
 
     import pandas as pd
 
-    df = pd.read_parquet(first["uri"])
+    df = storage.read_table(first["uri"])
     raw = pd.read_parquet(feature_repo["repo"] / "data" / "customer_events")
     merged = df.merge(raw, on=["customer_id", "event_timestamp"], suffixes=("", "_raw"))
     assert (merged["monthly_charges"] == merged["monthly_charges_raw"]).all()  # point-in-time = same event
@@ -100,7 +101,7 @@ def test_training_window_keeps_only_recent_entity_rows_and_is_reproducible(featu
                                   entity_end=window["end"])
     recent = op.execute(context())
     assert recent["rows"] == 200 and recent["entity_window"] == window
-    assert (pd.read_parquet(recent["uri"])["event_timestamp"] >= pd.Timestamp(window["start"])).all()
+    assert (storage.read_table(recent["uri"])["event_timestamp"] >= pd.Timestamp(window["start"])).all()
     # The record keeps the window and the reproduce DAG passes it back: the same rows, the same hash.
     inputs = reproduction_inputs({"features": {"feature_service": "churn_model_v1"}, "training_set": recent,
                                   "dataset": {k: v2[k] for k in ("repo", "rev", "path", "md5")}})
@@ -346,7 +347,7 @@ def test_training_set_is_versioned_in_dvc(feature_repo, tmp_path, context):
     first = op.execute(context())
     tracked = first["dvc"]
     assert tracked["path"] == f"training_sets/churn_model_v1/{first['hash'][:16]}.parquet"
-    assert tracked["md5"] == file_md5(__import__("pathlib").Path(first["uri"])) and tracked["new_commit"]
+    assert tracked["md5"] == file_md5(storage.local_path(first["uri"])) and tracked["new_commit"]
     again = op.execute(context(try_number=2))
     assert again["dvc"]["rev"] == tracked["rev"] and not again["dvc"]["new_commit"]
     remote = __import__("pathlib").Path(json.loads(feature_repo["dvc_conn"])["extra"]["remote_url"])
@@ -394,6 +395,44 @@ def test_skew_check_passes_then_finds_a_corrupted_online_value(feature_repo, tmp
     assert missing["metrics"]["missing_online_rate"]["customer_activity__tenure_months"] == 0.5
     FeastMaterializeOperator(task_id="m", start="2026-11-01T00:00:00+00:00",
                              end="2026-11-03T00:00:00+00:00").execute(context())  # repair for later tests
+
+
+def test_training_set_and_skew_check_on_the_object_store(feature_repo, tmp_path, context, s3_store):
+    """No shared disk: a local dataset version on S3 in, the training set out to S3 (whole, content-addressed, a
+    retry writes nothing) and versioned in DVC from those bytes; the skew check reads entity rows from S3 and
+    writes its evidence there."""
+    import pandas as pd
+    from mlops_airflow.hooks.dvc_repo import DvcHook
+
+    raw = pd.read_parquet(feature_repo["repo"] / "data" / "customer_events" / "2026-11-02.parquet")
+    storage.write_table(f"{s3_store.root}/landing/day-2/batch.parquet", raw)
+    version = {"repo": None, "rev": "local:" + "0" * 32, "path": f"{s3_store.root}/landing/day-2", "md5": None}
+    op = TrainingSet(task_id="ts", dataset_version=version, feature_service="churn_model_v1",
+                     output_dir=f"{s3_store.root}/sets", track_with_dvc=True)
+    first = op.execute(context())
+    assert first["uri"] == f"{s3_store.root}/sets/churn_model_v1/{first['hash'][:16]}.parquet"
+    assert first["rows"] == len(raw) and s3_store.keys("sets/") == [first["uri"].split("/", 3)[3]]
+    assert first["dvc"]["md5"] == storage.md5(first["uri"])
+    assert DvcHook().read_dvc_file(first["dvc"]["path"], first["dvc"]["rev"])["md5"] == first["dvc"]["md5"]
+    again = op.execute(context(try_number=2))
+    assert again["uri"] == first["uri"] and again["dvc"]["rev"] == first["dvc"]["rev"]
+    assert s3_store.keys("sets/") == [first["uri"].split("/", 3)[3]]
+    with pytest.raises(FeatureStoreError, match="is not there"):
+        TrainingSet(task_id="ts", dataset_version={**version, "path": f"{s3_store.root}/landing/none"},
+                    feature_service="churn_model_v1", output_dir=f"{s3_store.root}/sets").execute(context())
+
+    FeastMaterializeOperator(task_id="m", start="2026-11-01T00:00:00+00:00",
+                             end="2026-11-03T00:00:00+00:00").execute(context())
+    storage.write_table(f"{s3_store.root}/entities.parquet", pd.DataFrame({"customer_id": [5, 7, 11]}))
+    verdict = FeatureSkewCheckOperator(
+        task_id="skew", feature_service="churn_model_v1", report_dir=f"{s3_store.root}/reports",
+        entity_df_path=f"{s3_store.root}/entities.parquet", as_of="2026-11-03T00:00:00+00:00",
+    ).execute(context(task_id="skew"))
+    assert verdict["passed"], verdict["reasons"]
+    assert verdict["metrics"]["sampled"] == 3
+    assert verdict["evidence_uri"].startswith(f"{s3_store.root}/reports/") and \
+        verdict["evidence_uri"].endswith("/skew/feature_skew.json")
+    assert storage.read_json(verdict["evidence_uri"])["entity_keys"] == ["customer_id"]
 
 
 def test_reference_dag_materialises_in_bounded_mapped_windows_then_checks_skew():

@@ -17,6 +17,7 @@ from airflow.sdk.execution_time.context import OutletEventAccessors
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.monitoring.retrain import EXTRA_KEYS, retrain_alias_name
 from mlops_airflow.operators.monitoring import DataDriftOperator, drift_verdict_from_snapshot
+from mlops_airflow.storage import local_path
 
 pytestmark = pytest.mark.unit
 
@@ -88,7 +89,7 @@ def test_no_drift_between_days_with_the_same_knobs(tmp_path: Path, data: dict[st
     methods = {col: info["method"] for col, info in metrics["per_column"].items()}
     assert methods == {**dict.fromkeys(FEATURES, "wasserstein"), "support_calls": "jensenshannon"}
     assert verdict["unchecked_columns"] == {}
-    report = Path(verdict["report_path"])
+    report = local_path(verdict["report_path"])
     assert report == tmp_path / "reports/drift_dag/scheduled__2026-11-03T00_00_00_00_00/data_drift/data_drift.html"
     assert report.stat().st_size > 10_000
     assert verdict["evidence_uri"] == report.as_uri()
@@ -163,7 +164,7 @@ def test_fast_engine_reaches_evidently_s_verdict(tmp_path: Path, data: dict[str,
     assert m["approximate_columns"] == {} and m["uncertain_columns"] == []
     # The HTML report is Evidently's, on a bounded random sample, and says so at the top.
     assert m["report_sample_rows"] == {"reference": 1000, "current": 1000}
-    page = Path(fast["report_path"]).read_text()
+    page = local_path(fast["report_path"]).read_text()
     assert "Verdict (fast drift engine, all rows: reference 8,000, current 4,000)" in page
     assert "uniform random sample of 1,000 reference and 1,000 current rows" in page
 
@@ -347,7 +348,7 @@ def test_mlflow_logging_and_retry_reuses_the_run(tmp_path: Path, data: dict[str,
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id, "drift")}
     assert artifacts == {"drift/data_drift.html", "drift/drift_verdict.json"}
     assert retry["evidence_uri"] == f"{logged.info.artifact_uri}/drift/data_drift.html"
-    assert Path(retry["report_path"]).exists()
+    assert local_path(retry["report_path"]).exists()
 
     other = run(run_id="manual__2026-11-04")
     assert other["mlflow_run_id"] != first["mlflow_run_id"]
@@ -364,6 +365,37 @@ def test_mlflow_logging_and_retry_reuses_the_run(tmp_path: Path, data: dict[str,
                                  f"{linked['mlflow_run_id']}")
     assert ctx["ti"].xcom["_link_MlflowRunLink"] == linked["run_url"]
     assert ctx["ti"].xcom["_link_EvidenceLink"] == f"{linked['run_url']}/artifacts/drift/data_drift.html"
+
+
+@pytest.mark.parametrize("engine", ["fast", "evidently"])
+def test_inputs_and_report_on_the_object_store(tmp_path: Path, data: dict[str, Path], s3_store, engine: str) -> None:
+    """Reference (a folder), current window and report_dir on S3: the same verdict as on local files, the report
+    and the verdict JSON written to the bucket, URIs in the result (the fast engine stages each input once into
+    the task's temporary folder; the Evidently engine reads through the store's filesystem)."""
+    from mlops_airflow import storage
+
+    for day in data["reference"].iterdir():
+        storage.put_file(day, f"{s3_store.root}/sets/reference/{day.name}")
+    storage.put_file(data["shifted"], f"{s3_store.root}/batches/current.parquet")
+    kwargs = {"engine": engine, "report": "none" if engine == "fast" else "engine"}
+    remote = DataDriftOperator(
+        task_id="data_drift", reference_path=f"{s3_store.root}/sets/reference",
+        current_path=f"{s3_store.root}/batches/current.parquet", report_dir=f"{s3_store.root}/reports",
+        log_to_mlflow=False, exclude_columns=("customer_id", "event_timestamp"), label_column="churned", **kwargs,
+    ).execute(_context())
+    local = _operator(tmp_path, data["reference"], data["shifted"], **kwargs).execute(_context())
+    for key in ("passed", "drifted_columns", "drift_share", "unchecked_columns"):
+        assert remote[key] == local[key], key
+    base = f"{s3_store.root}/reports/drift_dag/scheduled__2026-11-03T00_00_00_00_00/data_drift"
+    assert remote["report_path"] == remote["evidence_uri"] == f"{base}/data_drift.html"
+    assert remote["verdict_uri"] == f"{base}/drift_verdict.json"
+    prefix = "reports/drift_dag/scheduled__2026-11-03T00_00_00_00_00/data_drift/"
+    assert s3_store.keys("reports/") == [prefix + "data_drift.html", prefix + "drift_verdict.json"]
+    assert storage.read_json(remote["verdict_uri"])["drifted_columns"] == remote["drifted_columns"]
+    with pytest.raises(MonitoringError, match="no longer exists"):
+        DataDriftOperator(task_id="gone", reference_path=f"{s3_store.root}/sets/nothing",
+                          current_path=f"{s3_store.root}/batches/current.parquet",
+                          report_dir=f"{s3_store.root}/reports", log_to_mlflow=False, **kwargs).execute(_context())
 
 
 # -- the task's own weight: no Evidently, no mlflow, every column named -----------------------------------------
@@ -433,5 +465,5 @@ def test_every_column_is_checked_or_named(tmp_path: Path, generator: Any) -> Non
     assert "free text" in unchecked["comment"] and "only in the reference" in unchecked["legacy_score"]
     assert verdict["metrics"]["column_types"]["plan"] == "categorical"
     assert verdict["passed"] is True, verdict["reasons"]
-    page = Path(verdict["report_path"]).read_text()
+    page = local_path(verdict["report_path"]).read_text()
     assert "Not checked" in page and "comment" in page

@@ -21,6 +21,7 @@ from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.monitoring.drift_engine import detect_drift
 from mlops_airflow.monitoring.retrain import retrain_alias_name
 from mlops_airflow.operators.monitoring import QualityCheckOperator, classification_quality
+from mlops_airflow.storage import local_path
 
 pytestmark = pytest.mark.unit
 
@@ -148,7 +149,7 @@ def test_normal_day_passes_with_quality_confidence_and_outcome(
     assert m["outcome"]["outcome_correlation"] > 0.4  # churn risk tracks lost revenue
     assert m["outcome"]["outcome_mean_predicted_positive"] > m["outcome"]["outcome_mean_predicted_negative"]
     assert m["model_versions"] == ["3"]
-    report = Path(verdict["report_path"])
+    report = local_path(verdict["report_path"])
     assert report.name == "quality.html" and report.stat().st_size > 10_000
     assert "concept drift=False" in report.read_text()
     assert (report.parent / "quality_verdict.json").exists()
@@ -180,6 +181,32 @@ def test_concept_drift_lowers_quality_while_features_barely_drift(tmp_path: Path
     m = verdict["metrics"]
     assert m["served_versions"] == {"3": 4000} and m["served_version"] == "3"
     assert m["serving_version"] is None and m["retired"] is False
+
+
+def test_inputs_and_report_on_the_object_store(tmp_path: Path, data: dict[str, Path], s3_store) -> None:
+    """Inference log, labels, reference window and report_dir on S3 (read through the store's filesystem): the
+    verdict of the local files, the report and the verdict JSON in the bucket, URIs in the result and the event."""
+    from mlops_airflow import storage
+
+    for name in ("log", "labels_concept_drift", "reference"):
+        storage.put_file(data[name], f"{s3_store.root}/windows/{name}.parquet")
+    context = _context()
+    op = _operator(tmp_path, data, log=f"{s3_store.root}/windows/log.parquet",
+                   labels=f"{s3_store.root}/windows/labels_concept_drift.parquet",
+                   reference_path=f"{s3_store.root}/windows/reference.parquet")
+    op.report_dir = f"{s3_store.root}/reports"
+    remote = op.execute(context)
+    local = _operator(tmp_path, data, labels=data["labels_concept_drift"]).execute(_context())
+    assert remote["passed"] is local["passed"] is False and remote["concept_drift"] is True
+    assert remote["quality_drop"] == pytest.approx(local["quality_drop"])
+    assert remote["metrics"]["quality"] == local["metrics"]["quality"]
+    base = f"{s3_store.root}/reports/monitor_dag/scheduled__2026-11-10T00_00_00_00_00/quality"
+    assert remote["report_path"] == remote["evidence_uri"] == f"{base}/quality.html"
+    assert storage.read_json(f"{base}/quality_verdict.json")["quality_drop"] == remote["quality_drop"]
+    (event,) = _events(context)
+    assert event.extra["verdict_uri"] == f"{base}/quality_verdict.json"
+    with pytest.raises(MonitoringError, match="does not exist"):
+        _operator(tmp_path, data, labels=f"{s3_store.root}/windows/none.parquet").execute(_context())
 
 
 # -- verdicts about the model that serves -------------------------------------------------------------------------
