@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from airflow.configuration import conf
 from airflow.sdk import DAG, Param, task
+from mlops_airflow._summary import summary_line
 from mlops_airflow.operators.feast_features import FeastTrainingSetOperator
 from mlops_airflow.operators.training import train_model_task
 
@@ -64,18 +65,17 @@ with DAG(
 
         hook = MlflowHook()
         hook.ensure_reachable()
-        client = hook.get_client()
-        record = load_record(hook, client, params["model_name"], params["version"])
+        record = load_record(hook, params["model_name"], params["version"])
         inputs = reproduction_inputs(record)
-        run = client.get_run(inputs["mlflow_run_id"])
+        run = hook.get_run(inputs["mlflow_run_id"])
         inputs["original_metrics"] = {k: v for k, v in run.data.metrics.items() if k.startswith("val_")}
         inputs["feast_conn_id"] = params.get("feast_conn_id") or inputs.get("feast_conn_id") or "feast_default"
         inputs["feast_repo"] = inputs.get("feast_repo") or ""
         dataset = inputs["dataset_version"]
-        print(f"SUMMARY reproduce-read model={params['model_name']} version={params['version']} "
-              f"dataset={dataset['path']}@{str(dataset['rev'])[:12]} service={inputs['feature_service']} "
-              f"feast={inputs['feast_conn_id']}{' ' + inputs['feast_repo'] if inputs['feast_repo'] else ''} "
-              f"expected_hash={inputs['expected_hash'][:16]}")
+        feast = inputs["feast_conn_id"] + (f" {inputs['feast_repo']}" if inputs["feast_repo"] else "")
+        print(summary_line("reproduce-read", model=params["model_name"], version=params["version"],
+                           dataset=f"{dataset['path']}@{str(dataset['rev'])[:12]}", service=inputs["feature_service"],
+                           feast=feast, expected_hash=inputs["expected_hash"][:16]))
         return inputs
 
     inputs = read_record()
@@ -98,8 +98,8 @@ with DAG(
         from mlops_airflow.record import verify_rebuild
 
         result = verify_rebuild(inputs, rebuilt)
-        print(f"SUMMARY reproduce-check match={result['match']} hash={result['rebuilt_hash'][:16]} "
-              f"rows={result['rebuilt_rows']} dataset={result['dataset']}")
+        print(summary_line("reproduce-check", match=result["match"], hash=result["rebuilt_hash"][:16],
+                           rows=result["rebuilt_rows"], dataset=result["dataset"]))
         return result
 
     checked = check_hash(inputs, rebuild.output)
@@ -112,8 +112,8 @@ with DAG(
         from mlops_airflow.record import verify_code
 
         code = verify_code(inputs)
-        print(f"SUMMARY reproduce-code entrypoint={code['entrypoint']} sha256={str(code['sha256'])[:12]} "
-              f"match={code['match']}")
+        print(summary_line("reproduce-code", entrypoint=code["entrypoint"], sha256=str(code["sha256"])[:12],
+                           match=code["match"]))
         return True
 
     retrain = train_model_task(
@@ -136,8 +136,9 @@ with DAG(
         diffs = metric_differences(inputs["original_metrics"], retrained["metrics"])
         worst = max((abs(d["diff"]) for d in diffs.values()), default=0.0)
         same_code = retrained.get("entrypoint_sha256") == inputs.get("entrypoint_sha256")
-        print(f"SUMMARY reproduce-retrain original_run={inputs['mlflow_run_id']} retrained_run={retrained['run_id']} "
-              f"max_abs_diff={worst:.6f} same_code={same_code} diffs={diffs}")
+        print(summary_line("reproduce-retrain", original_run=inputs["mlflow_run_id"],
+                           retrained_run=retrained["run_id"], max_abs_diff=f"{worst:.6f}", same_code=same_code,
+                           diffs=diffs))
         return {"differences": diffs, "max_abs_diff": worst, "retrained_run_id": retrained["run_id"],
                 "same_code": same_code, "entrypoint": retrained.get("entrypoint"),
                 "entrypoint_sha256": retrained.get("entrypoint_sha256")}

@@ -183,6 +183,7 @@ def get_provider_info() -> dict[str, Any]:
             "mlops_airflow.links.mlflow.MlflowRunLink",
             "mlops_airflow.links.mlflow.MlflowModelVersionLink",
             "mlops_airflow.links.mlflow.EvidenceLink",
+            "mlops_airflow.links.registry.LedgerEntryLink",
         ],
         "plugins": [{"name": "mlops", "plugin-class": "mlops_airflow.ui.plugin.MLOpsPlugin"}],
         "config": {

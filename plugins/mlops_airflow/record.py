@@ -167,16 +167,21 @@ def trigger_section(decision: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_record(hook: Any, client: Any, model_name: str, version: str | int) -> dict[str, Any]:
+def load_record(hook: Any, *args: Any) -> dict[str, Any]:
     """The record of a registered version: its ``reproducibility/record.json``, integrity-checked.
 
-    Raises ``RegistryError`` naming the version and the next step when the version, its run or its
-    record is missing, or when the record was altered after it was written.
+    Called ``load_record(hook, model_name, version)``; the former ``load_record(hook, client, model_name,
+    version)`` still works for one release (the client is not used: the hook makes every call).
+
+    :param hook: the ``MlflowHook``.
+    :raises RegistryError: naming the version and the next step when the version, its run or its record is
+        missing, or when the record was altered after it was written.
     """
     from mlflow.exceptions import MlflowException
 
+    model_name, version = args[-2], args[-1]
     try:
-        mv = client.get_model_version(model_name, str(version))
+        mv = hook.get_model_version(model_name, str(version))
     except MlflowException as err:
         raise RegistryError(
             f"{model_name} version {version} does not exist in the registry ({err.error_code}); check the "
@@ -188,7 +193,7 @@ def load_record(hook: Any, client: Any, model_name: str, version: str | int) -> 
             "so it has no reproducibility record"
         )
     try:
-        record = hook.load_json_artifact(client, mv.run_id, RECORD_ARTIFACT)
+        record = hook.read_json_artifact(mv.run_id, RECORD_ARTIFACT)
     except (MlflowException, OSError) as err:
         raise RegistryError(
             f"{model_name} version {version}: run {mv.run_id} has no {RECORD_ARTIFACT} ({type(err).__name__}); "

@@ -13,20 +13,18 @@ them into ``os.environ`` of the (shared) worker process.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
 from mlops_airflow.exceptions import RegistryError
+from mlops_airflow.hooks._mlflow_models import MlflowModelsMixin
 from mlops_airflow.hooks._mlflow_runs import MlflowRunsMixin
 from mlops_airflow.hooks._mlflow_settings import MlflowSettings
 
@@ -56,7 +54,7 @@ def route_mlflow_logging() -> None:
 route_mlflow_logging()  # every operator that talks to MLflow imports this module before it imports mlflow
 
 
-class MlflowHook(MlflowRunsMixin, BaseHook):
+class MlflowHook(MlflowModelsMixin, MlflowRunsMixin, BaseHook):
     """Talks to an MLflow tracking server and model registry.
 
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
@@ -75,6 +73,16 @@ class MlflowHook(MlflowRunsMixin, BaseHook):
 
     def __repr__(self) -> str:
         return f"MlflowHook(mlflow_conn_id={self.mlflow_conn_id!r})"
+
+    @classmethod
+    def for_client(cls, client: MlflowClient) -> MlflowHook:
+        """A hook whose calls go through ``client`` (an ``MlflowClient`` built elsewhere: a test, an older caller).
+
+        :param client: the client; its tracking URI becomes the hook's.
+        """
+        hook = cls(tracking_uri=str(getattr(client, "tracking_uri", "") or "") or None)
+        hook.__dict__["client"] = client  # the cached ``client`` property
+        return hook
 
     @cached_property
     def settings(self) -> MlflowSettings:
@@ -176,41 +184,57 @@ class MlflowHook(MlflowRunsMixin, BaseHook):
             "that the MLflow server is up and the connection's tracking URI"
         )
 
-    # Artifacts (small JSON: records, evidence), through the client so credentials apply.
-    def log_json_artifact(self, client: MlflowClient, run_id: str, payload: Any, artifact_file: str) -> str:
-        """Write ``payload`` as JSON to ``runs:/<run_id>/<artifact_file>`` (overwrites: idempotent)."""
-        directory, _, name = artifact_file.rpartition("/")
-        with tempfile.TemporaryDirectory(prefix="mlops-artifact-") as tmp:
-            path = Path(tmp) / name
-            path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-            client.log_artifact(run_id, str(path), artifact_path=directory or None)
-        return f"runs:/{run_id}/{artifact_file}"
+    # Artifacts (small JSON: records, evidence): write_json_artifact / read_json_artifact (MlflowModelsMixin).
+    def log_json_artifact(self, client: MlflowClient | None, run_id: str, payload: Any, artifact_file: str) -> str:
+        """Write ``payload`` as JSON to ``runs:/<run_id>/<artifact_file>`` (kept for one release: the pack calls
+        :meth:`write_json_artifact`; ``client`` None = this hook's).
 
-    def load_json_artifact(self, client: MlflowClient, run_id: str, artifact_file: str) -> Any:
-        with tempfile.TemporaryDirectory(prefix="mlops-artifact-") as tmp:
-            local = client.download_artifacts(run_id, artifact_file, tmp)
-            return json.loads(Path(local).read_text())
+        :param client: a client of this connection, or None.
+        :param run_id: the run.
+        :param payload: JSON-ready data.
+        :param artifact_file: the file in the run's artifacts.
+        """
+        return (self if client is None else MlflowHook.for_client(client)).write_json_artifact(
+            run_id, payload, artifact_file)
+
+    def load_json_artifact(self, client: MlflowClient | None, run_id: str, artifact_file: str) -> Any:
+        """The JSON artifact ``artifact_file`` of ``run_id`` (kept for one release: see :meth:`read_json_artifact`).
+
+        :param client: a client of this connection, or None.
+        :param run_id: the run.
+        :param artifact_file: the file in the run's artifacts.
+        """
+        return (self if client is None else MlflowHook.for_client(client)).read_json_artifact(run_id, artifact_file)
 
     def latest_run(self, experiment_name: str, filter_string: str, client: MlflowClient | None = None) -> Any | None:
-        """The newest run of ``experiment_name`` matching ``filter_string`` (None: no such experiment or run)."""
-        client = client or self.get_client()
-        experiment = client.get_experiment_by_name(experiment_name)
+        """The newest run of ``experiment_name`` matching ``filter_string`` (None: no such experiment or run).
+
+        :param experiment_name: the experiment searched.
+        :param filter_string: an MLflow search filter.
+        :param client: kept for one release; None = this hook's client.
+        """
+        hook = self if client is None else MlflowHook.for_client(client)
+        experiment = hook.get_experiment_by_name(experiment_name)
         if experiment is None:
             return None
-        runs = client.search_runs([experiment.experiment_id], filter_string=filter_string,
-                                  order_by=["attributes.start_time DESC"], max_results=1)
+        runs = hook.search_runs_where([experiment.experiment_id], filter_string, max_results=1)
         return runs[0] if runs else None
 
     # Links people open from the Airflow UI.
     def artifact_url(self, uri: str | None, client: MlflowClient | None = None,
-                     run_url: str | None = None) -> str | None:
+                     run_url: str | None = None, *, lookup: bool = False) -> str | None:
         """A link a browser opens for an artifact URI (None when there is none).
 
         ``runs:/<run>/<path>`` and ``mlflow-artifacts:/<experiment>/<run>/artifacts/<path>`` (what the tracking
         server's proxied store returns) become the artifact's page in the MLflow UI; http(s) stays as is. Raw
         artifact URIs are what ``mlflow`` reads, not what a person can open. A ``runs:/`` URI needs the run's
-        experiment: from ``run_url`` (that run's page) when given, else one ``get_run`` through ``client``; with
-        neither, None (no network call is made without a client).
+        experiment: from ``run_url`` (that run's page) when given, else one ``get_run`` (through ``client``, or this
+        hook with ``lookup``); with neither, None (no network call is made unless asked).
+
+        :param uri: the artifact URI.
+        :param client: kept for one release: a client for the ``get_run``.
+        :param run_url: the run's page, when known.
+        :param lookup: make the ``get_run`` through this hook when needed.
         """
         from urllib.parse import quote
 
@@ -228,9 +252,9 @@ class MlflowHook(MlflowRunsMixin, BaseHook):
             run_id, _, path = uri.removeprefix("runs:/").partition("/")
             if run_url and run_url.rstrip("/").endswith(f"/runs/{run_id}"):
                 return f"{run_url.rstrip('/')}/artifacts/{quote(path)}".rstrip("/")
-            if client is None:
+            if client is None and not lookup:
                 return None
-            run = client.get_run(run_id)
+            run = (self if client is None else MlflowHook.for_client(client)).get_run(run_id)
             return f"{self.run_url(run.info.experiment_id, run_id)}/artifacts/{quote(path)}".rstrip("/")
         return None
 
@@ -273,7 +297,7 @@ class MlflowHook(MlflowRunsMixin, BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         try:
-            self.get_client().search_experiments(max_results=1)
+            self.client.search_experiments(max_results=1)
         except Exception as err:  # noqa: BLE001 - the UI wants the message, not a traceback
             return False, f"MLflow at {self.settings.tracking_uri} is not reachable: {err}"
         return True, f"MLflow at {self.settings.tracking_uri} answered"

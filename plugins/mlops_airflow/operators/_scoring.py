@@ -12,7 +12,8 @@ Same rules as ``LocalTrainingOperator.run_subprocess``: the MLflow credentials g
 only (never ``os.environ`` of the worker), and the child's output is streamed to the task log.
 
 Registered versions are immutable, so the predictions of (model version, input file content) are
-cached under ``output_dir``: a retry, or a second evaluation on the same holdout, reuses them.
+cached under ``output_dir`` (a URI: :mod:`mlops_airflow.storage`): a retry, or a second evaluation on the same
+holdout, on any worker, reuses them.
 """
 
 from __future__ import annotations
@@ -48,9 +49,13 @@ def training_python(explicit: str | None = None) -> str:
     return python
 
 
-def model_run_id(client: Any, model_uri: str) -> str | None:
+def model_run_id(hook: MlflowHook, model_uri: str) -> str | None:
     """The MLflow run that logged ``model_uri`` (``models:/<name>/<version>``, ``models:/<name>@<alias>``,
-    ``models:/<model_id>``, ``runs:/<run_id>/...``); None for another form (a local path)."""
+    ``models:/<model_id>``, ``runs:/<run_id>/...``); None for another form (a local path).
+
+    :param hook: the ``MlflowHook`` (an ``MlflowClient`` still works, for one release).
+    :param model_uri: the model.
+    """
     if model_uri.startswith("runs:/"):
         return model_uri.removeprefix("runs:/").split("/", 1)[0] or None
     if not model_uri.startswith("models:/"):
@@ -58,11 +63,11 @@ def model_run_id(client: Any, model_uri: str) -> str | None:
     ref = model_uri.removeprefix("models:/").strip("/")
     if "@" in ref:
         name, alias = ref.rsplit("@", 1)
-        return client.get_model_version_by_alias(name, alias).run_id
+        return hook.get_model_version_by_alias(name, alias).run_id
     if "/" in ref:
         name, version = ref.rsplit("/", 1)
-        return client.get_model_version(name, version).run_id
-    return client.get_logged_model(ref).source_run_id
+        return hook.get_model_version(name, version).run_id
+    return hook.get_logged_model(ref).source_run_id
 
 
 def scoring_python(hook: MlflowHook, model_uri: str, log: logging.Logger, explicit: str | None = None) -> str:
@@ -84,9 +89,8 @@ def scoring_python(hook: MlflowHook, model_uri: str, log: logging.Logger, explic
 
     configured = mlops_conf("training_python") or os.environ.get("MLOPS_TRAINING_PYTHON") or None
     try:
-        client = hook.get_client()
-        run_id = model_run_id(client, model_uri)
-        tags = client.get_run(run_id).data.tags if run_id else {}
+        run_id = model_run_id(hook, model_uri)
+        tags = hook.get_run(run_id).data.tags if run_id else {}
     except Exception as err:  # noqa: BLE001 - the scorer reports a missing model itself, with its next step
         log.warning("Scoring %s: its training run cannot be read (%s: %s); using [mlops] training_python",
                     model_uri, type(err).__name__, str(err)[:200])
@@ -156,29 +160,55 @@ def score_parquet(
     task_type: str | None = None,
     features: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Score ``model_uri`` on ``input_path``; returns the scorer's result (output path, rows, task_type, ...).
+    """Score ``model_uri`` on ``input_path``; returns the scorer's result (``output`` URI, rows, task_type, ...).
 
-    ``cache_key`` names the immutable model (e.g. ``<model>-v3``); with the input's sha256 it
-    names the output file, so the same model on the same bytes is scored once.
+    ``input_path`` and ``output_dir`` are URIs (``s3://...``, ``file://...``) or local paths, read and written
+    through :mod:`mlops_airflow.storage`: the input is staged into a task-local folder, the scorer writes there, and
+    the scores (``<output_dir>/<cache_key>/<sha16>.parquet``) and the result (``.json``, written last: the marker of
+    a complete entry) are put under ``output_dir``. ``cache_key`` names the immutable model (e.g. ``<model>-v3``);
+    with the input's sha256 it names the output, so the same model on the same bytes is scored once, whichever
+    worker asks.
 
     :param python: the scoring interpreter; None = ``scoring_python`` (the model's training environment).
     :param task_type: overrides the model metadata's task type (``--task-type``).
     :param features: overrides the model metadata's feature list (``--features``).
-    :raises RegistryError: with the scorer's ``SCORING FAILED`` line (cause and next step) on failure.
+    :raises RegistryError: with the scorer's ``SCORING FAILED`` line (cause and next step) on failure, or when the
+        input does not exist.
     """
-    if not Path(input_path).is_file():
-        raise RegistryError(f"holdout/input file {input_path} not found; check the upstream task that writes it")
-    out_dir = Path(output_dir) / safe_part(cache_key)
-    stem = file_sha256(input_path)[:16] + (f"-{safe_part(task_type)}" if task_type else "")
-    output, result_path = out_dir / f"{stem}.parquet", out_dir / f"{stem}.json"
-    if output.is_file() and result_path.is_file():
-        result = json.loads(result_path.read_text())
-        if result.get("status") == "OK":
-            log.info("Scoring %s on %s: reusing %s (same model version, same input bytes)", model_uri, input_path,
-                     output)
-            return result
-    command = scoring_command(scoring_python(hook, model_uri, log, python), entrypoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    from mlops_airflow import storage
+
+    if not storage.exists(input_path):
+        raise RegistryError(f"holdout/input file {storage.to_uri(input_path)} not found; check the upstream task "
+                            "that writes it")
+    with storage.local_copy(input_path) as local_input:
+        sha = file_sha256(local_input)
+        out_dir = storage.join(storage.to_uri(output_dir), safe_part(cache_key))
+        stem = sha[:16] + (f"-{safe_part(task_type)}" if task_type else "")
+        output, result_uri = storage.join(out_dir, f"{stem}.parquet"), storage.join(out_dir, f"{stem}.json")
+        if storage.exists(result_uri) and storage.exists(output):
+            result = storage.read_json(result_uri)
+            if result.get("status") == "OK":
+                log.info("Scoring %s on %s: reusing %s (same model version, same input bytes)", model_uri,
+                         input_path, output)
+                return {**result, "output": output, "input_sha256": sha}
+        command = scoring_command(scoring_python(hook, model_uri, log, python), entrypoint)
+        with tempfile.TemporaryDirectory(prefix="mlops-score-") as tmp:
+            local_output, local_result = Path(tmp) / f"{stem}.parquet", Path(tmp) / f"{stem}.json"
+            _run_scorer(hook, command, model_uri, local_input, local_output, local_result, log, timeout_s,
+                        task_type, features, shown_input=str(input_path))
+            result = json.loads(local_result.read_text())
+            storage.put_file(local_output, output)
+            result.update(output=output, input=storage.to_uri(input_path), input_sha256=sha)
+            storage.write_json(result_uri, result)  # last: its presence marks a complete cache entry
+    return result
+
+
+def _run_scorer(hook: MlflowHook, command: list[str], model_uri: str, local_input: Path, output: Path,
+                result_path: Path, log: logging.Logger, timeout_s: float, task_type: str | None,
+                features: list[str] | None, *, shown_input: str) -> None:
+    """Run the scorer subprocess on local files (the credentials in the child's environment only)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -188,17 +218,17 @@ def score_parquet(
         "PYTHONPATH": str(package_parent()),
         **hook.job_env(),  # credentials: the child's environment only
     }
-    argv = [*command, "--model-uri", model_uri, "--input", str(input_path), "--output", str(output),
+    argv = [*command, "--model-uri", model_uri, "--input", str(local_input), "--output", str(output),
             "--result", str(result_path)]
     argv += ["--task-type", task_type] if task_type else []
     argv += ["--features", ",".join(features)] if features else []
-    log.info("Scoring %s on %s with %s", model_uri, input_path, " ".join(command))
+    log.info("Scoring %s on %s with %s", model_uri, shown_input, " ".join(command))
     try:
         proc = subprocess.run(  # noqa: S603 - interpreter and script come from configuration
             argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
         )
     except subprocess.TimeoutExpired:
-        raise RegistryError(f"scoring {model_uri} on {input_path} took over {timeout_s:.0f}s; check the "
+        raise RegistryError(f"scoring {model_uri} on {shown_input} took over {timeout_s:.0f}s; check the "
                             "training environment and the input size") from None
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     for line in lines[-40:]:
@@ -212,4 +242,3 @@ def score_parquet(
             "(python= / [mlops] training_python: mlflow and the model's framework) and that the input has the "
             "model's feature columns"
         )
-    return json.loads(result_path.read_text())

@@ -115,9 +115,8 @@ class _GateInputs:
                     links[name] = url
             # One fast health check, then the lookups that need the server.
             hook.ensure_reachable(attempts=1, timeout_s=3)
-            client = hook.get_client()
             for name, (uri, _) in evidence.items():
-                if name not in links and (url := hook.artifact_url(uri, client)):
+                if name not in links and (url := hook.artifact_url(uri, lookup=True)):
                     links[name] = url
             if champ and "'" not in self.model_name:
                 here = context["dag"].dag_id if context and context.get("dag") else None
@@ -125,7 +124,6 @@ class _GateInputs:
                 run = hook.latest_run(
                     mlops_conf("monitoring_experiment", "mlops-monitoring") or "mlops-monitoring",
                     f"tags.`mlops.kind` = 'data_drift' and tags.`mlops.model_name` = '{self.model_name}'{clause}",
-                    client,
                 )
                 if run is not None:
                     from datetime import UTC, datetime
@@ -142,13 +140,26 @@ class _GateInputs:
         return links, serving
 
 
-def skip_if_failed(verdict: dict[str, Any], model_name: str, version: str) -> None:
+def skip_if_failed(verdict: dict[str, Any], model_name: str, version: str, log: Any = None,
+                   kind: str = "approval") -> None:
+    """Skip the task (``AirflowSkipException``: the run shows a skipped gate, not a green no-op) when the evaluation
+    refused the challenger, after a ``SUMMARY <kind> ... decision=skipped outcome=refused reason=...`` line.
+
+    :param verdict: the evaluation verdict (``passed``, ``reasons``, ``outcome``).
+    :param log: the task's logger (None: no summary line).
+    :param kind: the summary's kind (``approval``, ``promote``).
+    """
     if not verdict.get("passed"):
         from airflow.sdk.exceptions import AirflowSkipException
 
+        reason = "; ".join(verdict.get("reasons") or [])
+        if log is not None:
+            log_summary(log, kind, model=model_name, version=version, decision="skipped",
+                        outcome=verdict.get("outcome") or "refused", reason=repr(reason),
+                        evidence=verdict.get("evidence_uri"))
         raise AirflowSkipException(
-            f"{model_name} v{version} did not pass evaluation ({'; '.join(verdict.get('reasons') or [])}): "
-            "no approval is requested and nothing is promoted"
+            f"{model_name} v{version} did not pass evaluation ({reason}): no approval is requested and nothing is "
+            "promoted"
         )
 
 
@@ -192,7 +203,7 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
 
     def execute(self, context: Context) -> Any:
         version, verdict, self.subject, self.body, warnings = self.evidence(context)
-        skip_if_failed(verdict, self.model_name, version)
+        skip_if_failed(verdict, self.model_name, version, self.log)
         for warning in warnings:
             self.log.warning("Degenerate evaluation evidence (shown to the approver): %s", warning)
         log_summary(
@@ -252,7 +263,7 @@ class AutoApproveOperator(_GateInputs, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         version, verdict, subject, body, warnings = self.evidence(context)
-        skip_if_failed(verdict, self.model_name, version)
+        skip_if_failed(verdict, self.model_name, version, self.log)
         for line in body.splitlines():
             self.log.info("[evidence] %s", line)
         if warnings:
@@ -296,12 +307,11 @@ def record_rejection(operator: _GateInputs, context: Context, *, version: str, b
     ident = run_identity(context)
     hook = MlflowHook(mlflow_conn_id=operator.mlflow_conn_id)
     hook.ensure_reachable()  # a clear error now, not minutes of client retries; the retry records it
-    client = hook.get_client()
-    with PromotionLock(client, operator.model_name, lock_owner(ident), log=operator.log):
+    with PromotionLock(hook, operator.model_name, lock_owner(ident), log=operator.log):
         # A move a killed holder left half-done is finished (or dropped) first: the ledger keeps the real order.
-        recover_pending(client, operator.model_name, registered_model(client, operator.model_name), ident,
+        recover_pending(hook, operator.model_name, registered_model(hook, operator.model_name), ident,
                         operator.log)
-        tags = dict(registered_model(client, operator.model_name).tags or {})
+        tags = dict(registered_model(hook, operator.model_name).tags or {})
         ledger = ledger_from_tags(tags)
         for entry in ledger:
             airflow = entry.get("airflow") or {}
@@ -309,7 +319,7 @@ def record_rejection(operator: _GateInputs, context: Context, *, version: str, b
                                                          for k in ("dag_id", "run_id", "task_id")):
                 operator.log.info("Rejection already in the ledger (seq %s): nothing written", entry.get("seq"))
                 return entry
-        entry = append_entry(client, operator.model_name, ledger_head(tags, ledger), {
+        entry = append_entry(hook, operator.model_name, ledger_head(tags, ledger), {
             "id": uuid.uuid4().hex[:12], "model": operator.model_name, "alias": operator.alias,
             "version": str(version), "previous_version": None, "action": "rejected",
             "at": at.isoformat() if hasattr(at, "isoformat") else (str(at) if at else now_iso()),
@@ -379,16 +389,7 @@ def approval_of(value: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "APPROVE",
-    "REJECT",
-    "AutoApproveOperator",
-    "ModelApprovalOperator",
-    "approval_gate",
-    "approval_markdown",
-    "approval_of",
-    "approval_policy",
-    "configured_approvers",
-    "degenerate_holdout",
-    "record_rejection",
+    "APPROVE", "REJECT", "AutoApproveOperator", "ModelApprovalOperator", "approval_gate", "approval_markdown",
+    "approval_of", "approval_policy", "configured_approvers", "degenerate_holdout", "record_rejection",
     "skip_if_failed",
 ]

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.assets import model_asset_uri
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
 from mlops_airflow.links.mlflow import EvidenceLink, MlflowModelVersionLink
+from mlops_airflow.links.registry import LedgerEntryLink, ledger_entry_url, persist_promotion_links
 from mlops_airflow.operators._common import as_dict, run_identity
 
 # Re-exported for one release (noqa: F401): names this module defined before the registry/ and approval
@@ -83,7 +85,7 @@ class PromoteModelOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("model_name", "version", "approval", "verdict", "alias")
-    operator_extra_links = (MlflowModelVersionLink(), EvidenceLink())
+    operator_extra_links = (MlflowModelVersionLink(), EvidenceLink(), LedgerEntryLink())
     ui_color = "#0194e2"
     action = "promote"
 
@@ -101,7 +103,7 @@ class PromoteModelOperator(BaseOperator):
     def hook(self) -> MlflowHook:
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
-    def target_version(self, client: Any, verdict: dict[str, Any] | None) -> str:
+    def target_version(self, verdict: dict[str, Any] | None) -> str:
         value = self.version
         if isinstance(value, str) and value.strip().startswith("{"):
             value = as_dict(value, "version")
@@ -119,28 +121,26 @@ class PromoteModelOperator(BaseOperator):
 
     def _move(self, context: Context) -> dict[str, Any]:
         verdict = as_dict(self.verdict, "verdict") if self.verdict else None
-        client = self.hook.get_client()
-        version = self.target_version(client, verdict)
+        version = self.target_version(verdict)
         if verdict is not None:
-            skip_if_failed(verdict, self.model_name, version)
+            skip_if_failed(verdict, self.model_name, version, self.log, self.action)
         approval = approval_of(self.approval)
-        mv = check_version_usable(self.hook, client, self.model_name, version)
+        mv = check_version_usable(self.hook, self.model_name, version)
         entry, changed = move_alias(
-            client, model_name=self.model_name, alias=self.alias, version=version, approval=approval,
+            self.hook, model_name=self.model_name, alias=self.alias, version=version, approval=approval,
             context=context, evidence_uri=(verdict or {}).get("evidence_uri"), verdict=verdict, action=self.action,
             clear_aliases=self.clear_aliases, lock_timeout_s=self.lock_timeout_s, log=self.log,
         )
         emit_model_event(self, context, self.model_name, event_extra(entry, changed))
         url = self.hook.model_version_url(self.model_name, version)
-        MlflowModelVersionLink.persist(context, url)
-        EvidenceLink.persist(context, self.hook.run_url(*run_ids(client, mv)) if mv.run_id else None)
+        EvidenceLink.persist(context, self.hook.run_url(*run_ids(self.hook, mv)) if mv.run_id else None)
         result = {"model_name": self.model_name, "alias": self.alias, "version": version, "changed": changed,
                   "previous_version": entry.get("previous_version"), "ledger_seq": entry.get("seq"),
                   "approved_by": entry.get("approved_by"), "evidence_uri": entry.get("evidence_uri"), "url": url}
-        self.log.info("SUMMARY %s model=%s alias=%s version=%s previous=%s changed=%s ledger_seq=%s approved_by=%r "
-                      "evidence=%s url=%s", self.action, self.model_name, self.alias, version,
-                      entry.get("previous_version"), changed, entry.get("seq"), entry.get("approved_by"),
-                      entry.get("evidence_uri"), url)
+        persist_promotion_links(context, self.hook, result)
+        log_summary(self.log, self.action, model=self.model_name, alias=self.alias, version=version,
+                    previous=entry.get("previous_version"), changed=changed, ledger_seq=entry.get("seq"),
+                    approved_by=repr(entry.get("approved_by")), evidence=entry.get("evidence_uri"), url=url)
         return result
 
 
@@ -160,7 +160,7 @@ class RollbackModelOperator(PromoteModelOperator):
         super().__init__(model_name=model_name, version=None, approval=approval, verdict=validation, alias=alias,
                          clear_aliases=(), **kwargs)
 
-    def target_version(self, client: Any, verdict: dict[str, Any] | None) -> str:
+    def target_version(self, verdict: dict[str, Any] | None) -> str:
         if not verdict or not verdict.get("version"):
             raise RegistryError(f"no validated rollback target for {self.model_name}: the validation verdict names "
                                 "no version")
@@ -179,7 +179,7 @@ class RollbackCanaryOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("model_name", "verdict")
-    operator_extra_links = (EvidenceLink(),)
+    operator_extra_links = (EvidenceLink(), LedgerEntryLink())
     ui_color = "#d9534f"
 
     def __init__(self, *, model_name: str, verdict: Any, alias: str = "canary", lock_timeout_s: float = 120,
@@ -198,9 +198,8 @@ class RollbackCanaryOperator(BaseOperator):
             )
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         hook.ensure_reachable()
-        client = hook.get_client()
         reason = "; ".join(verdict.get("reasons") or []) or "canary significantly worse than the champion"
-        entry, changed = retire_alias(client, model_name=self.model_name, alias=self.alias, context=context,
+        entry, changed = retire_alias(hook, model_name=self.model_name, alias=self.alias, context=context,
                                       evidence_uri=verdict.get("evidence_uri"), reason=reason,
                                       lock_timeout_s=self.lock_timeout_s, log=self.log)
         if entry is not None:
@@ -210,9 +209,10 @@ class RollbackCanaryOperator(BaseOperator):
                   "rolled_back_version": entry.get("previous_version") if entry else None,
                   "ledger_seq": entry.get("seq") if entry else None, "reason": reason,
                   "evidence_uri": verdict.get("evidence_uri")}
-        self.log.info("SUMMARY canary-rollback model=%s alias=%s version=%s changed=%s ledger_seq=%s reason=%r "
-                      "evidence=%s", self.model_name, self.alias, result["rolled_back_version"], changed,
-                      result["ledger_seq"], reason, verdict.get("evidence_uri"))
+        LedgerEntryLink.persist(context, ledger_entry_url(hook, result))
+        log_summary(self.log, "canary-rollback", model=self.model_name, alias=self.alias,
+                    version=result["rolled_back_version"], changed=changed, ledger_seq=result["ledger_seq"],
+                    reason=repr(reason), evidence=verdict.get("evidence_uri"))
         return result
 
 
@@ -255,7 +255,7 @@ class ValidateRollbackOperator(BaseOperator):
         self.output_dir, self.python, self.mlflow_conn_id = output_dir, python, mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_airflow.operators._scoring import file_sha256, score_parquet
+        from mlops_airflow.operators._scoring import score_parquet
         from mlops_airflow.operators.evaluation import (
             check_absolute,
             model_cache_key,
@@ -267,18 +267,17 @@ class ValidateRollbackOperator(BaseOperator):
 
         hook = MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
         hook.ensure_reachable()
-        client = hook.get_client()
-        rm = registered_model(client, self.model_name)
+        rm = registered_model(hook, self.model_name)
         current = rm.aliases.get(self.alias)
-        target = str(self.target_version) if self.target_version else previous_holder(client, self.model_name,
+        target = str(self.target_version) if self.target_version else previous_holder(hook, self.model_name,
                                                                                        self.alias)
         if not target:
             raise RegistryError(f"{self.model_name}@{self.alias} has no previous holder in the ledger: nothing to "
                                 "roll back to; pass target_version explicitly")
         if str(target) == str(current):
             raise RegistryError(f"{self.model_name}@{self.alias} is already v{target}; nothing to roll back")
-        mv = check_version_usable(hook, client, self.model_name, target)
-        task_type, label, task_source = resolve_task(hook, client, self.model_name, target,
+        mv = check_version_usable(hook, self.model_name, target)
+        task_type, label, task_source = resolve_task(hook, self.model_name, target,
                                                      task_type=self.model_task_type, label_column=self.label_column)
         scored = score_parquet(hook=hook, model_uri=f"models:/{self.model_name}/{target}",
                                input_path=self.holdout_path, output_dir=scores_dir(self.output_dir),
@@ -291,18 +290,16 @@ class ValidateRollbackOperator(BaseOperator):
                     "current_version": str(current) if current is not None else None, "metrics": metrics,
                     "min_metrics": self.min_metrics, "max_metrics": self.max_metrics, "passed": passed,
                     "reasons": reasons, "task_type": task_type, "label_column": label, "task_source": task_source,
-                    "holdout": {"path": self.holdout_path, "sha256": file_sha256(self.holdout_path), "rows": len(y)},
+                    "holdout": {"path": self.holdout_path, "sha256": scored.get("input_sha256"), "rows": len(y)},
                     "at": now_iso(), "airflow": run_identity(context)}
-        evidence_uri = hook.log_json_artifact(client, mv.run_id, evidence,
-                                              f"evaluation/rollback-from-v{current}.json")
+        evidence_uri = hook.write_json_artifact(mv.run_id, evidence, f"evaluation/rollback-from-v{current}.json")
         verdict = {"passed": passed, "reasons": reasons, "metrics": {"challenger": metrics, "champion": None},
                    "evidence_uri": evidence_uri, "version": target, "champion_version": str(current),
                    "model_name": self.model_name, "task_type": task_type}
         MlflowModelVersionLink.persist(context, hook.model_version_url(self.model_name, target))
-        EvidenceLink.persist(context, hook.run_url(*run_ids(client, mv)))
-        self.log.info("SUMMARY rollback-validation model=%s task_type=%s target=v%s current=v%s passed=%s metrics=%s "
-                      "reasons=%s evidence=%s", self.model_name, task_type, target, current, passed, metrics, reasons,
-                      evidence_uri)
+        EvidenceLink.persist(context, hook.run_url(*run_ids(hook, mv)))
+        log_summary(self.log, "rollback-validation", model=self.model_name, task_type=task_type, target=f"v{target}",
+                    current=f"v{current}", passed=passed, metrics=metrics, reasons=reasons, evidence=evidence_uri)
         if not passed:
             raise RegistryError(
                 f"rollback of {self.model_name}@{self.alias} to v{target} refused: on current data it fails "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
 
+from mlops_airflow._summary import log_summary
 from mlops_airflow.assets import model_asset_uri
 from mlops_airflow.exceptions import RegistryError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -183,11 +184,10 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
         dataset = as_dict(self.dataset_version, "dataset_version")
         window = as_dict(self.materialization, "materialization") if self.materialization else None
         retrain = as_dict(self.retrain, "retrain") if self.retrain not in (None, "", "None") else None
-        client = self.hook.get_client()
         run_id, model_uri = training["run_id"], training.get("model_uri") or ""
         task_type, label = task_of(training, training_set, self.model_task_type, self.label_column)
         try:
-            run = client.get_run(run_id)
+            run = self.hook.get_run(run_id)
         except MlflowException as err:
             if outage_cause(err):
                 raise
@@ -195,20 +195,20 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
                 f"training run {run_id} not found in MLflow ({self.hook.settings.tracking_uri}, {err.error_code}): "
                 f"nothing registered for {self.model_name}; check the train task's XCom"
             ) from None
-        self._check_model_logged(client, run_id, model_uri)
+        self._check_model_logged(run_id, model_uri)
 
-        self._ensure_registered_model(client)
+        self._ensure_registered_model()
         lineage = run_lineage(run, dataset.get("rev"), training_set.get("hash"), training)
         adopted, why = False, "a retry: the version of this training run"
-        version = self._find_version(client, run_id)
+        version = self._find_version(run_id)
         if version is None:
-            version, why = same_lineage_version(client, self.model_name, lineage, run_id, run.data.params)
+            version, why = same_lineage_version(self.hook, self.model_name, lineage, run_id, run.data.params)
             adopted = version is not None
         if adopted:
             self.log.info("Adopting %s version %s instead of registering run %s again: %s", self.model_name,
                           version.version, run_id, why)
-            client.set_tag(run_id, "mlops.registered_as", f"models:/{self.model_name}/{version.version} (adopted: "
-                           "same lineage)")
+            self.hook.set_run_tags(run_id, {"mlops.registered_as": f"models:/{self.model_name}/{version.version} "
+                                            "(adopted: same lineage)"})
         elif version is None:
             tags = {
                 "mlops.dataset_md5": dataset.get("md5", ""),
@@ -220,7 +220,7 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
                 **{f"mlops.{k}": v for k, v in run_identity(context).items()},
                 **task_tags(task_type, label),
             }
-            version = client.create_model_version(
+            version = self.hook.create_model_version(
                 name=self.model_name, source=model_uri, run_id=run_id, tags=tags,
                 model_id=model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None,
             )
@@ -230,21 +230,21 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
             self.log.info("Version %s of %s already exists for run %s (retry): reusing it",
                           version.version, self.model_name, run_id)
         done.append(f"{'adopted' if adopted else 'created'} v{version.version}")
-        version = self._wait_ready(client, version.version)
-        source_run = client.get_run(version.run_id) if adopted else run
+        version = self._wait_ready(version.version)
+        source_run = self.hook.get_run(version.run_id) if adopted else run
 
         if not adopted or not (version.tags or {}).get("mlops.record_sha256"):
             record = build_record(
                 context=context, run=source_run, dataset=dataset, training_set=training_set, materialization=window,
                 model_name=self.model_name, model_version=str(version.version),
-                runtime=self._runtime(client, source_run.info.run_id),
+                runtime=self._runtime(source_run.info.run_id),
                 model_uri=(source_run.data.tags.get("mlops.model_uri") or version.source) if adopted else model_uri,
                 trigger=retrain, training=training,
             )
-            self.hook.log_json_artifact(client, source_run.info.run_id, record, RECORD_ARTIFACT)
+            self.hook.write_json_artifact(source_run.info.run_id, record, RECORD_ARTIFACT)
             for key, value in {**record_tags(record), **task_tags(task_type, label),
                                CONFIG_TAG: lineage[CONFIG_TAG]}.items():
-                client.set_model_version_tag(self.model_name, version.version, key, value)
+                self.hook.set_model_version_tag(self.model_name, version.version, key, value)
             record_sha = record["record_sha256"]
             done.append("record written")
         else:  # the adopted version's record describes it already (its run, its registration)
@@ -252,11 +252,11 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
         if retrain and retrain.get("decided_at"):
             from mlops_airflow.monitoring.retrain import LAST_RETRAIN_TAG
 
-            client.set_registered_model_tag(self.model_name, LAST_RETRAIN_TAG, str(retrain["decided_at"]))
+            self.hook.set_registered_model_tag(self.model_name, LAST_RETRAIN_TAG, str(retrain["decided_at"]))
 
         metrics = ({k: v for k, v in source_run.data.metrics.items() if k.startswith("val_")} if adopted
                    else training.get("metrics", {}))
-        aliases = self._assign_alias(client, str(version.version), source_run.info.run_id, metrics, context)
+        aliases = self._assign_alias(str(version.version), source_run.info.run_id, metrics, context)
         url = self.hook.model_version_url(self.model_name, version.version)
         MlflowModelVersionLink.persist(context, url)
         MlflowRunLink.persist(context, training.get("run_url"))
@@ -276,23 +276,23 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
             "lineage": why,
         }
         result["retrain_reason"] = (retrain or {}).get("reason")
-        self.log.info("SUMMARY register model=%s version=%s adopted_existing=%s task_type=%s label=%s aliases=%s "
-                      "run=%s record=%s reason=%r lineage=%r url=%s", self.model_name, version.version, adopted,
-                      task_type, label, aliases, run_id, result["record_uri"], result["retrain_reason"], why, url)
+        log_summary(self.log, "register", model=self.model_name, version=version.version, adopted_existing=adopted,
+                    task_type=task_type, label=label, aliases=aliases, run=run_id, record=result["record_uri"],
+                    reason=repr(result["retrain_reason"]), lineage=repr(why), url=url)
         return result
 
-    def _check_model_logged(self, client: Any, run_id: str, model_uri: str) -> None:
+    def _check_model_logged(self, run_id: str, model_uri: str) -> None:
         """The run must have logged the model it claims; registering a missing artifact would fail later."""
         from mlflow.exceptions import MlflowException
 
         ok = False
         try:
             if model_uri.startswith("models:/m-"):
-                logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+                logged = self.hook.get_logged_model(model_uri.removeprefix("models:/"))
                 ok = logged.source_run_id == run_id and model_artifact_present(
-                    client, type("MV", (), {"source": model_uri, "model_id": logged.model_id})())
+                    self.hook, type("MV", (), {"source": model_uri, "model_id": logged.model_id})())
             elif model_uri.startswith("runs:/"):
-                ok = model_artifact_present(client, type("MV", (), {"source": model_uri, "model_id": None})())
+                ok = model_artifact_present(self.hook, type("MV", (), {"source": model_uri, "model_id": None})())
             else:
                 ok = bool(model_uri)
         except MlflowException:
@@ -303,31 +303,31 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
                 f"{self.model_name}. Check the training job log for its log_model step (ctx.log_model), then retrain"
             )
 
-    def _runtime(self, client: Any, run_id: str) -> dict[str, Any] | None:
+    def _runtime(self, run_id: str) -> dict[str, Any] | None:
         """The run's ``runtime/runtime.json`` (GPU, driver, CUDA, determinism); None if the job wrote none."""
         try:
-            return self.hook.load_json_artifact(client, run_id, "runtime/runtime.json")
+            return self.hook.read_json_artifact(run_id, "runtime/runtime.json")
         except Exception:  # noqa: BLE001 - older jobs: the record falls back to the mlops.runtime.* tags
             self.log.info("run %s has no runtime/runtime.json; the record uses its mlops.runtime.* tags", run_id)
             return None
 
-    def _ensure_registered_model(self, client: Any) -> None:
+    def _ensure_registered_model(self) -> None:
         from mlflow.exceptions import MlflowException
 
         try:
-            client.create_registered_model(self.model_name, tags={"mlops.managed_by": "airflow-provider-mlops"})
+            self.hook.create_registered_model(self.model_name, tags={"mlops.managed_by": "airflow-provider-mlops"})
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
 
-    def _find_version(self, client: Any, run_id: str) -> Any | None:
-        found = client.search_model_versions(f"name = '{self.model_name}' and run_id = '{run_id}'")
+    def _find_version(self, run_id: str) -> Any | None:
+        found = self.hook.search_model_versions(f"name = '{self.model_name}' and run_id = '{run_id}'")
         return min(found, key=lambda v: int(v.version)) if found else None
 
-    def _wait_ready(self, client: Any, version: str, timeout_s: float = 300) -> Any:
+    def _wait_ready(self, version: str, timeout_s: float = 300) -> Any:
         deadline = time.monotonic() + timeout_s
         while True:
-            mv = client.get_model_version(self.model_name, version)
+            mv = self.hook.get_model_version(self.model_name, version)
             if mv.status == "READY":
                 return mv
             if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
@@ -339,10 +339,10 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
                 )
             time.sleep(1)
 
-    def _assign_alias(self, client: Any, version: str, run_id: str, metrics: dict[str, float],
+    def _assign_alias(self, version: str, run_id: str, metrics: dict[str, float],
                       context: Any) -> list[str]:
         """First model: champion if it passes ``min_metrics``/``max_metrics``. Later models: challenger."""
-        aliases = client.get_registered_model(self.model_name).aliases
+        aliases = self.hook.get_registered_model(self.model_name).aliases
         current = aliases.get(self.champion_alias)
         first = {"approved_by": "policy:first-champion (absolute thresholds, no previous champion)",
                  "approved_at": now_iso(), "policy": "first-champion"}
@@ -352,7 +352,7 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
                 # a try that stopped after the move and before its ledger append (server or worker gone) left a
                 # pending intent, which move_alias completes under the lock (one entry, announced once).
                 entry, changed = move_alias(
-                    client, model_name=self.model_name, alias=self.champion_alias, version=version, approval=first,
+                    self.hook, model_name=self.model_name, alias=self.champion_alias, version=version, approval=first,
                     context=context, action="first-champion", log=self.log, only_if_unset=True,
                 )
                 emit_model_event(self, context, self.model_name, event_extra(entry, changed))
@@ -360,31 +360,31 @@ class RegisterModelOperator(RegisterModelLineageMixin, BaseOperator):
                 approval = {"approved_by": "policy:register (challenger = candidate awaiting evaluation; no traffic)",
                             "approved_at": now_iso(), "policy": "register"}
                 entry, changed = move_alias(
-                    client, model_name=self.model_name, alias=self.challenger_alias, version=version,
+                    self.hook, model_name=self.model_name, alias=self.challenger_alias, version=version,
                     approval=approval, context=context, action="candidate", log=self.log,
                 )
                 emit_model_event(self, context, self.model_name, event_extra(entry, changed))
             if str(current) != version:
                 self.log.info("%s already has %s=v%s; v%s waits for evaluation and approval",
                               self.model_name, self.champion_alias, current, version)
-            return sorted(client.get_model_version(self.model_name, version).aliases)
+            return sorted(self.hook.get_model_version(self.model_name, version).aliases)
         minimums = {k: float(v) for k, v in (as_thresholds(self.min_metrics, "min_metrics")).items()}
         maximums = {k: float(v) for k, v in (as_thresholds(self.max_metrics, "max_metrics")).items()}
         passed, reasons = check_thresholds(metrics, minimums, maximums)
         if not passed:
             self.log.warning("No %s yet, and v%s does not qualify: %s", self.champion_alias, version,
                              "; ".join(reasons))
-            return sorted(client.get_model_version(self.model_name, version).aliases)
+            return sorted(self.hook.get_model_version(self.model_name, version).aliases)
         verdict = {"passed": True, "reasons": ["first champion: no previous champion; absolute thresholds met"],
                    "metrics": {"challenger": metrics, "champion": None}, "min_metrics": minimums,
                    "max_metrics": maximums}
-        evidence_uri = self.hook.log_json_artifact(client, run_id, {**verdict, "at": now_iso()},
+        evidence_uri = self.hook.write_json_artifact(run_id, {**verdict, "at": now_iso()},
                                                    "evaluation/first-champion.json")
         entry, changed = move_alias(
-            client, model_name=self.model_name, alias=self.champion_alias, version=version, approval=first,
+            self.hook, model_name=self.model_name, alias=self.champion_alias, version=version, approval=first,
             context=context, evidence_uri=evidence_uri, verdict={**verdict, "evidence_uri": evidence_uri},
             action="first-champion", log=self.log, only_if_unset=True,
         )
         emit_model_event(self, context, self.model_name, event_extra(entry, changed))
         self.log.info("%s -> v%s (first champion; %s)", self.champion_alias, version, metrics)
-        return sorted(client.get_model_version(self.model_name, version).aliases)
+        return sorted(self.hook.get_model_version(self.model_name, version).aliases)

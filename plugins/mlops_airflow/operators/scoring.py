@@ -21,12 +21,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from mlops_airflow._io import write_atomic
 from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import MonitoringError
 from mlops_airflow.hooks.mlflow_registry import MlflowHook
@@ -47,11 +45,10 @@ def served_task(hook: MlflowHook, model_name: str, version: str, need_metadata: 
     metadata when ``need_metadata`` (a value the tags cannot give: entity columns, or a missing label)."""
     from mlops_airflow.registry.tags import model_task
 
-    client = hook.get_client()
-    info = model_task(client, model_name, version)
+    info = model_task(hook, model_name, version)
     if need_metadata or not info["label"]:
         try:
-            info = model_task(client, model_name, version, hook.settings.tracking_uri)
+            info = model_task(hook, model_name, version, hook.settings.tracking_uri)
         except Exception as err:  # noqa: BLE001 - the caller names what it still lacks
             info["error"] = f"{type(err).__name__}: {err}"
     return info
@@ -75,8 +72,9 @@ class BatchScoringOperator(BaseOperator):
     Returns ``{uri, rows, served_by, versions, shadow_aliases, mean_confidence, low_confidence_share}``.
 
     :param model_name: registered model (templated).
-    :param input_path: the window to score, Parquet (templated). Label columns are dropped.
-    :param output_dir: inference-log folder (templated); the log is ``<model>/<sha16>.parquet``.
+    :param input_path: the window to score, Parquet, a URI or a local path (templated). Label columns are dropped.
+    :param output_dir: inference-log folder, a URI (templated); the log is ``<model>/<sha16>.parquet``, the scores
+        cache ``<model>/scores``.
     :param canary_share: share of entities served by the ``canary`` alias when it exists (0..1).
     :param shadow_aliases: aliases scored on every row without serving (default shadow, challenger).
     :param entity_column: the entity key(s) hashed for the canary split; None = the champion's MLmodel metadata
@@ -111,16 +109,11 @@ class BatchScoringOperator(BaseOperator):
         self.model_task_type = validate_task_type(task_type) if task_type and "{{" not in str(task_type) else task_type
         if not 0 <= canary_share <= 1:
             raise ValueError(f"canary_share must be within [0, 1], got {canary_share}")
-        self.model_name = model_name
-        self.input_path = input_path
-        self.output_dir = output_dir
-        self.canary_share = canary_share
-        self.shadow_aliases = list(shadow_aliases)
-        self.entity_column = entity_column
-        self.timestamp_column = timestamp_column
+        self.model_name, self.input_path, self.output_dir = model_name, input_path, output_dir
+        self.canary_share, self.shadow_aliases = canary_share, list(shadow_aliases)
+        self.entity_column, self.timestamp_column = entity_column, timestamp_column
         self.label_columns = None if label_columns is None else list(label_columns)
-        self.low_confidence = low_confidence
-        self.mlflow_conn_id = mlflow_conn_id
+        self.low_confidence, self.mlflow_conn_id = low_confidence, mlflow_conn_id
 
     @cached_property
     def hook(self) -> MlflowHook:
@@ -129,12 +122,13 @@ class BatchScoringOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         import pandas as pd
 
-        from mlops_airflow.operators._scoring import file_sha256, score_parquet
+        from mlops_airflow import storage
+        from mlops_airflow.operators._scoring import score_parquet
 
-        source = Path(self.input_path)
-        if not source.is_file():
+        source = storage.to_uri(self.input_path)
+        if not storage.exists(source):
             raise MonitoringError(f"window {source} not found: nothing to score; check the landing task")
-        window = pd.read_parquet(source)
+        window = storage.read_table(source)
         if window.empty:
             raise MonitoringError(
                 f"window {source} has no rows: nothing to score (an empty window is not a pass); check that the "
@@ -158,21 +152,21 @@ class BatchScoringOperator(BaseOperator):
                              "the window; pass label_columns=[...] to keep labels out of the inference log",
                              self.model_name, versions["champion"], f"; {info['error']}" if "error" in info else "")
         entity = self._entity_columns(info, versions["champion"]) if canary_serves else []
-        work = Path(self.output_dir) / self.model_name
+        work = storage.join(storage.to_uri(self.output_dir), self.model_name)
         inputs = window.drop(columns=[c for c in label_columns if c in window.columns])
-        input_file = work / "inputs" / f"{file_sha256(source)[:16]}.parquet"
-        if not input_file.exists():
-            input_file.parent.mkdir(parents=True, exist_ok=True)
-            inputs.to_parquet(input_file, index=False)
+        content = hashlib.sha256(pd.util.hash_pandas_object(inputs, index=False).values.tobytes()).hexdigest()
+        input_file = storage.join(work, "inputs", f"{content[:16]}.parquet")
+        if not storage.exists(input_file):
+            storage.write_table(input_file, inputs)
 
         scored: dict[str, Any] = {}
         for alias, version in versions.items():
             result = score_parquet(
-                hook=self.hook, model_uri=f"models:/{self.model_name}/{version}", input_path=str(input_file),
-                output_dir=work / "scores", cache_key=f"{self.model_name}-v{version}", log=self.log,
+                hook=self.hook, model_uri=f"models:/{self.model_name}/{version}", input_path=input_file,
+                output_dir=storage.join(work, "scores"), cache_key=f"{self.model_name}-v{version}", log=self.log,
                 **({"task_type": self.model_task_type} if self.model_task_type else {}),
             )
-            scored[alias] = pd.read_parquet(result["output"] if "output" in result else result["output_path"])
+            scored[alias] = storage.read_table(result["output"] if "output" in result else result["output_path"])
 
         log = inputs.copy()
         champion = scored["champion"]
@@ -198,13 +192,13 @@ class BatchScoringOperator(BaseOperator):
             if "proba" in scored[alias].columns:
                 log[f"{alias}_proba"] = scored[alias]["proba"].to_numpy()
         digest = hashlib.sha256(pd.util.hash_pandas_object(log, index=False).values.tobytes()).hexdigest()
-        out = work / f"{digest[:16]}.parquet"
-        if not out.exists():
-            write_atomic(out, lambda tmp: log.to_parquet(tmp, index=False))
+        out = storage.join(work, f"{digest[:16]}.parquet")
+        if not storage.exists(out):
+            storage.write_table(out, log)
         ident = run_identity(context)
         classifier = "proba" in served_columns
         summary = {
-            "uri": str(out),
+            "uri": out,
             "rows": len(log),
             "model_name": self.model_name,
             "versions": versions,
@@ -223,7 +217,7 @@ class BatchScoringOperator(BaseOperator):
         else:
             summary.update({"mean_confidence": None, "low_confidence_share": None,
                             "mean_prediction": round(float(log["prediction"].mean()), 6)})
-        (work / f"{digest[:16]}.json").write_text(json.dumps(summary, indent=2))
+        storage.write_json(storage.join(work, f"{digest[:16]}.json"), summary)
         MlflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, versions["champion"]))
         log_summary(
             self.log, "batch-scoring", model=self.model_name, task_type=summary["task_type"],
@@ -348,12 +342,12 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
         return validate_task_type(task), label, keys, source
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import pandas as pd
 
-        from mlops_airflow.operators._common import run_dir
+        from mlops_airflow import storage
+        from mlops_airflow.operators._common import run_uri
         from mlops_airflow.operators._shadow_canary import canary_comparison, classification_shadow, regression_shadow
 
-        log = pd.read_parquet(self.inference_log)
+        log = storage.read_table(self.inference_log)
         task_type, label, keys, task_source = self._resolve(log)
         classifier = is_classification(task_type)
         shadows = sorted(c.removesuffix("_prediction") for c in log.columns if c.endswith("_prediction")
@@ -363,7 +357,7 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
         reasons: list[str] = []
         labelled = None
         if self.labels_path:
-            labels = pd.read_parquet(self.labels_path, columns=[*keys, label])
+            labels = storage.read_table(self.labels_path, columns=[*keys, label])
             labelled = log.merge(labels, on=keys, how="inner")
             if labelled.empty:
                 raise MonitoringError(
@@ -393,12 +387,11 @@ class ShadowCanaryAnalysisOperator(BaseOperator):
             recommendation, promote_alias = "promote", min(candidates)[1]
         elif canary_says == "promote":
             recommendation, promote_alias = "promote", "canary"
-        out = run_dir(self.evidence_dir, context) / "shadow_canary.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = storage.join(run_uri(self.evidence_dir, context), "shadow_canary.json")
         verdict = {"passed": not reasons, "reasons": reasons, "metrics": metrics, "recommendation": recommendation,
                    "promote_alias": promote_alias, "rollback_alias": "canary" if recommendation == "rollback" else None,
-                   "evidence_uri": out.as_uri(), "task_type": task_type}
-        out.write_text(json.dumps(verdict, indent=2, default=str))
+                   "evidence_uri": out, "task_type": task_type}
+        storage.write_json(out, verdict)
         log_summary(self.log, "shadow-canary", task_type=task_type, passed=verdict["passed"],
                     recommendation=recommendation, comparisons=json.dumps(metrics["comparisons"], default=str),
                     evidence=out)

@@ -86,7 +86,6 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
         @task(task_id="resolve_champion", retries=2)
         def resolve_champion() -> dict:
             """The champion's version, training set (drift reference), features and validation metric."""
-            from mlflow.exceptions import MlflowException
 
             from mlops_airflow import storage
             from mlops_airflow._summary import log_summary
@@ -96,22 +95,20 @@ def model_monitoring(spec: ModelSpec, *, group_id: str | None = None, data_root:
 
             hook = MlflowHook()
             hook.ensure_reachable()
-            client = hook.get_client()
-            try:
-                mv = client.get_model_version_by_alias(spec.name, "champion")
-            except MlflowException as err:
+            mv = hook.get_version_by_alias(spec.name, "champion")
+            if mv is None:
                 raise MonitoringError(
-                    f"{spec.name} has no champion ({type(err).__name__}): nothing serves, so nothing to monitor. "
+                    f"{spec.name} has no champion: nothing serves, so nothing to monitor. "
                     "Run its continuous-training DAG to register and promote a first model"
-                ) from None
-            training_set = load_record(hook, client, spec.name, mv.version).get("training_set") or {}
+                )
+            training_set = load_record(hook, spec.name, mv.version).get("training_set") or {}
             reference = training_set.get("uri")
             if not reference or not storage.exists(reference):
                 raise MonitoringError(
                     f"{spec.name} v{mv.version}: its training set {reference!r} (the drift reference, from the "
                     "reproducibility record) no longer exists; rebuild it with the mlops_reproduce DAG, or retrain"
                 )
-            value = client.get_run(mv.run_id).data.metrics.get(ref_metric)
+            value = hook.get_run(mv.run_id).data.metrics.get(ref_metric)
             log_summary(log, "resolve-champion", model=spec.name, champion=f"v{mv.version}", reference=reference,
                         **{ref_metric: value})
             return {"version": str(mv.version), "reference_path": reference, "features": training_set.get("features"),

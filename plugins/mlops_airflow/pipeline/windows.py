@@ -73,9 +73,8 @@ def labelled_window(day: str, delay_days: int, index_dir: Location, model_name: 
                     "skipped")
         return None
     entry = storage.read_json(index)
-    client = MlflowHook().get_client()
     served = entry["versions"]["champion"]
-    value = client.get_run(client.get_model_version(model_name, served).run_id).data.metrics.get(metric)
+    value = MlflowHook().version_run(model_name, served).data.metrics.get(metric)
     entry["reference_quality"] = value
     entry["reference_metric"] = metric
     if metric == "val_auc":

@@ -48,6 +48,8 @@ from mlops_airflow.registry.versions import now_iso, registered_model
 if TYPE_CHECKING:
     import logging
 
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
 ALIASES = ("champion", "challenger", "canary", "shadow")
 _AIRFLOW_KEYS = ("dag_id", "run_id", "task_id", "try_number")
 
@@ -76,30 +78,30 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _finish(client: Any, model_name: str, entry: dict[str, Any], pending: dict[str, Any]) -> list[str]:
+def _finish(hook: MlflowHook, model_name: str, entry: dict[str, Any], pending: dict[str, Any]) -> list[str]:
     """After the append: the move on the version's tags, and the aliases it clears (each with one entry).
 
     Idempotent, so the next holder can run it again for a holder that died half-way through it.
     """
     if entry.get("version") is None:  # an alias taken away (canary rollback)
-        tags.write_rolled_back(client, model_name, str(entry["previous_version"]), entry["alias"], entry,
+        tags.write_rolled_back(hook, model_name, str(entry["previous_version"]), entry["alias"], entry,
                                str(pending.get("reason") or ""))
         return []
     version = str(entry["version"])
-    tags.write_intent(client, model_name, version, entry)
-    tags.write_recorded(client, model_name, version, entry)
+    tags.write_intent(hook, model_name, version, entry)
+    tags.write_recorded(hook, model_name, version, entry)
     clear = [a for a in pending.get("clear") or [] if a != entry["alias"]]
     if not clear:
         return []
-    rm = client.get_registered_model(model_name)
+    rm = hook.get_registered_model(model_name)
     ledger = ledger_from_tags(rm.tags)
     head = ledger_head(rm.tags, ledger)
     for other in clear:
         if _str(rm.aliases.get(other)) == version:
-            client.delete_registered_model_alias(model_name, other)
+            hook.delete_registered_model_alias(model_name, other)
         if not any(e.get("action") == "cleared" and e.get("alias") == other and e.get("parent") == entry["id"]
                    for e in ledger):
-            head = append_entry(client, model_name, head, {
+            head = append_entry(hook, model_name, head, {
                 "id": uuid.uuid4().hex[:12], "alias": other, "version": version, "action": "cleared",
                 "at": now_iso(), "note": f"v{version} became {entry['alias']}", "parent": entry["id"],
                 "airflow": entry.get("airflow") or {},
@@ -107,7 +109,7 @@ def _finish(client: Any, model_name: str, entry: dict[str, Any], pending: dict[s
     return clear
 
 
-def recover_pending(client: Any, model_name: str, rm: Any, ident: dict[str, str],
+def recover_pending(hook: MlflowHook, model_name: str, rm: Any, ident: dict[str, str],
                     log: logging.Logger | None = None) -> tuple[Any, dict[str, Any] | None]:
     """Complete or drop the pending intent of a holder that died; call it holding the promotion lock.
 
@@ -120,8 +122,8 @@ def recover_pending(client: Any, model_name: str, rm: Any, ident: dict[str, str]
     if "unreadable" in pending:
         if log:
             log.warning("Dropping an unreadable pending intent on %s: %s", model_name, pending["unreadable"])
-        clear_pending(client, model_name)
-        return registered_model(client, model_name), None
+        clear_pending(hook, model_name)
+        return registered_model(hook, model_name), None
     intent = pending["entry"]
     ledger = ledger_from_tags(rm.tags)
     recorded = next((e for e in ledger if e.get("id") == intent.get("id")), None)
@@ -129,10 +131,10 @@ def recover_pending(client: Any, model_name: str, rm: Any, ident: dict[str, str]
     completed = None
     if recorded is not None or current == _str(intent.get("version")):
         if recorded is None:
-            recorded = completed = append_entry(client, model_name, ledger_head(rm.tags, ledger), {
+            recorded = completed = append_entry(hook, model_name, ledger_head(rm.tags, ledger), {
                 **intent, "note": f"completed by {lock_owner(ident)}: its holder {pending.get('holder')} stopped "
                 "after the alias move, before the ledger append"})
-        _finish(client, model_name, recorded, pending)
+        _finish(hook, model_name, recorded, pending)
         if log:
             log.warning("Completed the move of %s@%s -> v%s left by %s (ledger entry %s)", model_name,
                         intent["alias"], intent.get("version"), pending.get("holder"), recorded["seq"])
@@ -140,12 +142,12 @@ def recover_pending(client: Any, model_name: str, rm: Any, ident: dict[str, str]
         log.warning("Dropped the intent of %s to move %s@%s to v%s: the alias is v%s, so it stopped before the "
                     "move; nothing moved, nothing recorded", pending.get("holder"), model_name, intent["alias"],
                     intent.get("version"), current)
-    clear_pending(client, model_name)
-    return registered_model(client, model_name), completed
+    clear_pending(hook, model_name)
+    return registered_model(hook, model_name), completed
 
 
 def move_alias(
-    client: Any,
+    hook: MlflowHook,
     *,
     model_name: str,
     alias: str,
@@ -169,8 +171,8 @@ def move_alias(
     """
     ident = run_identity(context)
     owner = lock_owner(ident)
-    with PromotionLock(client, model_name, owner, timeout_s=lock_timeout_s, ttl_s=lock_ttl_s, log=log) as lock:
-        rm, completed = recover_pending(client, model_name, registered_model(client, model_name), ident, log)
+    with PromotionLock(hook, model_name, owner, timeout_s=lock_timeout_s, ttl_s=lock_ttl_s, log=log) as lock:
+        rm, completed = recover_pending(hook, model_name, registered_model(hook, model_name), ident, log)
         own = completed is not None and _entry_matches_task(completed, ident)
         ledger = ledger_from_tags(rm.tags)
         head = ledger_head(rm.tags, ledger)
@@ -179,7 +181,7 @@ def move_alias(
 
         # 1. Reconcile: the alias moved without a ledger entry (UI, API, or an old release's task that died).
         if current is not None and (last is None or str(last.get("version")) != current):
-            intent = tags.read_intent(client, model_name, current, alias)
+            intent = tags.read_intent(hook, model_name, current, alias)
             known_ids = {e.get("id") for e in ledger}
             if intent and intent.get("id") not in known_ids:
                 observed = {
@@ -198,7 +200,7 @@ def move_alias(
                     "approved_by": "unknown: the alias was moved outside the ledger",
                     "airflow": {},
                 }
-            last = append_entry(client, model_name, head, observed)
+            last = append_entry(hook, model_name, head, observed)
             head = last["seq"]
             ledger.append(last)
             if log:
@@ -256,13 +258,13 @@ def move_alias(
         }
         clear = [o for o in clear_aliases if o != alias and _str(rm.aliases.get(o)) == str(version)]
         lock.ensure_held()
-        pending = write_pending(client, model_name, {"entry": entry, "holder": owner, "clear": clear})
+        pending = write_pending(hook, model_name, {"entry": entry, "holder": owner, "clear": clear})
         lock.ensure_held()
-        client.set_registered_model_alias(model_name, alias, str(version))
-        entry = append_entry(client, model_name, head, pending["entry"])
-        cleared = _finish(client, model_name, entry, pending)
-        clear_pending(client, model_name)
-        after = client.get_registered_model(model_name).aliases.get(alias)
+        hook.set_registered_model_alias(model_name, alias, str(version))
+        entry = append_entry(hook, model_name, head, pending["entry"])
+        cleared = _finish(hook, model_name, entry, pending)
+        clear_pending(hook, model_name)
+        after = hook.get_registered_model(model_name).aliases.get(alias)
         if str(after) != str(version):
             raise RegistryError(
                 f"{model_name}@{alias} moved to v{after} while this task moved it to v{version} (ledger entry "
@@ -275,7 +277,7 @@ def move_alias(
 
 
 def retire_alias(
-    client: Any,
+    hook: MlflowHook,
     *,
     model_name: str,
     alias: str,
@@ -294,8 +296,8 @@ def retire_alias(
     """
     ident = run_identity(context)
     owner = lock_owner(ident)
-    with PromotionLock(client, model_name, owner, timeout_s=lock_timeout_s, ttl_s=lock_ttl_s, log=log) as lock:
-        rm, completed = recover_pending(client, model_name, registered_model(client, model_name), ident, log)
+    with PromotionLock(hook, model_name, owner, timeout_s=lock_timeout_s, ttl_s=lock_ttl_s, log=log) as lock:
+        rm, completed = recover_pending(hook, model_name, registered_model(hook, model_name), ident, log)
         current = rm.aliases.get(alias)
         if current is None:
             if completed is not None and completed.get("alias") == alias and _entry_matches_task(completed, ident):
@@ -322,11 +324,11 @@ def retire_alias(
             "seq": head + 1,
         }
         lock.ensure_held()
-        pending = write_pending(client, model_name, {"entry": entry, "holder": owner, "clear": [],
+        pending = write_pending(hook, model_name, {"entry": entry, "holder": owner, "clear": [],
                                                      "reason": reason[:1000]})
         lock.ensure_held()
-        client.delete_registered_model_alias(model_name, alias)
-        entry = append_entry(client, model_name, head, pending["entry"])
-        _finish(client, model_name, entry, pending)
-        clear_pending(client, model_name)
+        hook.delete_registered_model_alias(model_name, alias)
+        entry = append_entry(hook, model_name, head, pending["entry"])
+        _finish(hook, model_name, entry, pending)
+        clear_pending(hook, model_name)
         return entry, True

@@ -128,20 +128,12 @@ def approval_markdown(
             f"md5 `{dataset_version.get('md5')}`",
         ]
     if drift:
-        status = "no drift" if drift.get("passed") else "DRIFT"
-        lines += [
-            "",
-            f"**Drift of the new batch against the challenger's training set:** {status} (share "
-            f"{_fmt(drift.get('drift_share'), 2)}, columns {drift.get('drifted_columns') or []})",
-        ]
+        lines += ["", _drift_line("Drift of the new batch against the challenger's training set", drift)
+                  + f", columns {drift.get('drifted_columns') or []})"]
     if champ:
         if serving_drift:
-            status = "no drift" if serving_drift.get("passed") else "DRIFT"
-            lines += [
-                "",
-                f"**Champion v{champ} in serving (last monitoring check, {serving_drift.get('at')}):** {status} "
-                f"(share {_fmt(serving_drift.get('drift_share'), 2)})",
-            ]
+            title = f"Champion v{champ} in serving (last monitoring check, {serving_drift.get('at')})"
+            lines += ["", _drift_line(title, serving_drift) + ")"]
         else:
             lines += ["", f"**Champion v{champ} in serving:** no monitoring verdict recorded yet"]
     evidence = links.get("evaluation evidence")
@@ -149,3 +141,9 @@ def approval_markdown(
               else f"**Evidence:** `{verdict.get('evidence_uri')}`"]
     lines += [f"- [{name}]({url})" for name, url in links.items() if url]
     return subject, "\n".join(lines)
+
+
+def _drift_line(title: str, drift: dict[str, Any]) -> str:
+    """``**<title>:** no drift|DRIFT (share 0.12`` (the caller closes the parenthesis)."""
+    status = "no drift" if drift.get("passed") else "DRIFT"
+    return f"**{title}:** {status} (share {_fmt(drift.get('drift_share'), 2)}"

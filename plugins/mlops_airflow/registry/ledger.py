@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.registry.tags import promotion_from_version_tags
 from mlops_airflow.registry.versions import registered_model
+
+if TYPE_CHECKING:
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
 
 LEDGER_PREFIX = "mlops.ledger."
 LEDGER_HEAD = "mlops.ledger.head"
@@ -57,9 +60,9 @@ def ledger_from_tags(tags: dict[str, str]) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: int(e["seq"]))
 
 
-def read_ledger(client: Any, model_name: str) -> list[dict[str, Any]]:
+def read_ledger(hook: MlflowHook, model_name: str) -> list[dict[str, Any]]:
     """All ledger entries of ``model_name``, oldest first."""
-    return ledger_from_tags(registered_model(client, model_name).tags)
+    return ledger_from_tags(registered_model(hook, model_name).tags)
 
 
 #: Entries that record a decision or a side effect, not a version taking an alias.
@@ -74,9 +77,9 @@ def last_entry(ledger: list[dict[str, Any]], alias: str) -> dict[str, Any] | Non
     return None
 
 
-def previous_holder(client: Any, model_name: str, alias: str = "champion") -> str | None:
+def previous_holder(hook: MlflowHook, model_name: str, alias: str = "champion") -> str | None:
     """The version that held ``alias`` before the current holder (the rollback target), from the ledger."""
-    entry = last_entry(read_ledger(client, model_name), alias)
+    entry = last_entry(read_ledger(hook, model_name), alias)
     return entry.get("previous_version") if entry else None
 
 
@@ -137,15 +140,15 @@ def fit_tag(entry: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return entry, value
 
 
-def append_entry(client: Any, model_name: str, head: int, entry: dict[str, Any]) -> dict[str, Any]:
+def append_entry(hook: MlflowHook, model_name: str, head: int, entry: dict[str, Any]) -> dict[str, Any]:
     """Write ``entry`` as ledger entry ``head + 1`` (shortened to fit one tag) and move the head. Returns it."""
     entry, value = fit_tag({**entry, "seq": head + 1})
-    client.set_registered_model_tag(model_name, f"{LEDGER_PREFIX}{entry['seq']:06d}", value)
-    client.set_registered_model_tag(model_name, LEDGER_HEAD, str(entry["seq"]))
+    hook.set_registered_model_tag(model_name, f"{LEDGER_PREFIX}{entry['seq']:06d}", value)
+    hook.set_registered_model_tag(model_name, LEDGER_HEAD, str(entry["seq"]))
     return entry
 
 
-def write_pending(client: Any, model_name: str, pending: dict[str, Any]) -> dict[str, Any]:
+def write_pending(hook: MlflowHook, model_name: str, pending: dict[str, Any]) -> dict[str, Any]:
     """Record the move about to be made (``{"entry", "holder", "clear"}``) before the alias moves. Returns it.
 
     Shortened like a ledger entry so it fits one tag; the entry appended later is the shortened one.
@@ -156,7 +159,7 @@ def write_pending(client: Any, model_name: str, pending: dict[str, Any]) -> dict
     if len(value) > MAX_TAG_VALUE:  # a very long holder string: the entry is what must survive
         pending = {"entry": entry, "holder": str(pending.get("holder"))[:200], "clear": pending.get("clear") or []}
         value = json.dumps(pending, sort_keys=True, separators=(",", ":"), default=str)
-    client.set_registered_model_tag(model_name, LEDGER_PENDING, value)
+    hook.set_registered_model_tag(model_name, LEDGER_PENDING, value)
     return pending
 
 
@@ -174,12 +177,12 @@ def pending_from_tags(tags: dict[str, str]) -> dict[str, Any] | None:
     return pending
 
 
-def clear_pending(client: Any, model_name: str) -> None:
+def clear_pending(hook: MlflowHook, model_name: str) -> None:
     """Remove the pending intent (the move it announced is recorded, or it never happened)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.delete_registered_model_tag(model_name, LEDGER_PENDING)
+        hook.delete_registered_model_tag(model_name, LEDGER_PENDING)
     except MlflowException as err:
         if err.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise

@@ -29,12 +29,14 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlops_airflow.exceptions import RegistryError
 
 if TYPE_CHECKING:
     import logging
+
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
 
 LOCK_SUFFIX = ".promotion-lock"
 BROKEN_INFIX = ".broken."
@@ -71,7 +73,7 @@ class PromotionLock:
 
     def __init__(
         self,
-        client: Any,
+        hook: MlflowHook,
         model_name: str,
         owner: str,
         *,
@@ -79,7 +81,7 @@ class PromotionLock:
         ttl_s: float = DEFAULT_TTL_S,
         log: logging.Logger | None = None,
     ) -> None:
-        self.client, self.name, self.owner = client, f"{model_name}{LOCK_SUFFIX}", owner
+        self.hook, self.name, self.owner = hook, f"{model_name}{LOCK_SUFFIX}", owner
         self.timeout_s, self.ttl_s, self.log = timeout_s, ttl_s, log
         self.token = uuid.uuid4().hex
         self.lost = False
@@ -93,7 +95,7 @@ class PromotionLock:
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
-                self.client.create_registered_model(
+                self.hook.create_registered_model(
                     self.name,
                     tags={TOKEN: self.token, OWNER: self.owner, EXPIRES: _expires(self.ttl_s)},
                     description="Promotion in progress (airflow-provider-mlops); deleted when the alias move ends, "
@@ -129,7 +131,7 @@ class PromotionLock:
         if not again or again.get(TOKEN) != holder.get(TOKEN):
             return
         try:
-            self.client.rename_registered_model(self.name, tombstone)
+            self.hook.rename_registered_model(self.name, tombstone)
         except MlflowException:
             return  # a peer renamed it first (or the holder released it): back to create_registered_model
         if self.log:
@@ -161,7 +163,7 @@ class PromotionLock:
             return -1.0
         left = _seconds_left(holder)
         if left > 0:
-            self.client.set_registered_model_tag(self.name, EXPIRES, _expires(self.ttl_s))
+            self.hook.set_registered_model_tag(self.name, EXPIRES, _expires(self.ttl_s))
         return left
 
     def ensure_held(self) -> None:
@@ -179,7 +181,7 @@ class PromotionLock:
         from mlflow.exceptions import MlflowException
 
         try:
-            return dict(self.client.get_registered_model(self.name).tags)
+            return dict(self.hook.get_registered_model(self.name).tags)
         except MlflowException:
             return None
 
@@ -187,7 +189,7 @@ class PromotionLock:
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.delete_registered_model(name or self.name)
+            self.hook.delete_registered_model(name or self.name)
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise

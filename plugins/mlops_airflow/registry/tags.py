@@ -17,14 +17,17 @@ training helper) for versions registered before the tags existed. No Airflow ope
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
 
 PREFIX = "mlops.promotion."
 TASK_TYPE_TAG = "mlops.task_type"
 LABEL_TAG = "mlops.label"
 
 
-def write_intent(client: Any, model_name: str, version: str, entry: dict[str, Any]) -> None:
+def write_intent(hook: MlflowHook, model_name: str, version: str, entry: dict[str, Any]) -> None:
     """The move about to be made, on the version (before the alias moves)."""
     airflow = entry["airflow"]
     tags = {
@@ -39,22 +42,22 @@ def write_intent(client: Any, model_name: str, version: str, entry: dict[str, An
         f"{PREFIX}dag_run": f"{airflow['dag_id']}/{airflow['run_id']}",
     }
     for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
+        hook.set_model_version_tag(model_name, version, key, value)
 
 
-def write_recorded(client: Any, model_name: str, version: str, entry: dict[str, Any]) -> None:
+def write_recorded(hook: MlflowHook, model_name: str, version: str, entry: dict[str, Any]) -> None:
     """The move as recorded in the ledger (with its ``seq``), on the version (after the append)."""
-    client.set_model_version_tag(
+    hook.set_model_version_tag(
         model_name, version, f"{PREFIX}{entry['alias']}", json.dumps(entry, sort_keys=True, default=str)
     )
-    client.set_model_version_tag(model_name, version, f"{PREFIX}ledger_seq", str(entry["seq"]))
+    hook.set_model_version_tag(model_name, version, f"{PREFIX}ledger_seq", str(entry["seq"]))
 
 
 def write_rolled_back(
-    client: Any, model_name: str, version: str, alias: str, entry: dict[str, Any], reason: str
+    hook: MlflowHook, model_name: str, version: str, alias: str, entry: dict[str, Any], reason: str
 ) -> None:
     """``alias`` was taken away from the version (ledger entry ``entry``)."""
-    client.set_model_version_tag(
+    hook.set_model_version_tag(
         model_name,
         version,
         f"{PREFIX}{alias}.rolled_back",
@@ -62,10 +65,10 @@ def write_rolled_back(
     )
 
 
-def read_intent(client: Any, model_name: str, version: str, alias: str) -> dict[str, Any] | None:
+def read_intent(hook: MlflowHook, model_name: str, version: str, alias: str) -> dict[str, Any] | None:
     """The ``mlops.promotion.<alias>`` entry on the version, or None (absent, unreadable, no such version)."""
     try:
-        raw = client.get_model_version(model_name, version).tags.get(f"{PREFIX}{alias}")
+        raw = hook.get_model_version(model_name, version).tags.get(f"{PREFIX}{alias}")
         return json.loads(raw) if raw else None
     except Exception:  # noqa: BLE001 - a missing/garbled intent only means "unknown mover"
         return None
@@ -116,7 +119,7 @@ def model_metadata(tracking_uri: str, model_uri: str, registry_uri: str | None =
         mlflow.set_registry_uri(previous_registry)
 
 
-def model_task(client: Any, model_name: str, version: str, tracking_uri: str | None = None) -> dict[str, Any]:
+def model_task(hook: MlflowHook, model_name: str, version: str, tracking_uri: str | None = None) -> dict[str, Any]:
     """What version ``version`` of ``model_name`` predicts: ``{task_type, label, entity_columns, features, source}``.
 
     The version's tags first (``mlops.task_type``, ``mlops.label``); what they lack comes from the model's MLmodel
@@ -124,10 +127,10 @@ def model_task(client: Any, model_name: str, version: str, tracking_uri: str | N
     names them: the caller decides the default (binary classification) or the error (the label).
     ``source`` says where each value came from (``tags``, ``metadata``), for the evidence.
 
-    :param client: an ``MlflowClient``.
+    :param hook: the ``MlflowHook`` (an ``MlflowClient`` still works, for one release).
     :param tracking_uri: the tracking server, to read the MLmodel metadata; None = tags only.
     """
-    tags = client.get_model_version(model_name, str(version)).tags or {}
+    tags = hook.get_model_version(model_name, str(version)).tags or {}
     out: dict[str, Any] = {"task_type": tags.get(TASK_TYPE_TAG) or None, "label": tags.get(LABEL_TAG) or None,
                            "entity_columns": None, "features": None, "source": {}}
     for key in ("task_type", "label"):

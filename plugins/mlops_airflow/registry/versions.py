@@ -12,7 +12,6 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_airflow.exceptions import RegistryError
@@ -25,11 +24,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def registered_model(client: Any, model_name: str) -> Any:
+def registered_model(hook: MlflowHook, model_name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_registered_model(model_name)
+        return hook.get_registered_model(model_name)
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise RegistryError(
@@ -39,23 +38,40 @@ def registered_model(client: Any, model_name: str) -> Any:
         raise
 
 
-def run_ids(client: Any, mv: Any) -> tuple[str, str]:
-    return client.get_run(mv.run_id).info.experiment_id, mv.run_id
+def as_hook(mlflow: Any) -> MlflowHook:
+    """``mlflow`` when it is an ``MlflowHook``, else a hook calling through it (an ``MlflowClient`` that an older
+    caller passes; accepted for one release)."""
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
+    return mlflow if isinstance(mlflow, MlflowHook) else MlflowHook.for_client(mlflow)
 
 
-def check_version_usable(hook: MlflowHook, client: Any, model_name: str, version: str) -> Any:
-    """The version exists, is READY, and its model artifact (MLmodel) is present; else a clear error."""
+def run_ids(hook: MlflowHook, mv: Any) -> tuple[str, str]:
+    """``(experiment_id, run_id)`` of the run behind model version ``mv``."""
+    return hook.get_run(mv.run_id).info.experiment_id, mv.run_id
+
+
+def check_version_usable(hook: MlflowHook, model_name: str, version: str, *legacy: str) -> Any:
+    """The version exists, is READY, and its model artifact (MLmodel) is present; else a clear error.
+
+    :param hook: the MLflow hook.
+    :param model_name: the registered model.
+    :param version: the version.
+    :param legacy: the former call ``(hook, client, model_name, version)``, accepted for one release.
+    """
     from mlflow.exceptions import MlflowException
 
-    registered_model(client, model_name)
+    if legacy:
+        model_name, version = version, legacy[0]
+    registered_model(hook, model_name)
     try:
-        mv = client.get_model_version(model_name, version)
+        mv = hook.get_model_version(model_name, version)
     except MlflowException:
         raise RegistryError(f"{model_name} has no version {version!r}; check the version passed to this task") \
             from None
     if mv.status != "READY":
         raise RegistryError(f"{model_name} v{version} is {mv.status} ({mv.status_message}); only READY versions move")
-    if not model_artifact_present(client, mv):
+    if not model_artifact_present(hook, mv):
         raise RegistryError(
             f"{model_name} v{version}: the model artifact behind {mv.source} is missing (no MLmodel file); it cannot "
             "be served. Re-register the version from a run that logged a model, or pick another version"
@@ -63,21 +79,9 @@ def check_version_usable(hook: MlflowHook, client: Any, model_name: str, version
     return mv
 
 
-def model_artifact_present(client: Any, mv: Any) -> bool:
-    """True when the version's source holds an ``MLmodel`` file."""
-    try:
-        source = mv.source or ""
-        model_id = getattr(mv, "model_id", None) or (source.removeprefix("models:/")
-                                                     if source.startswith("models:/m-") else None)
-        if model_id:
-            repo = client._tracking_client._get_artifact_repo(model_id, resource="logged_model")
-            return any(Path(f.path).name == "MLmodel" for f in repo.list_artifacts())
-        if source.startswith("runs:/"):
-            run_id, _, path = source.removeprefix("runs:/").partition("/")
-            return any(Path(f.path).name == "MLmodel" for f in client.list_artifacts(run_id, path or None))
-        return True  # other sources (s3://...): the registry copied them; trust its READY status
-    except Exception:  # noqa: BLE001 - unreadable = missing, reported with the version by the caller
-        return False
+def model_artifact_present(hook: MlflowHook, mv: Any) -> bool:
+    """True when the version's source holds an ``MLmodel`` file (:meth:`MlflowHook.model_artifact_present`)."""
+    return as_hook(hook).model_artifact_present(mv)
 
 
 # ------------------------------------------------------------------------------------ lineage
@@ -148,7 +152,7 @@ def _short(value: Any) -> str:
     return text[:12] if len(text) >= 32 and all(c in "0123456789abcdef" for c in text) else text[:40]
 
 
-def same_lineage_version(client: Any, model_name: str, lineage: Mapping[str, Any], run_id: str,
+def same_lineage_version(hook: MlflowHook, model_name: str, lineage: Mapping[str, Any], run_id: str,
                          params: Mapping[str, Any]) -> tuple[Any | None, str]:
     """A READY version of ``model_name`` from another run with the same lineage, and why (or why none fits).
 
@@ -161,7 +165,7 @@ def same_lineage_version(client: Any, model_name: str, lineage: Mapping[str, Any
     if not rev or not ts_hash:
         return None, ("the dataset version has no rev or the training set no hash: the lineage cannot be compared, "
                       "so a new version is registered")
-    found = client.search_model_versions(
+    found = hook.search_model_versions(
         f"name = '{model_name}' and tags.`mlops.training_set_hash` = '{ts_hash}'")
     candidates = sorted((mv for mv in found if mv.run_id != run_id and mv.status == "READY"
                          and (mv.tags or {}).get("mlops.dataset_rev") == rev),
@@ -172,7 +176,7 @@ def same_lineage_version(client: Any, model_name: str, lineage: Mapping[str, Any
     closest: tuple[int, str] | None = None
     for mv in candidates[:20]:
         try:
-            run = client.get_run(mv.run_id)
+            run = hook.get_run(mv.run_id)
         except MlflowException:
             continue  # its run is gone: it proves nothing
         differ = lineage_difference(lineage, run_lineage(run, rev, ts_hash, mv.tags), params, run.data.params)

@@ -75,8 +75,8 @@ def _ms_to_iso(ms: int | None) -> str | None:
 class _Registry:
     """One request's view of the registry (caches runs and experiments it has already fetched)."""
 
-    def __init__(self, client: Any, ui_url: str) -> None:
-        self.client, self.ui_url = client, ui_url.rstrip("/")
+    def __init__(self, hook: Any, ui_url: str) -> None:
+        self.hook, self.ui_url = hook, ui_url.rstrip("/")
         self._runs: dict[str, Any] = {}
 
     def run(self, run_id: str | None) -> Any | None:
@@ -84,7 +84,7 @@ class _Registry:
             return None
         if run_id not in self._runs:
             try:
-                self._runs[run_id] = self.client.get_run(run_id)
+                self._runs[run_id] = self.hook.get_run(run_id)
             except Exception:  # noqa: BLE001 - a deleted run leaves the version without a run link
                 self._runs[run_id] = None
         return self._runs[run_id]
@@ -206,12 +206,7 @@ def _ledger(reg: _Registry, model_tags: dict[str, str], versions: list[Any]) -> 
 def _last_monitoring_run(reg: _Registry, experiment_id: str | None, name: str, kind_filter: str) -> Any | None:
     if experiment_id is None or "'" in name or "\\" in name:
         return None
-    runs = reg.client.search_runs(
-        [experiment_id],
-        filter_string=f"{kind_filter} and tags.`mlops.model_name` = '{name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs = reg.hook.search_runs_where([experiment_id], f"{kind_filter} and tags.`mlops.model_name` = '{name}'")
     return runs[0] if runs else None
 
 
@@ -236,19 +231,27 @@ def _verdict_view(reg: _Registry, run: Any | None) -> dict[str, Any] | None:
     }
 
 
-def collect(client: Any, ui_url: str, experiment_name: str) -> list[dict[str, Any]]:
-    """Everything the page shows, as JSON-ready dicts (one per registered model, sorted by name)."""
-    reg = _Registry(client, ui_url)
-    experiment = client.get_experiment_by_name(experiment_name)
+def collect(hook: Any, ui_url: str, experiment_name: str) -> list[dict[str, Any]]:
+    """Everything the page shows, as JSON-ready dicts (one per registered model, sorted by name).
+
+    :param hook: the ``MlflowHook`` of the page's connection (an ``MlflowClient`` still works, for one release).
+    :param ui_url: the MLflow UI address the links point at.
+    :param experiment_name: the monitoring experiment (drift and quality verdicts).
+    """
+    from mlops_airflow.registry.versions import as_hook
+
+    hook = as_hook(hook)
+    reg = _Registry(hook, ui_url)
+    experiment = hook.get_experiment_by_name(experiment_name)
     experiment_id = experiment.experiment_id if experiment is not None else None
     models = []
-    registered = client.search_registered_models(max_results=MAX_MODELS, order_by=["name ASC"])
+    registered = hook.search_registered_models(max_results=MAX_MODELS, order_by=["name ASC"])
     for rm in registered:
         if rm.name.endswith(LOCK_SUFFIX):
             continue
         name = rm.name
-        versions = (client.search_model_versions(f"name = '{name}'", max_results=MAX_VERSIONS,
-                                                 order_by=["version_number DESC"]) if "'" not in name else [])
+        versions = (hook.search_model_versions(f"name = '{name}'", max_results=MAX_VERSIONS,
+                                               order_by=["version_number DESC"]) if "'" not in name else [])
         by_version = {str(v.version): v for v in versions}
         reg.prefetch([v.run_id for v in versions])
         ledger = _ledger(reg, dict(rm.tags or {}), versions)
@@ -258,7 +261,7 @@ def collect(client: Any, ui_url: str, experiment_name: str) -> list[dict[str, An
         for alias, version in sorted(
             dict(rm.aliases or {}).items(), key=lambda kv: (ALIASES.index(kv[0]) if kv[0] in ALIASES else 99, kv[0])
         ):
-            mv = by_version.get(str(version)) or client.get_model_version(name, str(version))
+            mv = by_version.get(str(version)) or hook.get_model_version(name, str(version))
             views.setdefault(str(mv.version), _version_view(reg, name, mv))
             held.setdefault(str(mv.version), []).append(alias)
             aliases[alias] = views[str(mv.version)]
@@ -328,7 +331,7 @@ def snapshot() -> dict[str, Any]:
         )
         return result
     try:
-        result["models"] = collect(hook.get_client(), ui_url, monitoring_experiment())
+        result["models"] = collect(hook, ui_url, monitoring_experiment())
     except Exception as err:  # noqa: BLE001
         result["error"] = (
             f"MLflow at {ui_url} (connection {conn_id!r}) did not answer: {type(err).__name__}: "

@@ -210,10 +210,7 @@ def _version_rows(model: dict[str, Any]) -> str:
             f'<td class="small">{_when(v["created_at"])}{"<br>" + _dag_run(v["dag_run"]) if v["dag_run"] else ""}'
             f'</td><td>{links or "<span class=muted>-</span>"}</td></tr>'
         )
-    more = len(history) - MAX_VERSION_ROWS
-    if more > 0:
-        rows.append(f'<tr><td colspan="6" class="muted">{more} older versions in the JSON view.</td></tr>')
-    return "".join(rows)
+    return "".join(rows) + _more_rows(len(history) - MAX_VERSION_ROWS, 6, "versions")
 
 
 def _decision(entry: dict[str, Any]) -> str:
@@ -260,10 +257,13 @@ def _ledger_rows(ledger: list[dict[str, Any]]) -> str:
             f'<td class="small">{_dag_run(entry.get("dag_run"))}'
             f'{" <span class=muted>(version tags)</span>" if entry.get("source") == "version tags" else ""}</td></tr>'
         )
-    more = len(ledger) - MAX_LEDGER_ROWS
-    if more > 0:
-        rows.append(f'<tr><td colspan="7" class="muted">{more} older entries in the JSON view.</td></tr>')
-    return "".join(rows)
+    return "".join(rows) + _more_rows(len(ledger) - MAX_LEDGER_ROWS, 7, "entries")
+
+
+def _more_rows(more: int, columns: int, what: str) -> str:
+    """The table's last row when ``more`` rows were left out (they are in the JSON view); else nothing."""
+    return f'<tr><td colspan="{columns}" class="muted">{more} older {what} in the JSON view.</td></tr>' if more > 0 \
+        else ""
 
 
 def render_page(data: dict[str, Any], embedded: bool = False) -> str:
@@ -359,9 +359,8 @@ def _report(run_id: str, path: str | None) -> HTMLResponse:
     if not _RUN_ID.match(run_id):
         raise HTTPException(status_code=404, detail="not a run id")
     hook = MlflowHook(mlflow_conn_id=mlflow_conn_id())
-    client = hook.get_client()
     try:
-        run = client.get_run(run_id)
+        run = hook.get_run(run_id)
     except Exception:  # noqa: BLE001
         raise HTTPException(status_code=404, detail=f"run {run_id} not found in MLflow") from None
     kind = run.data.tags.get("mlops.kind", "")
@@ -372,7 +371,7 @@ def _report(run_id: str, path: str | None) -> HTMLResponse:
         raise HTTPException(status_code=400, detail="only .html artifacts inside the run")
     with tempfile.TemporaryDirectory(prefix="mlops-report-") as tmp:
         try:
-            local = client.download_artifacts(run_id, artifact, tmp)
+            local = hook.download_artifacts(run_id, artifact, tmp)
         except Exception as err:  # noqa: BLE001
             raise HTTPException(status_code=404, detail=f"{artifact} not found on run {run_id}: {err}") from None
         body = Path(local).read_text(encoding="utf-8", errors="replace")

@@ -143,6 +143,25 @@ def test_a_failed_verdict_skips_with_the_reasons():
         skip_if_failed({}, "churn", "2")
 
 
+def test_a_refused_challenger_skips_with_one_summary_line_naming_the_reason(caplog):
+    """Issue #15: a refusal is a visibly distinct state (skipped, the reason in the SUMMARY), not a green no-op."""
+    import logging
+
+    log = logging.getLogger("test.approval.skip")
+    verdict = {"passed": False, "outcome": "refused", "reasons": ["challenger v2: auc=0.61 < minimum 0.7"],
+               "evidence_uri": "runs:/abc/evaluation/vs-v1.json"}
+    with caplog.at_level(logging.INFO, logger="test.approval.skip"), pytest.raises(AirflowSkipException):
+        skip_if_failed(verdict, "churn", "2", log)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SUMMARY")]
+    assert line == ("SUMMARY approval model=churn version=2 decision=skipped outcome=refused "
+                    "reason='challenger v2: auc=0.61 < minimum 0.7' evidence=runs:/abc/evaluation/vs-v1.json")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="test.approval.skip"), pytest.raises(AirflowSkipException):
+        skip_if_failed({"passed": False}, "churn", "3", log, "promote")
+    assert [r.getMessage() for r in caplog.records] == [
+        "SUMMARY promote model=churn version=3 decision=skipped outcome=refused reason='' evidence=None"]
+
+
 def test_the_gate_reads_templated_xcom_text():
     gate = ModelApprovalOperator(
         task_id="approve",

@@ -116,6 +116,10 @@ def test_better_challenger_passes_with_significant_delta_and_evidence(models):
     evidence = hook.load_json_artifact(hook.get_client(), challenger["run_id"], "evaluation/vs-v1.json")
     assert evidence["comparison"]["bootstrap"]["n_boot"] == 300 and evidence["holdout"]["sha256"]
     assert "_link_EvidenceLink" in verdict["_xcom"] and "_link_MlflowModelVersionLink" in verdict["_xcom"]
+    # The evidence link opens the evidence file itself in the MLflow UI (not a raw runs:/ URI).
+    assert verdict["_xcom"]["_link_EvidenceLink"] == verdict["evidence_url"] == (
+        f"{verdict['run_url']}/artifacts/evaluation/vs-v1.json")
+    assert verdict["outcome"] == "promotable"
     json.dumps({k: v for k, v in verdict.items() if k != "_xcom"})
     # The verdict on the challenger version, for the models page (holdout metrics labelled as such there).
     tags = _evaluation_tags(name, "2")
@@ -132,6 +136,7 @@ def test_better_challenger_passes_with_significant_delta_and_evidence(models):
     assert reverse["passed"] is False
     assert any("improvement -" in r and "< min_improvement 0.0" in r for r in reverse["reasons"])
     assert any("not significant" in r for r in reverse["reasons"])
+    assert reverse["outcome"] == "refused"  # approval and promotion skip on it, with these reasons
     refused = _evaluation_tags(name, "1")
     assert (refused["passed"], refused["champion_version"]) == ("false", "2")
     assert refused["evidence_uri"] == reverse["evidence_uri"] and float(refused["auc"]) < float(tags["auc"])
@@ -176,3 +181,43 @@ def test_champion_without_model_artifact_is_a_clear_error(models):
         _evaluate(name, challenger=challenger, min_improvement=0.0)
     with pytest.raises(RegistryError, match="no challenger to evaluate"):
         _evaluate(name, challenger=None, challenger_alias="nobody")
+
+
+@pytest.mark.integration
+def test_holdout_and_scores_on_object_storage_and_the_cache_is_reused(models, s3_store, caplog, capsys):
+    """Issue #11: the holdout is read from an s3:// URI and the scores are written under an s3:// output_dir;
+    a second evaluation (a retry, another worker) reuses the cached scores keyed by the holdout's content."""
+    import logging
+    from pathlib import Path
+
+    from mlops_airflow import storage
+
+    name = unique("evaluates3")
+    register(name, models["weak"], min_metrics={"val_auc": 0.5})
+    challenger = register(name, models["good"], min_metrics={"val_auc": 0.5})
+    holdout_uri = storage.put_file(holdout(), f"{s3_store.root}/holdout/day.parquet")["uri"]
+    scores = f"{s3_store.root}/scores"
+
+    def evaluate() -> dict:
+        op = EvaluateChallengerOperator(task_id="evaluate_challenger", model_name=name, holdout_path=holdout_uri,
+                                        challenger=challenger, min_metrics={"auc": 0.6}, min_improvement=0.01,
+                                        n_boot=300, output_dir=scores, python=str(TRAIN_PYTHON))
+        return op.execute(make_context("evaluate_challenger"))
+
+    first = evaluate()
+    assert first["passed"] is True, first["reasons"]
+    keys = s3_store.keys("scores/")
+    assert len([k for k in keys if k.endswith(".parquet")]) == 2 and len([k for k in keys if k.endswith(".json")]) == 2
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO):
+        again = evaluate()
+    logged = caplog.text + capsys.readouterr().out  # task loggers write through structlog to stdout
+    assert logged.count(f"reusing {scores}/") == 2, logged  # both models: nothing scored again
+    assert s3_store.keys("scores/") == keys
+    assert again["metrics"] == first["metrics"]
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
+    evidence = MlflowHook().read_json_artifact(challenger["run_id"], "evaluation/vs-v1.json")
+    from mlops_airflow._io import file_sha256
+
+    assert (evidence["holdout"]["path"], evidence["holdout"]["sha256"]) == (holdout_uri, file_sha256(Path(holdout())))

@@ -179,6 +179,7 @@ def test_promote_records_ledger_version_tags_and_asset_event_and_retries_are_noo
                               "approved_at": APPROVAL["responded_at"], "evidence_uri": VERDICT["evidence_uri"],
                               "seq": 3}
     assert ctx["ti"].xcom["_link_MlflowModelVersionLink"].endswith(f"/models/{name}/versions/2")
+    assert ctx["ti"].xcom["_link_LedgerEntryLink"].endswith(f"/#/models/{name}")  # the tags hold the ledger
     print("LEDGER ENTRY", json.dumps(entry, sort_keys=True))
 
     # A task retried after another promotion moved the alias on does not move it back.

@@ -184,3 +184,29 @@ def test_canary_mask_and_mcnemar():
     # Fisher's exact test for the canary (disjoint rows): 60% vs 75% on 400 rows each is significant, 74 vs 75 not.
     assert canary_test(240, 400, 300, 400)["p_value"] < 0.001
     assert canary_test(296, 400, 300, 400)["p_value"] > 0.5
+
+
+def test_window_log_scores_and_evidence_on_object_storage(registry, context, s3_store):
+    """Issue #11: the window, the inference log, the scores cache and the shadow evidence all live at s3:// URIs;
+    a retry on another worker finds the same content-addressed log and reuses the cached scores."""
+    from mlops_airflow import storage
+
+    window = storage.put_file(registry["window"], f"{s3_store.root}/landing/window.parquet")["uri"]
+    op = BatchScoringOperator(**NAMES, task_id="score", model_name=MODEL, input_path=window,
+                              output_dir=f"{s3_store.root}/inference", canary_share=0.0)
+    result = op.execute(context(task_id="score"))
+    assert result["uri"].startswith(f"{s3_store.root}/inference/{MODEL}/") and result["rows"] == 800
+    keys = s3_store.keys("inference/")
+    assert sum(k.startswith(f"inference/{MODEL}/scores/") and k.endswith(".parquet") for k in keys) == 2
+    assert storage.read_table(result["uri"])["model_version"].eq("1").all()
+    again = op.execute(context(task_id="score", try_number=2))
+    assert again["uri"] == result["uri"] and s3_store.keys("inference/") == keys  # nothing rewritten elsewhere
+
+    labels = f"{s3_store.root}/labels/labels.parquet"
+    storage.write_table(labels, registry["labels"][["customer_id", "event_timestamp", "churned"]])
+    verdict = ShadowCanaryAnalysisOperator(
+        **KEYS_LABEL, task_id="analyse", inference_log=result["uri"], labels_path=labels,
+        evidence_dir=f"{s3_store.root}/evidence",
+    ).execute(context(task_id="analyse"))
+    assert verdict["evidence_uri"].startswith(f"{s3_store.root}/evidence/") and verdict["recommendation"] == "promote"
+    assert storage.read_json(verdict["evidence_uri"])["recommendation"] == "promote"

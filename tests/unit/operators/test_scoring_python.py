@@ -69,11 +69,13 @@ def test_model_uris_resolve_to_their_training_run(setup):
     name = uri.split("/")[1]
     client.set_registered_model_alias(name, "champion", "1")
     logged = client.create_logged_model(setup["experiment"], source_run_id=run_id)
-    assert model_run_id(client, uri) == run_id
-    assert model_run_id(client, f"models:/{name}@champion") == run_id
-    assert model_run_id(client, f"models:/{logged.model_id}") == run_id
-    assert model_run_id(client, f"runs:/{run_id}/model") == run_id
-    assert model_run_id(client, "/local/path/model") is None
+    hook = _hook()
+    assert model_run_id(hook, uri) == run_id
+    assert model_run_id(hook, f"models:/{name}@champion") == run_id
+    assert model_run_id(hook, f"models:/{logged.model_id}") == run_id
+    assert model_run_id(hook, f"runs:/{run_id}/model") == run_id
+    assert model_run_id(hook, "/local/path/model") is None
+    assert model_run_id(client, uri) == run_id  # an MlflowClient still works, for one release
 
 
 def test_the_model_is_scored_in_the_environment_it_was_trained_in(setup, caplog):

@@ -145,17 +145,17 @@ def test_task_tags_and_model_task_from_tags_then_metadata(registry, registry_cli
     info = model_task(registry_client, model_name, tagged)
     assert (info["task_type"], info["label"], info["source"]) == ("regression", "target",
                                                                   {"task_type": "tags", "label": "tags"})
-    assert resolve_task(registry.hook, registry_client, model_name, tagged, task_type=None, label_column=None)[:2] \
+    assert resolve_task(registry.hook, model_name, tagged, task_type=None, label_column=None)[:2] \
         == ("regression", "target")
 
     # A version without the tags: its MLmodel metadata (written by the training helper) answers.
-    run_id = registry_client.create_run(registry.experiment_id).info.run_id
+    run_id = registry.client.create_run(registry.experiment_id).info.run_id  # set-up: a raw client
     folder = tmp_path / "with_meta"
     folder.mkdir()
     (folder / "MLmodel").write_text(
         "artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n"
         "metadata:\n  task_type: regression\n  label: y\n  entity_columns: [row_id]\n  features: [a, b]\n")
-    registry_client.log_artifacts(run_id, str(folder), "model")
+    registry.client.log_artifacts(run_id, str(folder), "model")
     version = registry_client.create_model_version(model_name, f"runs:/{run_id}/model", run_id).version
     bare = model_task(registry_client, model_name, version)
     assert bare["task_type"] is None and bare["label"] is None
@@ -166,8 +166,8 @@ def test_task_tags_and_model_task_from_tags_then_metadata(registry, registry_cli
 
     # Neither tags nor metadata: the task type defaults to classification, the label is an error naming it.
     nothing = new_version(model_name)
-    task, label, source = resolve_task(registry.hook, registry_client, model_name, nothing, task_type=None,
+    task, label, source = resolve_task(registry.hook, model_name, nothing, task_type=None,
                                        label_column="outcome")
     assert task == "binary_classification" and source["task_type"].startswith("default")
     with pytest.raises(RegistryError, match="no label column .*pass label_column="):
-        resolve_task(registry.hook, registry_client, model_name, nothing, task_type=None, label_column=None)
+        resolve_task(registry.hook, model_name, nothing, task_type=None, label_column=None)

@@ -53,7 +53,7 @@ def test_a_usable_version_under_a_run_and_as_a_logged_model(registry, registry_c
     name = model_name
     in_run, logged = new_version(name, "run"), new_version(name, "logged")
     for version in (in_run, logged):
-        mv = check_version_usable(hook, registry_client, name, version)
+        mv = check_version_usable(hook, name, version)
         assert mv.version == version and mv.status == "READY"
         assert model_artifact_present(registry_client, mv)
     assert registry_client.get_model_version(name, logged).source.startswith("models:/m-")
@@ -72,11 +72,11 @@ def test_unusable_versions_are_refused_with_the_reason(registry, registry_client
             match=rf"{name} v{version}: the model artifact behind {re.escape(mv.source)}"
             r" is missing \(no MLmodel file\); it cannot be served",
         ):
-            check_version_usable(hook, registry_client, name, version)
+            check_version_usable(hook, name, version)
     with pytest.raises(RegistryError, match=rf"{name} has no version '42'; check the version passed to this task"):
-        check_version_usable(hook, registry_client, name, "42")
+        check_version_usable(hook, name, "42")
     with pytest.raises(RegistryError, match=r"registered model 'absent_model_y' does not exist"):
-        check_version_usable(hook, registry_client, "absent_model_y", "1")
+        check_version_usable(hook, "absent_model_y", "1")
 
 
 def test_model_artifact_present_for_other_sources_and_unreadable_ones(registry_client, new_version, model_name):
@@ -89,3 +89,19 @@ def test_model_artifact_present_for_other_sources_and_unreadable_ones(registry_c
     mv = registry_client.get_model_version(name, new_version(name, "logged"))
     # The logged model id is read from the source when the version object does not carry it.
     assert model_artifact_present(registry_client, SimpleNamespace(source=mv.source, model_id=None))
+
+
+def test_an_mlflow_client_still_works_for_one_release(registry, new_version, model_name):
+    """Callers that still hand the registry functions an ``MlflowClient`` get the same answers (for one release)."""
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+    from mlops_airflow.registry.ledger import read_ledger
+    from mlops_airflow.registry.versions import as_hook
+
+    version = new_version(model_name)
+    client = registry.client
+    assert as_hook(registry.hook) is registry.hook
+    wrapped = as_hook(client)
+    assert isinstance(wrapped, MlflowHook) and wrapped.client is client
+    assert check_version_usable(registry.hook, client, model_name, version).version == version  # former signature
+    assert model_artifact_present(client, client.get_model_version(model_name, version))
+    assert registered_model(client, model_name).name == model_name and read_ledger(client, model_name) == []

@@ -163,7 +163,10 @@ def test_public_url_drops_credentials():
 
 
 def test_collect_reads_aliases_verdicts_history_and_links(store):
-    models = {m["name"]: m for m in collect(store["client"], UI + "/", "mlops-monitoring-test")}
+    from mlops_airflow.hooks.mlflow_registry import MlflowHook
+
+    hook = MlflowHook(tracking_uri=store["uri"])  # what the page passes (snapshot); a raw client still works
+    models = {m["name"]: m for m in collect(hook, UI + "/", "mlops-monitoring-test")}
     assert list(models) == ["another_model", MODEL]  # sorted, the promotion lock left out
     model = models[MODEL]
     assert model["description"] == "Churn <model>" and model["url"] == f"{UI}/#/models/{MODEL}"
