@@ -143,6 +143,11 @@ def get_provider_info() -> dict[str, Any]:
                     "remote": {"label": "DVC remote name", "schema": {"type": ["string", "null"]}},
                     "remote_url": {"label": "DVC remote URL", "description": "e.g. s3://bucket/dvc",
                                    "schema": {"type": ["string", "null"]}},
+                    "endpoint_url": {"label": "DVC remote endpoint", "description": "S3-compatible endpoint (MinIO), "
+                                     "written to .dvc/config.local", "schema": {"type": ["string", "null"]}},
+                    "working_copy": {"label": "Working copy", "description": "per_task: a clone per task (the "
+                                     "default with a Git URL and no working copy path)",
+                                     "schema": {"type": ["string", "null"]}},
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port"],
@@ -184,6 +189,7 @@ def get_provider_info() -> dict[str, Any]:
             "mlops_airflow.links.mlflow.MlflowModelVersionLink",
             "mlops_airflow.links.mlflow.EvidenceLink",
             "mlops_airflow.links.registry.LedgerEntryLink",
+            "mlops_airflow.links.dvc.DvcCommitLink",
         ],
         "plugins": [{"name": "mlops", "plugin-class": "mlops_airflow.ui.plugin.MLOpsPlugin"}],
         "config": {

@@ -95,8 +95,10 @@ def join(base: str | os.PathLike[str], *parts: str) -> str:
 
 
 def name(uri: str | os.PathLike[str]) -> str:
-    """The last segment of ``uri`` (the file name)."""
-    return to_uri(uri).rstrip("/").rsplit("/", 1)[-1]
+    """The last segment of ``uri`` (the file name; percent-decoded for a local path)."""
+    text = to_uri(uri)
+    last = text.rstrip("/").rsplit("/", 1)[-1]
+    return unquote(last) if is_local(text) else last
 
 
 def parent(uri: str | os.PathLike[str]) -> str:

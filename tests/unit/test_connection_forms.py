@@ -18,7 +18,7 @@ EXPECTED = {
     "mlflow": {"tracking_uri": "Tracking URI", "registry_uri": "Registry URI", "ui_url": "UI URL", "token": "Token",
                "insecure_tls": "Skip TLS verification"},
     "dvc": {"repo_path": "Working copy path", "repo_url": "Git URL", "branch": "Branch", "remote": "DVC remote name",
-            "remote_url": "DVC remote URL"},
+            "remote_url": "DVC remote URL", "endpoint_url": "DVC remote endpoint", "working_copy": "Working copy"},
     "feast": {"repo_path": "Feature repository path", "feature_store_yaml": "Store configuration file"},
 }
 

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops_airflow import storage
 from mlops_airflow.links.mlflow import EvidenceLink
-from mlops_airflow.operators._validation_files import write_atomic
 from mlops_airflow.operators._validation_gx import DOMAIN_KWARGS, domain, examples, exception_message, short
+from mlops_airflow.operators._validation_quarantine import shown as display
 
 RESULT_FILE = "validation_result.json"
 SUMMARY_FILE = "validation_summary.html"
 # A failure message names at most this many expectations; the full result file has them all.
 MAX_REASONS_IN_MESSAGE = 8
+
+
+def batch_name(uri: str) -> str:
+    """The batch's file or folder name as a person reads it (a local name percent-decoded)."""
+    return Path(display(uri)).name if storage.is_local(uri) else storage.name(uri)
 
 
 def not_run_result(structural: list[str], suite_name: str) -> dict[str, Any]:
@@ -47,44 +54,32 @@ def result_metrics(result: dict[str, Any], rows: int) -> dict[str, int]:
     }
 
 
-def write_evidence(
-    out_dir: Path,
-    result: dict[str, Any],
-    source: Path,
-    data_md5: str | None,
-    metrics: dict[str, int],
-    reasons: list[str],
-    passed: bool,
-    *,
-    suite_path: str,
-    max_examples: int,
-) -> tuple[Path, Path]:
-    out_dir = out_dir.absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result_path = out_dir / RESULT_FILE
-    summary_path = out_dir / SUMMARY_FILE
-    document = {**result, "batch": {"path": str(source.absolute()), "md5": data_md5, "rows": metrics["rows"]}}
-    write_atomic(result_path, json.dumps(document, indent=2, default=str))
-    write_atomic(
-        summary_path,
-        render_html(
-            result, source, data_md5, metrics, reasons, passed, suite_path=suite_path, max_examples=max_examples
-        ),
-    )
-    return result_path, summary_path
+@dataclass(frozen=True)
+class Evidence:
+    """What one run of the gate found: the result document and the facts the summary and the message show."""
+
+    result: dict[str, Any]
+    source_uri: str
+    data_md5: str | None
+    metrics: dict[str, int]
+    reasons: list[str]
+    passed: bool
+    suite_path: str
+    max_examples: int
 
 
-def render_html(
-    result: dict[str, Any],
-    source: Path,
-    data_md5: str | None,
-    metrics: dict[str, int],
-    reasons: list[str],
-    passed: bool,
-    *,
-    suite_path: str,
-    max_examples: int,
-) -> str:
+def write_evidence(out_dir: str, ev: Evidence) -> tuple[str, str]:
+    """The result JSON and the HTML summary under ``out_dir`` (a URI), each written whole; their URIs."""
+    result_uri = storage.join(out_dir, RESULT_FILE)
+    summary_uri = storage.join(out_dir, SUMMARY_FILE)
+    batch = {"path": storage.to_uri(ev.source_uri), "md5": ev.data_md5, "rows": ev.metrics["rows"]}
+    storage.write_atomic(result_uri, json.dumps({**ev.result, "batch": batch}, indent=2, default=str))
+    storage.write_atomic(summary_uri, render_html(ev))
+    return result_uri, summary_uri
+
+
+def render_html(ev: Evidence) -> str:
+    result, metrics, passed, max_examples = ev.result, ev.metrics, ev.passed, ev.max_examples
     esc = html.escape
     rows = []
     for item in result.get("results", []):
@@ -110,10 +105,11 @@ def render_html(
         )
     table_rows = "\n".join(rows) or '<tr><td colspan="6">not run (structural failure)</td></tr>'
     contract = _contract_html(result.get("contract") or {})
-    reason_items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+    reason_items = "".join(f"<li>{esc(r)}</li>" for r in ev.reasons)
     verdict = "PASSED" if passed else "FAILED"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Data validation {esc(verdict)}: {esc(source.name)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<title>Data validation {esc(verdict)}: {esc(batch_name(ev.source_uri))}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; }}
 table {{ border-collapse: collapse; }}
@@ -123,10 +119,11 @@ tr.ok td {{ background: #eef8ee; }}
 .verdict {{ font-weight: bold; color: {"#1a7f37" if passed else "#c62828"}; }}
 </style></head><body>
 <h1>Data validation: <span class="verdict">{esc(verdict)}</span></h1>
-<p>Batch <code>{esc(str(source.absolute()))}</code>, md5 <code>{esc(str(data_md5))}</code>, {metrics["rows"]} rows.<br>
-Suite <code>{esc(str(result.get("suite_name", "")))}</code> ({esc(suite_path)}):
+<p>Batch <code>{esc(display(ev.source_uri))}</code>, md5 <code>{esc(str(ev.data_md5))}</code>,
+{metrics["rows"]} rows.<br>
+Suite <code>{esc(str(result.get("suite_name", "")))}</code> ({esc(ev.suite_path)}):
 {metrics["evaluated"]} expectations evaluated, {metrics["successful"]} passed, {metrics["failed"]} failed.</p>
-{f"<h2>Reasons</h2><ul>{reason_items}</ul>" if reasons else ""}
+{f"<h2>Reasons</h2><ul>{reason_items}</ul>" if ev.reasons else ""}
 {contract}
 <h2>Expectations</h2>
 <table><tr><th>Expectation</th><th>Column(s)</th><th>Expected</th><th>Result</th><th>Observed</th>
@@ -158,22 +155,19 @@ def _contract_html(contract: dict[str, Any]) -> str:
     )
 
 
-def persist_link(context: Any, summary_path: Path, results_dir: str, evidence_url_prefix: str | None) -> None:
+def persist_link(context: Any, summary_uri: str, results_dir: str, evidence_url_prefix: str | None) -> None:
     """The "Evidence report" extra link: the HTML summary (under ``evidence_url_prefix`` when given)."""
-    url = summary_path.as_uri()
-    if evidence_url_prefix:
-        try:
-            rel = summary_path.relative_to(Path(results_dir).absolute())
-            url = f"{evidence_url_prefix.rstrip('/')}/{rel.as_posix()}"
-        except ValueError:
-            pass
+    url = summary_uri
+    base = storage.to_uri(results_dir).rstrip("/") + "/"
+    if evidence_url_prefix and summary_uri.startswith(base):
+        url = f"{evidence_url_prefix.rstrip('/')}/{summary_uri.removeprefix(base)}"
     ti = context.get("ti") if hasattr(context, "get") else None
     if ti is not None and hasattr(ti, "xcom_push"):
         EvidenceLink.persist(context, url)
 
 
 def failure_message(
-    source: Path,
+    source_uri: str,
     landed: bool,
     data_md5: str | None,
     rows: int | None,
@@ -181,7 +175,7 @@ def failure_message(
     reasons: list[str],
     structural: list[str],
     where: str,
-    result_path: Path,
+    result_uri: str,
     suite_path: str,
     *,
     contract: dict[str, Any] | None = None,
@@ -192,19 +186,19 @@ def failure_message(
         facts.append(f"md5 {data_md5[:12]}")
     if rows is not None:
         facts.append(f"{rows} rows")
-    head = f"Data validation failed for {source.name}" + (f" ({', '.join(facts)})" if facts else "")
+    head = f"Data validation failed for {batch_name(source_uri)}" + (f" ({', '.join(facts)})" if facts else "")
     shown = [r.rstrip(".") for r in reasons[:MAX_REASONS_IN_MESSAGE]]
     more = f"; and {len(reasons) - len(shown)} more (see the full result)" if len(reasons) > len(shown) else ""
     if structural:
         body = "; ".join(shown) + more
         if not landed:
             step = (
-                f"check that the upstream task wrote {source} (and that the path template rendered as "
+                f"check that the upstream task wrote {display(source_uri)} (and that the path template rendered as "
                 "expected), then rerun this task."
             )
         else:
             step = "fix the upstream export and re-land the batch."
-        return f"{head}: {body}. {where} Full result: {result_path}. Next step: {step}"
+        return f"{head}: {body}. {where} Full result: {display(result_uri)}. Next step: {step}"
     stats = (contract or {}).get("statistics") or {}
     counts = []
     if stats.get("failed"):
@@ -225,4 +219,4 @@ def failure_message(
             "interval_end, allowed_lateness, clock_skew, label_column, task_type, feature_columns, max_null_share, "
             "extra_columns)."
         )
-    return f"{head}: {body}. {where} Full result: {result_path}. Next step: {step}"
+    return f"{head}: {body}. {where} Full result: {display(result_uri)}. Next step: {step}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from mlops_airflow.operators._validation_files import file_md5
-from mlops_airflow.operators._validation_quarantine import earlier_quarantine
+from mlops_airflow.operators._validation_quarantine import earlier_quarantine, shown
 from mlops_airflow.validation.reading import parquet_head, parquet_rows, repeated_csv_headers
 
 if TYPE_CHECKING:
@@ -44,11 +44,16 @@ def check_batch(
     source: Path,
     landed: bool,
     *,
+    source_uri: str,
     timestamp_column: str | None,
     quarantine_dir: str,
     suite_sample_rows: int | None = None,
 ) -> Batch:
-    """Run the structural checks in order; the first that fails stops the rest (``reasons`` says why)."""
+    """Run the structural checks in order; the first that fails stops the rest (``reasons`` says why).
+
+    ``source`` is the batch on this worker's disk (staged by the caller), ``source_uri`` where it landed: the
+    reasons name the latter.
+    """
     frame: pd.DataFrame | None = None
     data_md5: str | None = None
     data_files: list[Path] = []
@@ -56,9 +61,9 @@ def check_batch(
     rows, sampled = 0, False
     is_csv = source.suffix.lower() == ".csv" and source.is_file()
     if not landed:
-        structural.append(missing_reason(source, quarantine_dir))
+        structural.append(missing_reason(source_uri, quarantine_dir))
     else:
-        data_files, structural = list_files(source)
+        data_files, structural = list_files(source, source_uri)
         if data_files:
             data_md5 = batch_md5(data_files, source.is_dir())
         if not structural and is_csv:
@@ -96,19 +101,24 @@ def _parquet_rows(files: list[Path]) -> tuple[int, list[str]]:
         return 0, [f"corrupt Parquet: {err}"]
 
 
-def missing_reason(source: Path, quarantine_dir: str) -> str:
-    reason = f"file missing: {source}"
-    earlier = earlier_quarantine(source, quarantine_dir)
+def missing_reason(source_uri: str, quarantine_dir: str) -> str:
+    reason = f"file missing: {shown(source_uri)}"
+    earlier = earlier_quarantine(source_uri, quarantine_dir)
     if earlier:
         reason += f" (an earlier try quarantined it to {earlier})"
     return reason
 
 
-def list_files(source: Path) -> tuple[list[Path], list[str]]:
+def list_files(source: Path, source_uri: str | None = None) -> tuple[list[Path], list[str]]:
+    where = shown(source_uri or source)
+
+    def named(path: Path) -> str:  # a staged file as the batch's location names it
+        return where if path == source else f"{where}/{path.relative_to(source).as_posix()}"
+
     if source.is_dir():
         files = sorted(p for p in source.rglob("*.parquet") if p.is_file())
         if not files:
-            return [], [f"no Parquet files in directory {source}"]
+            return [], [f"no Parquet files in directory {where}"]
     else:
         files = [source]
         if source.suffix.lower() not in (".parquet", ".csv"):
@@ -118,7 +128,7 @@ def list_files(source: Path) -> tuple[list[Path], list[str]]:
             ]
     empty = [p for p in files if p.stat().st_size == 0]
     if empty:
-        return files, [f"empty file (0 bytes): {p}" for p in empty]
+        return files, [f"empty file (0 bytes): {named(p)}" for p in empty]
     return files, []
 
 
@@ -159,7 +169,7 @@ def _read_parquet(files: list[Path], source: Path, head_rows: int | None) -> tup
     try:
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowException, ValueError) as err:
-        return None, [f"Parquet files in {source} have incompatible schemas: {err}"]
+        return None, [f"Parquet files in {source.name} have incompatible schemas: {err}"]
     try:
         return table.to_pandas(), []
     except (pa.ArrowException, ValueError) as err:

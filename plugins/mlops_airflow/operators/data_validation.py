@@ -19,18 +19,20 @@ without them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from mlops_airflow import storage
 from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import DataValidationError
 from mlops_airflow.links.mlflow import EvidenceLink
-from mlops_airflow.operators._common import run_dir, run_identity
+from mlops_airflow.operators._common import run_identity, run_uri
 from mlops_airflow.operators._validation_contract import (
     check_contract,
     contract_reasons,
@@ -39,11 +41,12 @@ from mlops_airflow.operators._validation_contract import (
     not_run_contract,
 )
 from mlops_airflow.operators._validation_gx import expectation_configs, failure_reasons, load_suite, run_suite
-from mlops_airflow.operators._validation_quarantine import QUARANTINE_FILE, dispose
+from mlops_airflow.operators._validation_quarantine import QUARANTINE_FILE, FailedBatch, dispose
 from mlops_airflow.operators._validation_report import (
     MAX_REASONS_IN_MESSAGE,
     RESULT_FILE,
     SUMMARY_FILE,
+    Evidence,
     failure_message,
     not_run_result,
     persist_link,
@@ -95,11 +98,12 @@ class DataValidationGateOperator(BaseOperator):
     ``DataValidationError`` is raised. A structural failure quarantines too. A suite that cannot be read or built,
     or a contract parameter that is wrong, raises ``MLOpsError`` and leaves the batch where it is.
 
-    :param data_path: the batch: a Parquet or CSV file, or a directory of Parquet files (templated).
+    :param data_path: the batch: a Parquet or CSV file, or a directory of Parquet files (templated); a URI
+        (``s3://...``, ``file://...``) or a local path. A remote batch is staged in the task's temporary folder.
     :param suite_path: the expectation suite, a JSON file (templated). Relative paths resolve against the worker's
         working directory.
-    :param quarantine_dir: where failed batches are moved (templated).
-    :param results_dir: where the result JSON and the HTML summary go (templated).
+    :param quarantine_dir: where failed batches are moved (templated): a URI or a local folder.
+    :param results_dir: where the result JSON and the HTML summary go (templated): a URI or a local folder.
     :param key_columns: entity key columns (templated); nulls in them or in ``timestamp_column``, and duplicate
         (``key_columns`` + ``timestamp_column``) rows, are failures. None = no key checks.
     :param entity_columns: alias of ``key_columns`` (the name the model metadata uses); give one of the two.
@@ -214,15 +218,12 @@ class DataValidationGateOperator(BaseOperator):
         return self.key_columns
 
     def execute(self, context: Context) -> dict[str, Any]:
-        ident = run_identity(context)
-        source = Path(self.data_path)
-        landed = source.exists()
-        suite_spec = load_suite(Path(self.suite_path))
-        timestamp_column = self.timestamp_column or None
+        source_uri = storage.to_uri(self.data_path)
+        suite_spec = self._suite()
         spec = contract_spec(
             suite_spec,
             entity_columns=self.key_columns,
-            timestamp_column=timestamp_column,
+            timestamp_column=self.timestamp_column or None,
             interval_start=self.interval_start,
             interval_end=self.interval_end,
             allowed_lateness=self.allowed_lateness,
@@ -233,9 +234,23 @@ class DataValidationGateOperator(BaseOperator):
             max_null_share=self.max_null_share,
             extra_columns=self.extra_columns or None,
         )
+        with _staged(source_uri) as (source, landed):  # a remote batch is read from this task's temp folder
+            return self._gate(context, source_uri, source, landed, suite_spec, spec)
+
+    def _suite(self) -> dict[str, Any]:
+        if storage.is_local(self.suite_path):
+            return load_suite(storage.local_path(self.suite_path))
+        with storage.local_copy(self.suite_path) as local:
+            return load_suite(local)
+
+    def _gate(self, context: Context, source_uri: str, source: Path, landed: bool, suite_spec: dict[str, Any],
+              spec: Any) -> dict[str, Any]:
+        ident = run_identity(context)
+        timestamp_column = self.timestamp_column or None
         batch = check_batch(
             source,
             landed,
+            source_uri=source_uri,
             timestamp_column=timestamp_column,
             quarantine_dir=self.quarantine_dir,
             suite_sample_rows=self.suite_sample_rows,
@@ -265,28 +280,19 @@ class DataValidationGateOperator(BaseOperator):
             self.log.warning("contract warning: %s", warning)
         metrics = result_metrics(result, rows)
         passed = not structural and bool(result.get("success"))
-        result_path, summary_path = write_evidence(
-            run_dir(self.results_dir, context),
-            result,
-            source,
-            data_md5,
-            metrics,
-            reasons,
-            passed,
-            suite_path=self.suite_path,
-            max_examples=self.max_examples,
-        )
-        self.log.info("validation result: %s", result_path)
-        self.log.info("validation summary: %s", summary_path)
-        persist_link(context, summary_path, self.results_dir, self.evidence_url_prefix)
+        evidence = Evidence(result, source_uri, data_md5, metrics, reasons, passed, self.suite_path, self.max_examples)
+        result_uri, summary_uri = write_evidence(run_uri(self.results_dir, context), evidence)
+        self.log.info("validation result: %s", result_uri)
+        self.log.info("validation summary: %s", summary_uri)
+        persist_link(context, summary_uri, self.results_dir, self.evidence_url_prefix)
         verdict: dict[str, Any] = {
             "passed": passed,
             "reasons": reasons,
             "warnings": warnings,
             "metrics": metrics,
             "contract": contract_summary(result["contract"]),
-            "evidence_uri": result_path.as_uri(),
-            "summary_uri": summary_path.as_uri(),
+            "evidence_uri": result_uri,
+            "summary_uri": summary_uri,
             "data_md5": data_md5,
             "suite_rows": result.get("suite_rows", 0),
             "quarantined_to": None,
@@ -295,19 +301,16 @@ class DataValidationGateOperator(BaseOperator):
         checks = verdict["contract"]
         if passed:
             log_summary(
-                self.log, "data-validation", passed="true", batch=source, md5=data_md5, rows=rows,
+                self.log, "data-validation", passed="true", batch=source_uri, md5=data_md5, rows=rows,
                 expectations=metrics["evaluated"], failed=0, contract_checks=checks["evaluated"],
-                contract_warnings=checks["warnings"], evidence=result_path,
+                contract_warnings=checks["warnings"], evidence=result_uri,
             )
             return verdict
 
         for reason in reasons:
             self.log.error("reason: %s", reason)
         where = dispose(
-            source,
-            data_md5,
-            verdict,
-            ident,
+            FailedBatch(source_uri, _batch_files(source) if landed else [], data_md5, verdict, ident),
             log=self.log,
             quarantine_on_failure=self.quarantine_on_failure,
             quarantine_dir=self.quarantine_dir,
@@ -316,7 +319,7 @@ class DataValidationGateOperator(BaseOperator):
             dataset_path=self.quarantine_dataset_path,
         )
         message = failure_message(
-            source,
+            source_uri,
             landed,
             data_md5,
             rows if frame is not None else None,
@@ -324,14 +327,37 @@ class DataValidationGateOperator(BaseOperator):
             reasons,
             structural,
             where,
-            result_path,
+            result_uri,
             self.suite_path,
             contract=result["contract"],
         )
         self.log.error("%s", message)
         log_summary(
-            self.log, "data-validation", logging.ERROR, passed="false", batch=source, md5=data_md5, rows=rows,
+            self.log, "data-validation", logging.ERROR, passed="false", batch=source_uri, md5=data_md5, rows=rows,
             expectations=metrics["evaluated"], failed=metrics["failed"], contract_failed=checks["failed"],
-            quarantined_to=verdict["quarantined_to"], evidence=result_path,
+            quarantined_to=verdict["quarantined_to"], evidence=result_uri,
         )
-        raise DataValidationError(message)
+        raise DataValidationError(
+            message, cause="; ".join(reasons[:1]) or "validation failed",
+            counts={"failed": metrics["failed"], "evaluated": metrics["evaluated"],
+                    "contract_failed": checks["failed"]},
+            evidence_uri=result_uri, next_step=message.rsplit("Next step: ", 1)[-1],
+        )
+
+
+def _batch_files(source: Path) -> list[tuple[Path, str]]:
+    """Every file of the staged batch as ``(path, relative path)``; a single file has ``""``."""
+    if source.is_dir():
+        return [(p, p.relative_to(source).as_posix()) for p in sorted(source.rglob("*")) if p.is_file()]
+    return [(source, "")] if source.is_file() else []
+
+
+@contextlib.contextmanager
+def _staged(source_uri: str) -> Iterator[tuple[Path, bool]]:
+    """The batch on this worker's disk and whether it landed (a ``file://`` batch is read where it is)."""
+    if not storage.exists(source_uri):
+        local = storage.local_path(source_uri) if storage.is_local(source_uri) else Path(storage.name(source_uri))
+        yield local, False
+        return
+    with storage.local_copy(source_uri) as local:
+        yield local, True

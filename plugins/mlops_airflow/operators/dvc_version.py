@@ -14,6 +14,7 @@ from mlops_airflow._summary import log_summary
 from mlops_airflow.exceptions import DatasetVersionError
 from mlops_airflow.hooks.dvc_repo import DvcHook, file_md5
 from mlops_airflow.lineage import DvcVersionLineageMixin
+from mlops_airflow.links.dvc import DvcCommitLink
 from mlops_airflow.operators._common import parquet_rows, run_identity
 
 if TYPE_CHECKING:
@@ -45,7 +46,10 @@ class DvcVersionDatasetOperator(DvcVersionLineageMixin, BaseOperator):
 
     The dataset (``dataset_path``, a file or a directory inside the repository) gets a new version;
     the return value (XCom) is the dataset version ``{repo, rev, path, md5, size, rows, nfiles}``
-    and every ``dvc://`` asset in ``outlets`` receives an event with ``{rev, md5, size, rows}``.
+    and every ``dvc://`` asset in ``outlets`` receives an event with ``{rev, md5, size, rows}``. The working copy
+    is the connection's (``DvcHook``): a fixed folder, or a clone per task that only this run uses (the dataset is
+    ``dvc pull``ed into it, and the clone is removed afterwards); a push that another worker beat re-applies the
+    version on the new head. The task's "DVC commit" link opens the commit (GitHub/GitLab ``repo_url``).
 
     Safe to retry: an identical batch already in place gives the same version without a new commit,
     and a *different* file at the destination is never overwritten (unless ``overwrite=True``).
@@ -56,7 +60,8 @@ class DvcVersionDatasetOperator(DvcVersionLineageMixin, BaseOperator):
     retyped columns, and nothing is written or committed: a dataset whose files disagree is read with one
     file's schema, so a changed export would silently corrupt later training sets.
 
-    :param source_path: the landed batch to add (templated).
+    :param source_path: the landed batch to add (templated): a URI (``s3://...``, ``file://...``) or a local path;
+        a remote batch is staged in the task's temporary folder first.
     :param dataset_path: the tracked path inside the repository, e.g. ``data/events`` (templated).
     :param file_name: name of the batch inside a directory dataset, e.g. ``{{ ds }}.parquet``; None
         when ``dataset_path`` is a single file that the batch replaces (templated).
@@ -69,6 +74,7 @@ class DvcVersionDatasetOperator(DvcVersionLineageMixin, BaseOperator):
 
     template_fields: Sequence[str] = ("source_path", "dataset_path", "file_name", "commit_message")
     ui_color = "#945dd6"
+    operator_extra_links = (DvcCommitLink(),)
 
     def __init__(
         self,
@@ -96,41 +102,52 @@ class DvcVersionDatasetOperator(DvcVersionLineageMixin, BaseOperator):
         return DvcHook(dvc_conn_id=self.dvc_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        source = Path(self.source_path)
-        if not source.is_file():
+        from mlops_airflow import storage
+
+        source_uri = storage.to_uri(self.source_path)
+        try:
+            with storage.local_copy(source_uri) as source:  # a remote batch is staged in this task's temp folder
+                if not source.is_file():
+                    raise FileNotFoundError(source_uri)
+                return self._version(source, source_uri, context)
+        except FileNotFoundError:
             raise DatasetVersionError(
-                f"Batch {source} does not exist: nothing to version. Check the landing task's output path."
-            )
+                f"Batch {source_uri} does not exist: nothing to version. Check the landing task's output path.",
+                cause="batch missing", evidence_uri=source_uri, next_step="check the landing task's output",
+            ) from None
+
+    def _version(self, source: Path, source_uri: str, context: Context) -> dict[str, Any]:
         if source.suffix == ".parquet":
             try:
                 parquet_rows(source)  # footer only: a corrupt batch must not become a data version
             except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
                 raise DatasetVersionError(
-                    f"Batch {source} is not readable Parquet ({type(err).__name__}: {err}); nothing was versioned "
-                    "and the batch stays where it is. Run the validation gate first (it quarantines corrupt "
-                    "batches), then re-land a readable batch"
+                    f"Batch {source_uri} is not readable Parquet ({type(err).__name__}: {err}); nothing was "
+                    "versioned and the batch stays where it is. Run the validation gate first (it quarantines "
+                    "corrupt batches), then re-land a readable batch"
                 ) from None
-        repo = self.hook.ensure_repo()
         rel_dest = f"{self.dataset_path.rstrip('/')}/{self.file_name}" if self.file_name else self.dataset_path
-        dest = repo / rel_dest
         ident = run_identity(context)
-        with self.hook.locked():  # checked under the lock: no other run adds a file between check and commit
+        # A per-task clone (or the fixed working copy) with this dataset pulled; the clone goes when the block ends.
+        with self.hook.working_copy(self.dataset_path) as repo, self.hook.locked():
+            dest = repo / rel_dest  # checked under the lock: no other run adds a file between check and commit
             self._check_schema(source, dest)
             self._place(source, dest)
             message = self.commit_message or (
                 f"data: {rel_dest} into {self.dataset_path} ({ident['dag_id']} {ident['run_id']})"
             )
             version = self.hook.version_path(self.dataset_path, message)
-        version["rows"] = parquet_rows(repo / self.dataset_path) if dest.suffix == ".parquet" else None
-        version["batch"] = rel_dest
-        version["batch_md5"] = file_md5(dest)
+            version["rows"] = parquet_rows(repo / self.dataset_path) if dest.suffix == ".parquet" else None
+            version["batch"] = rel_dest
+            version["batch_md5"] = file_md5(dest)
+        DvcCommitLink.persist(context, version)
         extra = {k: version[k] for k in ("rev", "md5", "size", "rows", "path", "batch")}
         extra["dag_run"] = f"{ident['dag_id']}/{ident['run_id']}"
         for outlet in self.outlets or []:
             if isinstance(outlet, Asset) and outlet.uri.startswith("dvc://"):
                 context["outlet_events"][outlet].extra = extra
         log_summary(self.log, "dvc-version", path=version["path"], rev=version["rev"][:12], md5=version["md5"],
-                    rows=version["rows"], new_commit=version["new_commit"],
+                    rows=version["rows"], new_commit=version["new_commit"], source=source_uri,
                     remote=self.hook.settings.remote or "default")
         return version
 
@@ -259,23 +276,23 @@ class DvcResolveVersionOperator(BaseOperator):
                 )
         else:
             path, rev = str(self.dataset_path), self.rev or "HEAD"
-        repo = self.hook.ensure_repo()
-        sha = self.hook.resolve_rev(rev)
-        out = self.hook.read_dvc_file(path, sha)
-        what = f"{path}@{sha[:12]}"
-        dest = Path(self.local_dir) / sha[:12] / Path(path).name
-        reused = False
-        facts: dict[str, Any] | None = None
-        if dest.exists():
-            try:
+        with self.hook.working_copy() as repo:  # one clone for the whole lookup when per task
+            sha = self.hook.resolve_rev(rev)
+            out = self.hook.read_dvc_file(path, sha)
+            what = f"{path}@{sha[:12]}"
+            dest = Path(self.local_dir) / sha[:12] / Path(path).name
+            reused = False
+            facts: dict[str, Any] | None = None
+            if dest.exists():
+                try:
+                    facts = self.hook.verify_output(dest, out["md5"], what)
+                    reused = True
+                    self.log.info("%s already holds %s with the recorded md5: reusing it", dest, what)
+                except DatasetVersionError as err:
+                    self.log.warning("existing copy at %s does not verify (%s): fetching again", dest, err)
+            if facts is None:
+                self.hook.materialize_version(path, sha, dest)
                 facts = self.hook.verify_output(dest, out["md5"], what)
-                reused = True
-                self.log.info("%s already holds %s with the recorded md5: reusing it", dest, what)
-            except DatasetVersionError as err:
-                self.log.warning("existing copy at %s does not verify (%s): fetching again", dest, err)
-        if facts is None:
-            self.hook.materialize_version(path, sha, dest)
-            facts = self.hook.verify_output(dest, out["md5"], what)
         rows = parquet_rows(dest) if (dest.is_dir() or dest.suffix == ".parquet") else None
         result = {
             "repo": self.hook.settings.repo_url or str(repo),

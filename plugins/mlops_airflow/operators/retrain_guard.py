@@ -25,12 +25,22 @@ def _cooldown(value: Any) -> timedelta:
     return timedelta(hours=float(value))
 
 
+def _read_uri(value: Any) -> Any:
+    """A verdict named by a URI (``s3://.../verdict.json``, ``file://...``) read through storage; else ``value``."""
+    text = value.strip() if isinstance(value, str) else ""
+    if "://" not in text or text.startswith(("{", "[")):
+        return value
+    from mlops_airflow import storage
+
+    return storage.read_json(text)
+
+
 class RetrainGuardOperator(BaseOperator):
     """First task of a retraining DAG scheduled on ``mlops://monitoring/<model>``: retrain only when it is safe.
 
     Blocks (skips itself and, by the default trigger rule, everything downstream) when
-    - the latest data gate failed: ``data_gate`` is its verdict (an XCom dict, its JSON, or a path to the JSON the
-      gate wrote); ``require_data_gate`` also blocks when there is none;
+    - the latest data gate failed: ``data_gate`` is its verdict (an XCom dict, its JSON, or a path or URI -
+      ``file://``, ``s3://`` - of the JSON the gate wrote); ``require_data_gate`` also blocks when there is none;
     - the model was retrained less than ``cooldown`` ago: the registered model's tag ``mlops.last_retrain_at``
       (ISO time) when set, else the newest model version's creation time in the MLflow registry. Runs without a
       triggering asset event (manual) skip the cool-down unless ``cooldown_applies_to_manual``.
@@ -108,8 +118,8 @@ class RetrainGuardOperator(BaseOperator):
         get = context.get if hasattr(context, "get") else (lambda _k, _d=None: _d)
         trigger = trigger_from_events(get("triggering_asset_events"))
         try:
-            gate = load_gate_verdict(self.data_gate)
-        except (ValueError, SyntaxError) as err:
+            gate = load_gate_verdict(_read_uri(self.data_gate))
+        except (ValueError, SyntaxError, FileNotFoundError) as err:
             raise MonitoringError(
                 f"cannot read the data-gate verdict {str(self.data_gate)[:200]!r}: {err}; pass the gate task's "
                 "XCom (a dict) or the path of its verdict JSON"

@@ -99,7 +99,7 @@ def _assert_quarantined(dirs: dict[str, Path], original: Path, md5: str, message
     assert folders[0].name.endswith("_" + md5[:12])
     assert f"Batch quarantined to {kept}." in message
     manifest = json.loads((folders[0] / "quarantine.json").read_text())
-    assert manifest["source"] == str(original.absolute())
+    assert manifest["source"] == original.absolute().as_uri()  # a URI (the batch may be on an object store)
     assert manifest["dag_id"] == "ingest_dag" and manifest["run_id"] == RUN_ID
     assert manifest["reasons"] and manifest["verdict"]["passed"] is False
     result_path = dirs["results"] / "ingest_dag" / "scheduled__2026-11-01T00_00_00_00_00" / "validate"
