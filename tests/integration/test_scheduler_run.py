@@ -536,3 +536,40 @@ def test_a_drift_verdict_retrains_through_the_asset_under_the_scheduler(airflow_
                                     "total_s": round(time.monotonic() - t0, 1), "ct_run_id": run_id}
     (OUTPUT / "scheduler_run_timing.json").write_text(json.dumps(timings, indent=2))
     print(f"\n[scheduler-run] retrain via asset: {json.dumps(timings['retrain_via_asset'])}")
+
+
+def _error_lines(log_file: Path) -> list[str]:
+    """The ERROR/CRITICAL records of one task log (Airflow 3 writes JSON lines; a plain line counts when it carries
+    an ERROR level word)."""
+    found = []
+    for line in log_file.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if " ERROR " in line or line.startswith("ERROR") or "CRITICAL" in line:
+                found.append(line)
+            continue
+        if isinstance(record, dict) and str(record.get("level", "")).lower() in ("error", "critical", "fatal"):
+            found.append(f"{record.get('logger', '')}: {record.get('event', '')}"[:300])
+    return found
+
+
+def test_successful_ct_runs_log_no_error_line(airflow_stack: AirflowStack) -> None:
+    """An on-call engineer reads red ERROR lines as failures: a successful CT run (the first model, and the
+    asset-triggered retrain with evaluation and promotion when the drift test ran before) logs none."""
+    stack = airflow_stack
+    runs = [row[0] for row in _query("SELECT run_id FROM dag_run WHERE dag_id = %s AND state = 'success'",
+                                     stack.db("airflow"), (DAG_ID,))]
+    assert stack.run_id in runs, runs
+    task_logs = Path(stack.env.get("AIRFLOW_HOME", stack.base)) / "logs"
+    scanned, errors = 0, {}
+    for run_id in runs:
+        folder = task_logs / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+        files = sorted(folder.glob("**/*.log"))
+        assert files, f"no task logs under {folder}"
+        for log_file in files:
+            scanned += 1
+            if lines := _error_lines(log_file):
+                errors[str(log_file.relative_to(task_logs))] = lines[:5]
+    print(f"\n[scheduler-run] scanned {scanned} task logs of {len(runs)} successful CT runs for ERROR lines")
+    assert not errors, json.dumps(errors, indent=2)[:6000]
