@@ -196,10 +196,17 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
         params.setdefault("reason", Param(None, type=["null", "string"], title="Reason",
                                           description="Why you approve or reject. Required to reject: recorded in "
                                                       "the promotion ledger and on the models page."))
+        self._form_params = tuple(params)  # the form asks only these (not the DAG run's params)
         super().__init__(subject=subject or f"Promote {inputs['model_name']} to {inputs['alias']}", params=params,
                          **kwargs)
         for name, value in inputs.items():
             setattr(self, name, value)
+
+    @property
+    def serialized_params(self) -> dict[str, dict[str, Any]]:
+        """The Required Action form's fields: the reason (and the caller's params), never the DAG's params, which
+        the task's params also hold at run time (they would show as required, editable fields)."""
+        return {k: v for k, v in super().serialized_params.items() if k in self._form_params}
 
     def execute(self, context: Context) -> Any:
         version, verdict, self.subject, self.body, warnings = self.evidence(context)
@@ -240,6 +247,12 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
                              at=event.get("responded_at"))
         log_summary(self.log, "approval", model=self.model_name, version=version, alias=self.alias, decision=chosen,
                     by=by, at=event.get("responded_at"), reason=repr(reason))
+        # A rejection skips the downstream tasks by raising (Airflow 3), so no return value would be pushed: push the
+        # answer first (the run summary reads who decided and why; an approval pushes the same value again).
+        at = event.get("responded_at")
+        context["ti"].xcom_push(key="return_value", value={
+            "chosen_options": event.get("chosen_options") or [chosen], "params_input": {"reason": reason or None},
+            "responded_by_user": user, "responded_at": at.isoformat() if hasattr(at, "isoformat") else at})
         return super().execute_complete(context=context, event=event)
 
 

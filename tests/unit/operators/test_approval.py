@@ -306,6 +306,12 @@ def test_hitl_request_is_assigned_asks_a_reason_and_rejects_on_timeout(monkeypat
     assert gate.assigned_users == [{"id": "alice", "name": "alice"}, {"id": "bob", "name": "bob"}]
     assert gate.defaults == ["Reject"] and gate.response_timeout == timedelta(hours=12)
     assert "reason" in gate.serialized_params
+    # At run time the task's params also hold the DAG's params: the form still asks only for the reason.
+    from airflow.sdk import Param
+    from airflow.sdk.definitions.param import ParamsDict
+
+    gate.params = ParamsDict({**{k: gate.params.get_param(k) for k in gate.params}, "day": Param("2026-11-20")})
+    assert set(gate.serialized_params) == {"reason"}
     monkeypatch.setenv("AIRFLOW__MLOPS__APPROVERS", "")
     assert ModelApprovalOperator(task_id="g2", model_name="m", version="2", verdict=VERDICT).assigned_users is None
 
@@ -330,7 +336,11 @@ def test_a_rejection_needs_a_reason_and_lands_in_the_ledger_once(mlflow_server, 
 
     answer["params_input"] = {"reason": "holdout too small for this traffic"}
     for try_number in (1, 2):  # a retry of the same task instance writes no second entry
-        gate.execute_complete(make_context("approve", try_number=try_number), answer)
+        ctx = make_context("approve", try_number=try_number)
+        gate.execute_complete(ctx, answer)
+        # the answer is in XCom even though a rejection skips the downstream tasks by raising (the run summary)
+        pushed = ctx["ti"].xcom["return_value"]
+        assert pushed["chosen_options"] == ["Reject"] and pushed["params_input"]["reason"].startswith("holdout")
     ledger = ledger_from_tags(client.get_registered_model(name).tags)
     assert [(e["action"], e["version"], e["rejected_by"], e["note"]) for e in ledger] == [
         ("rejected", "2", "alice", "holdout too small for this traffic")]
