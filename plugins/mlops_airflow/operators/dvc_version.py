@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -227,7 +229,12 @@ class DvcResolveVersionOperator(BaseOperator):
 
     Idempotent: a verified copy already at the destination is reused without fetching.
 
-    Returns (XCom) ``{repo, rev, path, md5, size, nfiles, rows, local_path, reused}``.
+    ``local_dir`` may be an object-store URI (``s3://...``): the version is verified in a temporary folder of the
+    task's own, then uploaded file by file to ``<local_dir>/<rev[:12]>/<name>`` with a ``.verified.json`` marker
+    written last (a retry that finds the marker reuses the upload).
+
+    Returns (XCom) ``{repo, rev, path, md5, size, nfiles, rows, uri, local_path, reused}`` (``local_path`` is
+    ``None`` for an object-store destination: no other task can read this worker's disk).
 
     :param dataset_version: the version to resolve (templated; dict or its JSON).
     :param dataset_path: the tracked path inside the repository when no ``dataset_version`` is given (templated).
@@ -276,14 +283,26 @@ class DvcResolveVersionOperator(BaseOperator):
                 )
         else:
             path, rev = str(self.dataset_path), self.rev or "HEAD"
-        with self.hook.working_copy() as repo:  # one clone for the whole lookup when per task
+        from mlops_airflow import storage
+
+        remote = not storage.is_local(str(self.local_dir))
+        with self.hook.working_copy() as repo, contextlib.ExitStack() as stack:  # one clone when per task
             sha = self.hook.resolve_rev(rev)
             out = self.hook.read_dvc_file(path, sha)
             what = f"{path}@{sha[:12]}"
-            dest = Path(self.local_dir) / sha[:12] / Path(path).name
+            # An object-store destination: verified in a folder of this task's own, then uploaded whole.
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-resolve-"))) if remote \
+                else storage.local_path(str(self.local_dir))
+            dest = base / sha[:12] / Path(path).name
+            target = storage.join(str(self.local_dir), sha[:12], Path(path).name)
             reused = False
             facts: dict[str, Any] | None = None
-            if dest.exists():
+            marker = f"{target}.verified.json"  # written last: its presence means the upload is complete
+            if remote and storage.exists(marker):
+                facts = storage.read_json(marker)
+                reused = True
+                self.log.info("%s already holds %s, verified when it was uploaded: reusing it", target, what)
+            elif dest.exists():
                 try:
                     facts = self.hook.verify_output(dest, out["md5"], what)
                     reused = True
@@ -293,7 +312,16 @@ class DvcResolveVersionOperator(BaseOperator):
             if facts is None:
                 self.hook.materialize_version(path, sha, dest)
                 facts = self.hook.verify_output(dest, out["md5"], what)
-        rows = parquet_rows(dest) if (dest.is_dir() or dest.suffix == ".parquet") else None
+            if remote and reused:
+                rows = facts.get("rows")
+            else:
+                rows = parquet_rows(dest) if (dest.is_dir() or dest.suffix == ".parquet") else None
+            if remote and not reused:
+                files = sorted(p for p in dest.rglob("*") if p.is_file()) if dest.is_dir() else [dest]
+                for file in files:
+                    rel = file.relative_to(dest).as_posix() if dest.is_dir() else ""
+                    storage.put_file(file, storage.join(target, rel) if rel else target)
+                storage.write_json(marker, {**facts, "rows": rows})
         result = {
             "repo": self.hook.settings.repo_url or str(repo),
             "rev": sha,
@@ -302,9 +330,10 @@ class DvcResolveVersionOperator(BaseOperator):
             "size": facts["size"],
             "nfiles": facts["nfiles"],
             "rows": rows,
-            "local_path": str(dest.absolute()),
+            "uri": target,
+            "local_path": None if remote else str(dest.absolute()),
             "reused": reused,
         }
         log_summary(self.log, "dvc-resolve", path=path, rev=sha[:12], md5=out["md5"], verified="true", rows=rows,
-                    local=dest, reused=reused)
+                    uri=target, reused=reused)
         return result

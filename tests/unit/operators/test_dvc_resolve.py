@@ -121,3 +121,23 @@ def test_unreachable_remote_on_resolve_is_a_clear_error(versioned, tmp_path, con
     assert not (tmp_path / "out" / versioned["version"]["rev"][:12] / "events").exists()
     # Nothing lost: the data repository still has the version's pointer and the data.
     assert (copy["repo"] / "data/events.dvc").is_file() and (copy["repo"] / "data/events/2026-11-01.parquet").is_file()
+
+
+def test_resolves_to_an_object_store_and_a_retry_reuses_the_upload(versioned, s3_store, context):
+    """No shared disk: the version is verified in the task's own folder, uploaded under the URI with a marker
+    written last, and XCom names the URI (no worker path); a retry finds the marker and fetches nothing."""
+    v = versioned["version"]
+    root = f"{s3_store.root}/resolved"
+    op = DvcResolveVersionOperator(task_id="resolve", dataset_version=json.dumps(v), local_dir=root)
+    first = op.execute(context("resolve"))
+    sha12 = first["rev"][:12]
+    assert first["uri"] == f"{root}/{sha12}/events" and first["local_path"] is None and not first["reused"]
+    keys = s3_store.keys(f"resolved/{sha12}/")
+    assert f"resolved/{sha12}/events/2026-11-01.parquet" in keys
+    assert f"resolved/{sha12}/events/2026-11-02.parquet" in keys
+    assert f"resolved/{sha12}/events.verified.json" in keys
+    assert first["nfiles"] == 2 and first["rows"] == 300
+    again = DvcResolveVersionOperator(task_id="resolve", dataset_version=v, local_dir=root).execute(
+        context("resolve", try_number=2))
+    assert again["reused"] is True and {k: again[k] for k in ("md5", "nfiles", "rows", "uri")} == {
+        k: first[k] for k in ("md5", "nfiles", "rows", "uri")}
