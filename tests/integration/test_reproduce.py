@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import date
-from pathlib import Path
 
 import pytest
 from conftest import ROOT, TRAIN_PYTHON, dvc_conn, make_context, make_dvc_repo
@@ -101,7 +100,9 @@ def test_registered_version_is_rebuilt_with_the_same_hash_and_retrained(feature_
     ).execute(make_context("rebuild_training_set"))
     checked = dag.get_task("check_hash").python_callable(inputs=inputs, rebuilt=rebuilt)
     assert checked["match"] and checked["rebuilt_hash"] == training_set["hash"] and checked["definitions_match"]
-    assert rebuilt["uri"] != training_set["uri"] and Path(rebuilt["uri"]).is_file()
+    from mlops_airflow import storage
+
+    assert rebuilt["uri"] != training_set["uri"] and storage.local_path(rebuilt["uri"]).is_file()
 
     with pytest.raises(RegistryError, match=rf"{name} v1 is NOT reproducible: .*Likely cause: same data revision"):
         dag.get_task("check_hash").python_callable(inputs={**inputs, "expected_hash": "0" * 64}, rebuilt=rebuilt)
