@@ -166,11 +166,22 @@ def get_provider_info() -> dict[str, Any]:
                                   "feature_store.yaml", "schema": {"type": ["string", "null"]}},
                     "feature_store_yaml": {"label": "Store configuration file", "schema": {
                         "type": ["string", "null"], "default": "feature_store.yaml"}},
+                    "dvc_conn_id": {"label": "DVC connection", "description": "the data repository holding the "
+                                    "feature repository and its file sources (cloned per task when that "
+                                    "connection has repo_url and no repo_path)",
+                                    "schema": {"type": ["string", "null"]}},
+                    "repo_subdir": {"label": "Folder in the data repository", "description": "the feature "
+                                    "repository's folder, relative to the data repository's root",
+                                    "schema": {"type": ["string", "null"], "default": "."}},
+                    "data_paths": {"label": "DVC data paths", "description": "comma-separated DVC-tracked paths the "
+                                   "file sources read, from the repository root (default: derived from the "
+                                   "FileSources)", "schema": {"type": ["string", "null"]}},
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login", "password"],
                     "relabeling": {"host": "Feature repository path"},
-                    "placeholders": {"repo_path": "/opt/feature_repo"},
+                    "placeholders": {"repo_path": "/opt/feature_repo", "dvc_conn_id": "dvc_default",
+                                     "data_paths": "data/events"},
                 },
             },
         ],

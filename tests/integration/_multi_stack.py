@@ -11,7 +11,9 @@
 - the DVC data repository served by ``git daemon`` (``git://127.0.0.1:<port>/data.git``), built by the compose
   stack's own ``docker/init_mlops.sh`` (MLOPS_DATA_REPO_URL), its remote ``s3://<bucket>/dvc``;
 - Airflow 3 with the CeleryExecutor: api-server, scheduler, dag-processor, and two ``airflow celery worker``
-  processes, each with a private AIRFLOW_HOME, working directory, HOME, TMPDIR and Feast repository (code only);
+  processes, each with a private AIRFLOW_HOME, working directory, HOME and TMPDIR; their Feast connection names
+  the DVC connection (``dvc_conn_id``): each Feast task clones the data repository, whose root is the feature
+  repository, and pulls ``data/customer_events`` (the offline source) into it;
   ``[mlops] data_root`` is ``s3://<bucket>/data``.
 """
 
@@ -232,8 +234,12 @@ class MultiWorkerStack:
             "FEAST_REDIS_CONNECTION_STRING": f"127.0.0.1:6379,db={feast_db}",
             "MLOPS_S3_ENDPOINT_URL": endpoint,
         })
-        for key in ("AIRFLOW_CONN_FEAST_DEFAULT", "AIRFLOW_CONN_FEAST_DIABETES"):
-            env.pop(key, None)  # per worker below (the feature definitions are code, copied into each)
+        env.pop("AIRFLOW_CONN_FEAST_DIABETES", None)  # the scenario runs the churn example only
+        # The feature repository is the data repository's root (docker/init_mlops.sh): every Feast task clones it and
+        # pulls the offline source's DVC path (the churn spec's dataset_path) into its clone.
+        env["AIRFLOW_CONN_FEAST_DEFAULT"] = json.dumps({"conn_type": "feast", "extra": {
+            "dvc_conn_id": "dvc_default", "repo_subdir": ".", "feature_store_yaml": "feature_store.redis.yaml",
+            "data_paths": ["data/customer_events"]}})
         self.env = env
 
         feast_src = self.base / "feast_repo"
@@ -261,7 +267,7 @@ class MultiWorkerStack:
         self._spawn("scheduler", [airflow, "scheduler"], env)
         self._spawn("dag-processor", [airflow, "dag-processor"], env)
         for name in WORKERS:
-            self._start_worker(name, feast_src)
+            self._start_worker(name)
         sched._wait("MLflow /health", lambda: sched._http("GET", f"{self.mlflow_url}/health")[0] == 200, 240,
                     self.procs, self.logs)
         sched._wait("the api-server", lambda: sched._http("GET", f"{self.api_url}/api/v2/monitor/health")[0] == 200,
@@ -275,18 +281,14 @@ class MultiWorkerStack:
         self.timings["airflow_start_s"] = time.monotonic() - t2
         self.timings["boot_s"] = time.monotonic() - t0
 
-    def _start_worker(self, name: str, feast_src: Path) -> None:
+    def _start_worker(self, name: str) -> None:
         root = self._mkdir(name)
         dirs = {part: self._mkdir(f"{name}/{part}") for part in ("airflow", "home", "tmp", "work")}
-        feast_repo = dirs["work"].parent / "feast_repo"
-        shutil.copytree(feast_src, feast_repo)
         for path in (root, *dirs.values()):
             path.chmod(0o700)
         env = {**self.env, "AIRFLOW_HOME": str(dirs["airflow"]), "HOME": str(dirs["home"]), "TMPDIR": str(dirs["tmp"]),
                "MLOPS_WORKER_NAME": name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "_multi_hostname.hostname",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), self.env.get("PYTHONPATH")])),
-               "AIRFLOW_CONN_FEAST_DEFAULT": json.dumps({"conn_type": "feast", "extra": {
-                   "repo_path": str(feast_repo), "feature_store_yaml": "feature_store.redis.yaml"}})}
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), self.env.get("PYTHONPATH")]))}
         self.workers[name] = {"root": root, **dirs, "env": env}
         self._spawn(name, [str(sched.VENV_BIN / "airflow"), "celery", "worker", "--concurrency", "2",
                            "--skip-serve-logs", "--celery-hostname", f"{name}@%h", "--without-gossip"],

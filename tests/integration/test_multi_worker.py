@@ -10,7 +10,9 @@ The scenario, in one pass (the tests below check its parts):
    fails with a StorageError naming the URI and the next step; the endpoint comes back on the same port and the
    task's retry completes the run (the first model becomes the champion) with one data version (one DVC commit),
    one model version and no duplicate ledger entry;
-2. the CT run of day 2: a challenger through evaluation, approval (auto policy) and promotion;
+2. the CT run of day 2, whose labels follow a changed concept (``concept_drift=1``; the holdout too), trained on
+   that day only: a challenger that beats the champion significantly on the holdout, through evaluation, approval
+   (auto policy) and promotion (on same-distribution days the two models tie and promotion is, rightly, refused);
 3. ``mlops_monitoring`` on a drifted day 3: its asset event makes the scheduler start a CT run that retrains.
 Every task instance's ``hostname`` is one of the two workers and both ran tasks; no XCom value is a ``file://``
 URI or a path of a worker's folder. ``test-output/multi_worker.json``: wall times, tasks per worker, the S3 bytes
@@ -39,6 +41,10 @@ CT = "mlops_continuous_training"
 MONITORING = "mlops_monitoring"
 MODEL = "churn_classifier"
 DAYS = ("2026-11-10", "2026-11-11", "2026-11-12")
+FAST = {"epochs": 5}  # the model converges in 2-3 epochs
+# Day 2's labels follow a changed concept (features unchanged): a model trained on that day alone beats the day-1
+# champion on the day's (drifted) holdout with a CI that excludes 0. Day 3's features then drift against it.
+CHALLENGER = {"day": DAYS[1], "concept_drift": 1.0, "training_window_days": 1, **FAST}
 PREFIXES = ("data/", "dvc/", "mlflow/")
 
 
@@ -89,7 +95,7 @@ class Scenario:
         # 1. the champion, with the store down when the run starts: its first store task fails, then retries
         before, t0 = self._bytes(), time.monotonic()
         stack.switch.down()
-        run_id = _trigger(stack, CT, {"day": DAYS[0]})
+        run_id = _trigger(stack, CT, {"day": DAYS[0], **FAST})
         failed = self._first_failure(run_id, 600)
         self.outage = {"run": "champion", "task_id": failed["task_id"], "state": failed["state"],
                        "try_number": failed["try_number"], "down_s": round(time.monotonic() - t0, 1)}
@@ -103,7 +109,7 @@ class Scenario:
 
         # 2. a challenger: evaluation against the champion, approval (auto policy), promotion
         before, t0 = self._bytes(), time.monotonic()
-        self.ct("challenger", _trigger(stack, CT, {"day": DAYS[1]}), before, t0)
+        self.ct("challenger", _trigger(stack, CT, CHALLENGER), before, t0)
         if self.runs["challenger"]["state"] != "success":
             return
 

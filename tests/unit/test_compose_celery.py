@@ -32,6 +32,8 @@ pytestmark = pytest.mark.unit
 CELERY = ROOT / "docker-compose.celery.yaml"
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 WORKERS = ("airflow-worker-1", "airflow-worker-2")
+# The churn spec's dataset_path (the first spec of dags/model_specs.py): the DVC path its Feast FileSource reads.
+CHURN_DATASET_PATH = re.search(r'dataset_path="([^"]+)"', (ROOT / "dags" / "model_specs.py").read_text()).group(1)
 PORTS = {"postgres": 5432, "redis": 6379, "minio": 9000, "mlflow": 5000, "airflow-apiserver": 8080,
          "git-server": 9418}
 
@@ -228,9 +230,13 @@ def test_every_artefact_is_on_the_object_store(merged) -> None:
         repo = urllib.parse.urlsplit(dvc["repo_url"])
         assert repo.hostname == "git-server" and repo.port == PORTS["git-server"]
         assert dvc["remote_url"] == f"s3://{buckets['DVC_BUCKET']}/data"
-        feast = json.loads(env["AIRFLOW_CONN_FEAST_DEFAULT"])["extra"]  # definitions = code, from the include bind
-        assert feast["repo_path"] == "/opt/airflow/include/feast_repo", (name, feast)
+        # Feast: a per-task clone of the data repository (its root is the feature repository), no folder path.
+        feast = json.loads(env["AIRFLOW_CONN_FEAST_DEFAULT"])["extra"]
+        assert "repo_path" not in feast, f"{name}: a feature repository path would be a shared folder"
+        assert feast["dvc_conn_id"] == "dvc_default" and feast["repo_subdir"] == ".", (name, feast)
         assert (ROOT / "include" / "feast_repo" / feast["feature_store_yaml"]).is_file()
+        assert feast["data_paths"] == [CHURN_DATASET_PATH], (name, feast)  # the offline source's DVC path
+        assert f'path="{CHURN_DATASET_PATH}"' in (ROOT / "include" / "feast_repo" / "features.py").read_text()
         assert env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"].startswith(f"s3://{buckets['MLOPS_DATA_BUCKET']}/")
     mlflow = base_tests.service_env(services["mlflow"])
     assert mlflow["MLFLOW_ARTIFACTS_DESTINATION"] == f"s3://{buckets['MLFLOW_ARTIFACTS_BUCKET']}"

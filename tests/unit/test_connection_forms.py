@@ -19,7 +19,9 @@ EXPECTED = {
                "insecure_tls": "Skip TLS verification"},
     "dvc": {"repo_path": "Working copy path", "repo_url": "Git URL", "branch": "Branch", "remote": "DVC remote name",
             "remote_url": "DVC remote URL", "endpoint_url": "DVC remote endpoint", "working_copy": "Working copy"},
-    "feast": {"repo_path": "Feature repository path", "feature_store_yaml": "Store configuration file"},
+    "feast": {"repo_path": "Feature repository path", "feature_store_yaml": "Store configuration file",
+              "dvc_conn_id": "DVC connection", "repo_subdir": "Folder in the data repository",
+              "data_paths": "DVC data paths"},
 }
 
 

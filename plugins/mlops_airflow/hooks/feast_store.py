@@ -2,7 +2,15 @@
 
 Connection fields (explicit arguments win, then the extra):
 - ``extra.repo_path`` (or host): the feature repository (the folder with ``feature_store.yaml``);
-- ``extra.feature_store_yaml``: an alternative config file name inside it (e.g. for Redis in production).
+- ``extra.feature_store_yaml``: an alternative config file name inside it (e.g. for Redis in production);
+- ``extra.dvc_conn_id``: the DVC connection whose data repository holds the feature repository and the files its
+  ``FileSource``s read. When that connection is per task (``repo_url``, no ``repo_path``: no shared disk),
+  ``FeastHook.feature_repo()`` clones it for the block and pulls the data; when it is a fixed working copy, the
+  feature repository is ``<its repo_path>/<repo_subdir>`` (unless ``extra.repo_path`` names one);
+- ``extra.repo_subdir``: the feature repository's folder inside the data repository (default ``.``);
+- ``extra.data_paths``: the DVC-tracked paths (relative to the data repository's root) the file sources read, a
+  list or a comma-separated string; default: derived from the registry's ``FileSource``s (relative paths only).
+  A per-task feature repository needs a shared registry (SQL) and online store: its ``.feast/`` is the clone's.
 
 ``apply`` runs as a child process (``feast apply``), as Feast's own CLI does it, and belongs in a
 CI/CD DAG: applying inside the scheduled materialisation resets incremental state (feast#2905).
@@ -13,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
@@ -22,16 +31,24 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from mlops_airflow.exceptions import FeatureStoreError
+from mlops_airflow.hooks import _feast_repo
+from mlops_airflow.hooks._feast_arrow import gc_paused, keys_seen_later
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+    from mlops_airflow.hooks.dvc_repo import DvcHook
 
 
 class FeastHook(BaseHook):
     """Opens a Feast feature store.
 
+    Open the store inside ``with hook.feature_repo():`` wherever the task reads the offline source or the
+    definitions: with a per-task DVC connection (``extra.dvc_conn_id``) that block has the task's own clone of the
+    data repository, with the data pulled; otherwise it is the fixed repository.
+
     :param feast_conn_id: Airflow connection of type ``feast``.
-    :param repo_path: explicit feature repository path; wins over the connection.
+    :param repo_path: explicit feature repository path; wins over the connection (and makes the repository fixed).
     """
 
     conn_name_attr = "feast_conn_id"
@@ -43,6 +60,8 @@ class FeastHook(BaseHook):
         super().__init__()
         self.feast_conn_id = feast_conn_id
         self._explicit_repo_path = repo_path
+        self._scoped: Path | None = None  # the clone's feature repository inside feature_repo()
+        self._implicit: Path | None = None  # a definitions-only clone opened outside feature_repo()
 
     @cached_property
     def _extra(self) -> dict[str, Any]:
@@ -55,17 +74,101 @@ class FeastHook(BaseHook):
         return {"repo_path": conn.host, **conn.extra_dejson}
 
     @cached_property
+    def dvc_conn_id(self) -> str | None:
+        """The DVC connection of the data repository holding the feature repository (None: a plain folder)."""
+        return None if self._explicit_repo_path else (self._extra.get("dvc_conn_id") or None)
+
+    @cached_property
+    def repo_subdir(self) -> str:
+        return _feast_repo.repo_subdir(self._extra.get("repo_subdir"), self.feast_conn_id)
+
+    @cached_property
+    def data_paths(self) -> list[str] | None:
+        """``extra.data_paths`` (DVC paths from the data repository's root); None = derived from the sources."""
+        return _feast_repo.data_paths(self._extra.get("data_paths"), self.feast_conn_id)
+
+    @cached_property
+    def dvc_hook(self) -> DvcHook:
+        from mlops_airflow.hooks.dvc_repo import DvcHook
+
+        if not self.dvc_conn_id:
+            raise ValueError(f"connection {self.feast_conn_id!r} names no extra.dvc_conn_id")
+        return DvcHook(dvc_conn_id=self.dvc_conn_id)
+
+    @cached_property
+    def per_task(self) -> bool:
+        """True when the feature repository is a clone per use (``dvc_conn_id`` names a per-task connection)."""
+        return bool(self.dvc_conn_id) and self.dvc_hook.settings.per_task
+
+    @property
     def repo_path(self) -> Path:
+        """The feature repository: the clone's inside ``feature_repo()``, else the fixed folder.
+
+        Outside ``feature_repo()`` a per-task connection clones the definitions only (no data pulled), kept until
+        the hook goes away: enough for the registry and ``feature_store.yaml``, not for the offline source.
+        """
+        if self._scoped is not None:
+            return self._scoped
+        if self.per_task:
+            return self._definitions_clone()
+        return self._fixed_repo_path
+
+    @cached_property
+    def _fixed_repo_path(self) -> Path:
         path = self._explicit_repo_path or self._extra.get("repo_path")
+        if not path and self.dvc_conn_id:
+            path = str(self.dvc_hook.settings.repo_path / self.repo_subdir)
         if not path:
-            raise ValueError(f"Connection {self.feast_conn_id!r} names no feature repository: set extra.repo_path")
-        repo = Path(path).expanduser().resolve()
+            raise ValueError(f"Connection {self.feast_conn_id!r} names no feature repository: set extra.repo_path "
+                             "(a folder) or extra.dvc_conn_id (the data repository that holds it)")
+        return self._checked(Path(path).expanduser().resolve())
+
+    def _checked(self, repo: Path) -> Path:
         if not (repo / self.config_file).is_file():
+            where = (f"{self.repo_subdir} of a clone of {self.dvc_hook.settings.repo_url} (connection "
+                     f"{self.dvc_conn_id!r})" if self.per_task else str(repo))
             raise FeatureStoreError(
-                f"{repo / self.config_file} not found: connection {self.feast_conn_id!r} must point at a Feast "
-                "feature repository (a folder with feature_store.yaml)"
+                f"{self.config_file} not found in {where}: connection {self.feast_conn_id!r} must point at a Feast "
+                "feature repository (a folder with feature_store.yaml); check repo_path / repo_subdir and that the "
+                "definitions are committed"
             )
         return repo
+
+    def _definitions_clone(self) -> Path:
+        if self._implicit is None:
+            stack = contextlib.ExitStack()
+            clone = stack.enter_context(self.dvc_hook.working_copy())
+            weakref.finalize(self, stack.close)  # the clone goes with the hook (a task's process)
+            self._implicit = self._checked((clone / self.repo_subdir).resolve())
+        return self._implicit
+
+    @contextlib.contextmanager
+    def feature_repo(self, *, data: bool = True) -> Iterator[Path]:
+        """The feature repository for the ``with`` block, with its file sources' data (re-entrant).
+
+        Per task (``extra.dvc_conn_id`` names a per-task DVC connection): a clone of the data repository for the
+        block (``DvcHook.working_copy``), ``data_paths`` pulled into it (``data=False``: definitions only, e.g.
+        for registry look-ups), ``repo_path`` pointing at ``<clone>/<repo_subdir>``; the clone is removed when the
+        block exits. Open stores inside the block. Otherwise: the fixed repository (nothing is cloned or pulled).
+        """
+        if not self.per_task or self._scoped is not None:
+            yield self.repo_path
+            return
+        dvc = self.dvc_hook
+        explicit = self.data_paths
+        with dvc.working_copy(*(explicit or ()) if data else ()) as clone:
+            repo = self._checked((clone / self.repo_subdir).resolve())
+            self._scoped = repo
+            try:
+                if data and explicit is None:
+                    derived = _feast_repo.source_data_paths(self.get_store(), clone, self.repo_subdir,
+                                                            self.feast_conn_id)
+                    self.log.info("pulling the DVC paths the file sources read: %s", derived)
+                    with dvc.working_copy(*derived):  # re-entrant: pulls into this clone
+                        pass
+                yield repo
+            finally:
+                self._scoped = None
 
     @cached_property
     def config_file(self) -> str:
@@ -196,7 +299,11 @@ class FeastHook(BaseHook):
         except (OSError, ValueError, pa.ArrowException) as err:
             raise FeatureStoreError(
                 f"feature view {view.name}: cannot open its offline source {uri}: {err}; check the FileSource path "
-                f"in the feature repository {self.repo_path} (and that the data version is checked out there)"
+                f"in the feature repository {self.repo_path} (and that the data version is checked out there"
+                + (f"; the task pulled the DVC paths {self.data_paths or 'derived from the sources'} of connection "
+                   f"{self.dvc_conn_id!r}: add this source's to extra.data_paths" if self.per_task else
+                   "; with no shared disk set extra.dvc_conn_id so each task clones the data repository")
+                + ")"
             ) from err
         to_source = {v: k for k, v in (source.field_mapping or {}).items()}  # feature name -> source column
         keys = [to_source.get(c.name, c.name) for c in view.entity_columns]
@@ -237,7 +344,7 @@ class FeastHook(BaseHook):
         if horizon_end is not None and horizon_end > end:
             later = (pc.field(ts) >= bound(end)) & (pc.field(ts) < bound(horizon_end))
             try:
-                drop = _keys_seen_later(dataset.to_batches(columns=keys, filter=later), frame, keys)
+                drop = keys_seen_later(dataset.to_batches(columns=keys, filter=later), frame, keys)
             except (OSError, pa.ArrowException) as err:
                 raise FeatureStoreError(
                     f"feature view {view.name}: the offline source {uri} has an unreadable file ({err}); nothing was "
@@ -246,69 +353,16 @@ class FeastHook(BaseHook):
                 ) from err
             skipped = int(drop.sum())
             frame = frame[~drop]
-        with _gc_paused():
+        with gc_paused():
             for begin in range(0, len(frame), batch):
                 store.write_to_online_store(view.name, df=frame.iloc[begin : begin + batch], allow_registry_cache=True)
         return {"rows_read": rows_read, "entities_written": len(frame), "skipped_newer": skipped}
 
     def test_connection(self) -> tuple[bool, str]:
         try:
-            store = self.get_store()
-            views = [fv.name for fv in store.list_feature_views()]
+            with self.feature_repo(data=False):
+                store = self.get_store()
+                views = [fv.name for fv in store.list_feature_views()]
         except Exception as err:  # noqa: BLE001
             return False, str(err)
         return True, f"project {store.project}: feature views {views}"
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while one window's rows become protobufs and online-store rows.
-
-    The conversion allocates a few objects per feature value and no reference cycles; every allocation burst
-    triggers collections that walk the whole heap of the task process (Airflow and Feast imports included), which
-    cost a quarter of the CPU time of a window in our benchmark. Reference counting still frees everything; the
-    collector is back on (if it was on) when the window is written, also on error.
-    """
-    import gc
-
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _keys_seen_later(batches: Any, frame: Any, keys: list[str]) -> Any:
-    """Boolean mask over ``frame``: entities that also occur in ``batches`` (the rows after this window).
-
-    Only this window's entities are looked for, and the scan stops as soon as every one of them was seen later
-    (with data in time order, usually a few days into the rest of the interval): memory is bounded by the
-    window's entities and the time by how soon they come back, not by the length of the rest of the interval.
-    One join key (the common case) stays in Arrow; several go through pandas.
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if len(keys) == 1:
-        wanted = pa.array(frame[keys[0]].to_numpy())
-        remaining = pc.unique(wanted)
-        for record_batch in batches:
-            column = record_batch.column(0).cast(remaining.type)
-            found = pc.unique(column.filter(pc.is_in(column, value_set=remaining)))
-            if len(found):
-                remaining = remaining.filter(pc.invert(pc.is_in(remaining, value_set=found)))
-                if len(remaining) == 0:
-                    break
-        seen = pc.invert(pc.is_in(wanted, value_set=remaining))
-        return np.asarray(seen.to_numpy(zero_copy_only=False), dtype=bool)
-    remaining_set = set(frame[keys].itertuples(index=False, name=None))
-    for record_batch in batches:
-        part = record_batch.to_pandas()
-        remaining_set -= set(part[keys].itertuples(index=False, name=None))
-        if not remaining_set:
-            break
-    return np.asarray([row not in remaining_set for row in frame[keys].itertuples(index=False, name=None)],
-                      dtype=bool)

@@ -41,14 +41,16 @@ class FeastApplyOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
         command = "plan" if self.plan_only else "apply"
-        output = hook.plan() if self.plan_only else hook.apply()
+        with hook.feature_repo() as repo:  # per task: a clone of the data repository (apply may read the sources)
+            output = hook.plan() if self.plan_only else hook.apply()
+        repo_name = str(repo) if not hook.per_task else f"{hook.dvc_hook.settings.repo_url}:{hook.repo_subdir}"
         lines = [line.rstrip() for line in output.strip().splitlines() if line.strip()]
         for line in lines:
             self.log.info("feast: %s", line)
         markers = ("Created", "Deleted", "Updated", "+", "-", "~")
         changes = [ln.strip() for ln in lines if ln.strip().startswith(markers)]
-        result = {"repo_path": str(hook.repo_path), "command": command, "changes": changes[:200]}
+        result = {"repo_path": repo_name, "command": command, "changes": changes[:200]}
         if not self.plan_only:
             announce(self, context, {**result, "changes": len(changes)})
-        log_summary(self.log, f"feast-{command}", repo=hook.repo_path, changes=len(changes))
+        log_summary(self.log, f"feast-{command}", repo=repo_name, changes=len(changes))
         return result

@@ -203,13 +203,8 @@ class FeastMaterializeOperator(BaseOperator):
             )
         return plan_windows(self.start, self.end, overlap=self.overlap, max_window=timedelta(days=36500))[0]
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        window = self._window()
-        start = parse_instant(window["start"], "window start")
-        end = parse_instant(window["end"], "window end")
-        horizon = parse_instant(window.get("interval_end") or window["end"], "interval end")
-        hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
-        store = hook.get_store()
+    def _materialize(self, hook: FeastHook, store: Any, window: dict[str, Any], start: datetime, end: datetime,
+                     horizon: datetime) -> tuple[list[dict[str, Any]], list[str]]:
         views = (
             self.feature_views
             or window.get("feature_views")
@@ -229,6 +224,17 @@ class FeastMaterializeOperator(BaseOperator):
                 ) from err
             done.append(facts)
             self.log.info("materialised %s: %s", name, facts)
+        return done, list(views)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        window = self._window()
+        start = parse_instant(window["start"], "window start")
+        end = parse_instant(window["end"], "window end")
+        horizon = parse_instant(window.get("interval_end") or window["end"], "interval end")
+        hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
+        with hook.feature_repo():  # per task: the data repository cloned for this task, its file sources pulled
+            store = hook.get_store()
+            done, views = self._materialize(hook, store, window, start, end, horizon)
         result = {
             "project": store.project,
             "feature_views": list(views),

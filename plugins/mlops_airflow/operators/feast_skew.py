@@ -178,6 +178,11 @@ class FeatureSkewCheckOperator(BaseOperator):
         return online == offline
 
     def execute(self, context: Context) -> dict[str, Any]:
+        hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
+        with hook.feature_repo():  # per task: the data repository cloned for this task, its file sources pulled
+            return self._check(hook, context)
+
+    def _check(self, hook: FeastHook, context: Context) -> dict[str, Any]:
         import json
 
         import pandas as pd
@@ -186,7 +191,6 @@ class FeatureSkewCheckOperator(BaseOperator):
         from mlops_airflow.links.mlflow import EvidenceLink
         from mlops_airflow.operators._common import run_uri
 
-        hook = FeastHook(feast_conn_id=self.feast_conn_id, repo_path=self.repo_path)
         store = hook.get_store()
         by_view = self._refs_by_view(hook, store)
         views = [store.get_feature_view(name) for name in by_view]

@@ -208,6 +208,10 @@ class FeastTrainingSetOperator(BaseOperator):
         return {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None}
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with self.feast_hook.feature_repo():  # per task: the data repository cloned for this task, sources pulled
+            return self._build()
+
+    def _build(self) -> dict[str, Any]:
         import pandas as pd
 
         version = as_dict(self.dataset_version, "dataset_version")
