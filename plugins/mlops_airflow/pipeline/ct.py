@@ -231,7 +231,7 @@ def continuous_training(spec: ModelSpec, *, group_id: str | None = None, data_ro
         last = [drift]
         if spec.holdout is not None:
             last.append(_evaluation_stages(spec, pull, prefix, root, base_dir, register, dataset, drift,
-                                           approval_gate, PromoteModelOperator))
+                                           approval_gate, PromoteModelOperator, ts_output))
 
         @task(task_id="summarize", retries=2, trigger_rule="none_failed")
         def summarize(ti: Any = None) -> dict:
@@ -287,7 +287,8 @@ def _feast_stages(spec: ModelSpec, pull: Any, root: str, dataset: Any, version: 
 
 
 def _evaluation_stages(spec: ModelSpec, pull: Any, prefix: str, root: str, base_dir: str | None, register: Any,
-                       dataset: Any, drift: Any, approval_gate: Any, promote_cls: Any) -> Any:
+                       dataset: Any, drift: Any, approval_gate: Any, promote_cls: Any,
+                       training_set: Any = None) -> Any:
     """has challenger -> holdout -> evaluate -> approve -> promote; returns the promotion task."""
     from mlops_airflow.operators.evaluation import EvaluateChallengerOperator
     from mlops_airflow.storage import join
@@ -324,7 +325,8 @@ def _evaluation_stages(spec: ModelSpec, pull: Any, prefix: str, root: str, base_
     alias = "{{ params.promote_to | default('champion') }}"
     approve = approval_gate(  # [mlops] approval_policy: hitl (default) | auto (the local demo), or the spec's
         task_id="approve_promotion", model_name=spec.name, version=register.output, verdict=evaluate.output,
-        dataset_version=dataset, drift=drift.output, alias=alias, policy=spec.approval_policy,
+        dataset_version=dataset, drift=drift.output, training_set=training_set, alias=alias,
+        policy=spec.approval_policy,  # the training set: its window, rows and hash are shown to the approver
     )
     promote = promote_cls(
         task_id="promote_model", model_name=spec.name, version=register.output, approval=approve.output,

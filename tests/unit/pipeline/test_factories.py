@@ -64,6 +64,9 @@ def test_full_spec_builds_the_reference_loop_prefixed_in_a_group(tmp_path):
     assert register.max_metrics == {"val_rmse": 70} and evaluate.max_metrics == {"rmse": 70}
     assert evaluate.primary_metric == "rmse" and evaluate.label_column == "y"
     assert dag.get_task("m1_ct.train_model").entrypoint == "pkg.train:main"
+    # The approver sees the training set (window, rows, hash): the gate reads the training-set task's XCom.
+    approve = dag.get_task("m1_ct.approve_promotion")
+    assert approve.training_set.operator is ts
 
 
 @pytest.mark.unit
