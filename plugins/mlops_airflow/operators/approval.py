@@ -192,13 +192,18 @@ class ModelApprovalOperator(_GateInputs, ApprovalOperator):
         kwargs.setdefault("defaults", [REJECT])  # no answer in time = rejected, nothing promoted
         if users:
             kwargs.setdefault("assigned_users", [{"id": u, "name": u} for u in users])
-        params = dict(kwargs.pop("params", None) or {})
+        given = kwargs.pop("params", None) or {}
+        # Airflow merges the DAG's params into every task's (here, and again later with their source reset): the
+        # form asks only for the task's own (source "task"), i.e. the reason and any the caller passed.
+        source = getattr(given, "get_param", None)
+        own = {k for k in given if source is None or getattr(source(k), "source", None) != "dag"}
+        params = {k: (source(k) if source else v) for k, v in given.items()}
         params.setdefault("reason", Param(None, type=["null", "string"], title="Reason",
                                           description="Why you approve or reject. Required to reject: recorded in "
                                                       "the promotion ledger and on the models page."))
-        self._form_params = tuple(params)  # the form asks only these (not the DAG run's params)
         super().__init__(subject=subject or f"Promote {inputs['model_name']} to {inputs['alias']}", params=params,
                          **kwargs)
+        self._form_params = frozenset(own | {"reason"})
         for name, value in inputs.items():
             setattr(self, name, value)
 

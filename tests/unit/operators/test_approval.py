@@ -306,12 +306,12 @@ def test_hitl_request_is_assigned_asks_a_reason_and_rejects_on_timeout(monkeypat
     assert gate.assigned_users == [{"id": "alice", "name": "alice"}, {"id": "bob", "name": "bob"}]
     assert gate.defaults == ["Reject"] and gate.response_timeout == timedelta(hours=12)
     assert "reason" in gate.serialized_params
-    # At run time the task's params also hold the DAG's params: the form still asks only for the reason.
-    from airflow.sdk import Param
-    from airflow.sdk.definitions.param import ParamsDict
+    # The task's params also hold the DAG's params (Airflow merges them): the form still asks only for the reason.
+    from airflow.sdk import DAG, Param
 
-    gate.params = ParamsDict({**{k: gate.params.get_param(k) for k in gate.params}, "day": Param("2026-11-20")})
-    assert set(gate.serialized_params) == {"reason"}
+    with DAG("d_hitl", schedule=None, params={"day": Param(None, type=["null", "string"])}):  # merged at init too
+        in_dag = approval_gate(task_id="gate", model_name="churn", version="2", verdict=VERDICT, policy="hitl")
+    assert set(in_dag.serialized_params) == {"reason"}
     monkeypatch.setenv("AIRFLOW__MLOPS__APPROVERS", "")
     assert ModelApprovalOperator(task_id="g2", model_name="m", version="2", verdict=VERDICT).assigned_users is None
 
