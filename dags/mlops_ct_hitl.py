@@ -21,13 +21,13 @@ import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.configuration import conf
 from airflow.sdk import DAG, Param
+from mlops_airflow import storage
 from mlops_airflow.pipeline import continuous_training, load_spec
 
 CHURN = load_spec(Path(__file__).with_name("model_specs.py"), "CHURN")
 SPEC = dataclasses.replace(CHURN, name=f"{CHURN.name}_hitl", approval_policy="hitl")
-DATA_ROOT = f"{conf.get('mlops', 'data_root', fallback='/tmp/mlops-data')}/hitl"
+DATA_ROOT = storage.join(storage.data_root(), "hitl")
 
 with DAG(
     dag_id="mlops_continuous_training_hitl",

@@ -33,6 +33,18 @@ def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def require_chromium() -> str:
+    """The Chromium executable; skip (fail under MLOPS_REQUIRE_SERVICES=1, as in CI) when it is not installed."""
+    import pytest
+    from conftest import REQUIRE_SERVICES
+
+    binary = find_chromium()
+    if binary:
+        return binary
+    msg = "headless Chromium is not installed (Debian: apt-get install -y chromium)"
+    pytest.fail(msg) if REQUIRE_SERVICES else pytest.skip(msg)
+
+
 class Browser:
     """One headless Chromium and its first tab. Use as a context manager (the process and profile are removed).
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REQUIRE_SERVICES, ROOT
-from integration._cdp import Browser, CdpError, find_chromium
+from conftest import ROOT
+from integration._cdp import Browser, CdpError, require_chromium
 from integration.test_models_page import _scheduler_module  # one stack module object for all browser tests
 
 # The session stack (when this test starts it: ~5-15 min) and three CT runs of the HITL DAG (two, and one retried).
@@ -50,12 +50,7 @@ REASON = "Holdout gain rests on one drifted day; wait for a second week of label
 WAITING = ("awaiting_input", "deferred")
 
 
-def _chromium() -> str:
-    binary = find_chromium()
-    if binary:
-        return binary
-    msg = "headless Chromium is not installed (Debian: apt-get install -y chromium)"
-    pytest.fail(msg) if REQUIRE_SERVICES else pytest.skip(msg)
+_chromium = require_chromium
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import REQUIRE_SERVICES, ROOT
-from integration._cdp import Browser, find_chromium
+from conftest import ROOT
+from integration._cdp import Browser, require_chromium
 from integration.test_models_page import _scheduler_module  # one stack module object for both files
 
 pytestmark = [pytest.mark.integration]
@@ -38,12 +38,7 @@ FORMS = {
 }
 
 
-def _chromium() -> str:
-    binary = find_chromium()
-    if binary:
-        return binary
-    msg = "headless Chromium is not installed (Debian: apt-get install -y chromium)"
-    pytest.fail(msg) if REQUIRE_SERVICES else pytest.skip(msg)
+_chromium = require_chromium
 
 
 @pytest.fixture
